@@ -1,0 +1,5 @@
+"""Allows `python -m publisher`."""
+
+from publisher.cli.main import main
+
+raise SystemExit(main())

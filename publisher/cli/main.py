@@ -1,0 +1,109 @@
+"""`publisher` entry point: global options, sub-command dispatch, and the error edge.
+
+Each sub-command lives in its own module of this package exposing `register(subparsers)`; the
+parser it adds sets `handler(args, ctx) -> int`. Domain errors become one `Error: …` line and an
+exit code here, and only here; usage errors exit 2 (argparse's own convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from publisher import __version__
+from publisher.clock import Clock
+from publisher.config import Settings
+from publisher.errors import PublisherError
+
+COMMANDS = ("check", "build", "digest", "subscribers", "status", "run", "serve")
+
+log = logging.getLogger("publisher")
+
+
+@dataclass
+class Context:
+    """What every command receives: the settings (read once, on first use) and the clock."""
+
+    config_path: Path | None
+    verbosity: int
+    log_format: str
+    _settings: Settings | None = field(default=None, repr=False)
+    _clock: Clock | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from publisher.config import load_settings
+
+            self._settings = load_settings(self.config_path)
+        return self._settings
+
+    @property
+    def clock(self) -> Clock:
+        if self._clock is None:
+            from publisher.clock import from_environment
+
+            self._clock = from_environment()
+        return self._clock
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # argparse's convention: usage errors exit 2, with the usage line first.
+        self.print_usage(sys.stderr)
+        self.exit(2, f"Error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="publisher",
+        description="Publish the articles in seeds/ as Atom, RSS and JSON feeds, web pages and an "
+        "email digest.",
+    )
+    parser.add_argument("--version", action="version", version=f"publisher {__version__}")
+    parser.add_argument(
+        "--config", type=Path, metavar="PATH", help="settings file (default: ./publisher.toml if present)"
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="say more (repeat for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="log lines as text or JSON lines"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        module = importlib.import_module(f"publisher.cli.{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    verbosity = -1 if args.quiet else args.verbose
+    from publisher import logs
+
+    logs.setup(verbosity, args.log_format)
+    ctx = Context(config_path=args.config, verbosity=verbosity, log_format=args.log_format)
+    try:
+        result: int = args.handler(args, ctx)
+        return result
+    except PublisherError as exc:
+        print(f"Error: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,16 @@
+"""`publisher subscribers`: not written yet."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("subscribers", help="(not available yet)", description="Not available yet.")
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace, ctx: Any) -> int:
+    print("publisher subscribers: not available in this release yet")
+    return 1

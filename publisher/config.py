@@ -1,0 +1,273 @@
+"""Configuration: one typed settings model read from a TOML file.
+
+Precedence is defaults < config file < environment (secrets only) < command-line flags (applied by
+the CLI with `Settings.model_copy`). Unknown keys are errors, relative paths resolve against the
+folder of the config file, and every problem is reported as one line naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import tzinfo
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from publisher.errors import ConfigError
+
+DEFAULT_CONFIG = "publisher.toml"
+
+# BCP 47 in the shape feeds and HTML need: "en", "en-GB", "pt-BR", "zh-Hant-TW"; never "en_US".
+_BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?(-[A-Za-z0-9]{5,8})*$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class SiteSettings(_Section):
+    """Who publishes, where, and in which language and timezone."""
+
+    title: str = Field(
+        "Example News", min_length=1, description="The site's name, used in feeds, pages, mail."
+    )
+    base_url: str = Field(
+        "https://news.example.org/",
+        description="Absolute http(s) URL where feeds/ is served; every link is made absolute from it.",
+    )
+    author: str = Field("Example Newsroom", min_length=1, description="Default author of every article.")
+    language: str = Field("en", description="BCP 47 language tag, e.g. en or en-GB.")
+    timezone: str = Field("UTC", description="IANA timezone: dates without a time are midnight here.")
+    description: str = Field("", description="One sentence about the site, for feeds and pages.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _absolute_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http:// or https:// URL")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or fragment")
+        path = parts.path if parts.path.endswith("/") else parts.path + "/"
+        return f"{parts.scheme}://{parts.netloc}{path}"
+
+    @field_validator("language")
+    @classmethod
+    def _bcp47(cls, value: str) -> str:
+        if not _BCP47.match(value):
+            hint = f" (did you mean {value.replace('_', '-')}?)" if "_" in value else ""
+            raise ValueError(f"{value!r} is not a BCP 47 language tag such as en or en-GB{hint}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r} (use an IANA name such as Europe/Paris)") from None
+        return value
+
+    @property
+    def tz(self) -> tzinfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.base_url).hostname or "localhost"
+
+
+class PathSettings(_Section):
+    """Where articles come from, where output goes, and where state lives."""
+
+    seeds: Path = Field(Path("seeds"), description="Folder of incoming article files (never modified).")
+    feeds: Path = Field(Path("feeds"), description="Folder the feeds and pages are written into.")
+    state: Path = Field(Path("state"), description="Folder holding the SQLite database, lock and outbox.")
+    templates: Path = Field(
+        Path("templates"),
+        description="Folder of Jinja2 templates; files missing there come from the bundled set.",
+    )
+
+
+class IngestSettings(_Section):
+    """Limits applied to each file in seeds/."""
+
+    max_bytes: int = Field(2_000_000, ge=1, description="Files larger than this are rejected unread.")
+    title_max_chars: int = Field(90, ge=20, description="Derived titles are shortened to this length.")
+    summary_max_chars: int = Field(300, ge=40, description="Derived summaries are shortened to this.")
+
+
+class FeedSettings(_Section):
+    """What the feeds and pages hold."""
+
+    entries: int = Field(50, ge=1, le=10_000, description="Entries in atom.xml, rss.xml and feed.json.")
+    archive_size: int = Field(50, ge=1, le=10_000, description="Entries per RFC 5005 archive document.")
+    index_entries: int = Field(30, ge=1, description="Articles listed on index.html.")
+
+
+class DigestSettings(_Section):
+    """The email digest: its schedule, its look and its sender."""
+
+    schedule: str = Field("0 8 * * 1", description="Cron expression (site timezone) for the digest.")
+    grace_period: float = Field(
+        6 * 3600, ge=0, description="Seconds after a missed digest time in which it is still sent."
+    )
+    subject: str = Field(
+        "{{ site.title }}: {{ count }} new article{{ 's' if count != 1 else '' }}",
+        description="Jinja2 template for the subject line.",
+    )
+    from_name: str = Field("Example News", description="Display name in From.")
+    from_address: str = Field("news@news.example.org", description="Address in From.")
+    reply_to: str | None = Field(None, description="Optional Reply-To address.")
+    unsubscribe_mailto: str = Field(
+        "unsubscribe@news.example.org", description="Address for the mailto: List-Unsubscribe."
+    )
+    postal_address: str = Field("Example Newsroom, 1 Example Street, Exampletown", description="Footer.")
+    backfill: int = Field(0, ge=0, description="Articles the very first digest includes (0: none).")
+    max_bytes: int = Field(100_000, ge=10_000, description="Whole-message size cap (Gmail clips ~102 KB).")
+
+
+class DeliverySettings(_Section):
+    """How digests leave the machine."""
+
+    transport: Literal["outbox", "smtp"] = Field("outbox", description="outbox: Maildir in state/.")
+    concurrency: int = Field(4, ge=1, le=64, description="Concurrent SMTP connections.")
+    rate_limit: float = Field(0, ge=0, description="Messages per second at most (0: no limit).")
+    max_attempts: int = Field(5, ge=1, description="Attempts per message before it is marked failed.")
+    retry_backoff: float = Field(2.0, ge=0, description="Seconds before the first retry; doubles each time.")
+    bounce_after: int = Field(3, ge=1, description="Permanent failures before a subscriber is bounced.")
+
+
+class SmtpSettings(_Section):
+    """The SMTP server used when delivery.transport is smtp."""
+
+    host: str = Field("127.0.0.1", description="SMTP server host.")
+    port: int = Field(25, ge=1, le=65535, description="SMTP server port.")
+    security: Literal["none", "starttls", "tls"] = Field("none", description="Transport security.")
+    username: str | None = Field(None, description="Login name (password from the environment).")
+    password_env: str = Field(
+        "PUBLISHER_SMTP_PASSWORD", description="Environment variable holding the SMTP password."
+    )
+    timeout: float = Field(30.0, gt=0, description="Seconds before a silent server is given up on.")
+
+    @property
+    def password(self) -> str | None:
+        return os.environ.get(self.password_env)
+
+
+class DaemonSettings(_Section):
+    """`publisher run`: watching and scheduling."""
+
+    watch: Literal["events", "poll"] = Field("events", description="Filesystem events or polling.")
+    poll_interval: float = Field(1.0, gt=0, description="Seconds between polls when watch = poll.")
+    settle: float = Field(0.3, ge=0, description="A file must be unchanged this long before it is read.")
+    serve: bool = Field(False, description="Also serve feeds/ over HTTP inside `publisher run`.")
+
+
+class ServeSettings(_Section):
+    """`publisher serve`: HTTP for feeds/, subscribe and unsubscribe."""
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8080, ge=1, le=65535, description="Port to listen on.")
+    secret_env: str = Field(
+        "PUBLISHER_SECRET", description="Environment variable holding the token-signing secret."
+    )
+
+
+class Settings(BaseModel):
+    """Everything publisher can be told. `base_dir` is the folder relative paths resolve against."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    site: SiteSettings = SiteSettings()
+    paths: PathSettings = PathSettings()
+    ingest: IngestSettings = IngestSettings()
+    feed: FeedSettings = FeedSettings()
+    digest: DigestSettings = DigestSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    smtp: SmtpSettings = SmtpSettings()
+    daemon: DaemonSettings = DaemonSettings()
+    serve: ServeSettings = ServeSettings()
+    base_dir: Annotated[Path, Field(exclude=True)] = Path()
+    source: Annotated[Path | None, Field(exclude=True)] = None
+
+    @model_validator(mode="after")
+    def _resolve_paths(self) -> Settings:
+        base = self.base_dir.resolve()
+        resolved = {name: (base / value).resolve() for name, value in self.paths.model_dump().items()}
+        object.__setattr__(self, "paths", PathSettings(**resolved))
+        object.__setattr__(self, "base_dir", base)
+        return self
+
+    @property
+    def seeds_dir(self) -> Path:
+        return self.paths.seeds
+
+    @property
+    def feeds_dir(self) -> Path:
+        return self.paths.feeds
+
+    @property
+    def state_dir(self) -> Path:
+        return self.paths.state
+
+    @property
+    def db_path(self) -> Path:
+        return self.paths.state / "publisher.sqlite3"
+
+    @property
+    def secret(self) -> str | None:
+        """The token-signing secret from the environment, or None (then one is kept in state/)."""
+        return os.environ.get(self.serve.secret_env) or None
+
+
+def _format_error(origin: str, error: Any) -> str:
+    loc = ".".join(str(part) for part in error["loc"]) or "(file)"
+    message = str(error["msg"])
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    message = message.removeprefix("Value error, ")
+    return f"{origin}: {loc}: {message}"
+
+
+def load_settings(path: Path | None = None, *, required: bool | None = None) -> Settings:
+    """Read the settings from `path` (default `./publisher.toml`).
+
+    Without an explicit path and without `publisher.toml` in the current folder, the embedded
+    defaults serve (relative paths then resolve against the current folder). An explicit path that
+    does not exist is an error.
+    """
+    explicit = path is not None
+    config_path = Path(path) if path is not None else Path(DEFAULT_CONFIG)
+    if required is None:
+        required = explicit
+    if not config_path.exists():
+        if required:
+            raise ConfigError(f"{config_path}: no such configuration file")
+        return Settings(base_dir=Path.cwd())
+    origin = str(config_path)
+    try:
+        raw = config_path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{origin}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{origin}: not UTF-8 (byte offset {exc.start})") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{origin}: invalid TOML: {exc}") from exc
+    for key in ("base_dir", "source"):
+        if key in data:
+            raise ConfigError(f"{origin}: {key}: unknown key")
+    try:
+        return Settings(**data, base_dir=config_path.resolve().parent, source=config_path.resolve())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(_format_error(origin, first)) from exc

@@ -1,0 +1,268 @@
+"""Ingest: the door every article comes through. Files in seeds/ in; `Article`s and `Problem`s out.
+
+Nothing here ever writes to seeds/. One bad file never stops the others: each problem becomes a
+`Problem` line naming the file and the field. Which files are looked at:
+- `.txt` (the plain-text format) and `.md` / `.markdown` (Markdown with YAML front matter);
+- sub-folders are read too (a writer may sort by year or desk), except hidden ones;
+- hidden files, editor swap/backup/lock files and partial downloads are ignored silently;
+- symbolic links are followed only when they lead to a file inside seeds/; others are refused;
+- anything else that is not a regular file (a FIFO, a socket) is refused without being opened.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+
+from publisher.config import Settings
+from publisher.ingest import markdown, plaintext
+from publisher.ingest.decode import DecodeProblem, decode
+from publisher.ingest.fields import FieldProblem, FieldProblems, Fields
+from publisher.ingest.text import content_hash, paragraphs_html, story_hash
+from publisher.models import Article, Problem
+
+TEXT_SUFFIXES = (".txt",)
+MARKDOWN_SUFFIXES = (".md", ".markdown")
+_MAX_DEPTH = 16
+# Editors and downloaders leave these beside real files: vim (.swp, 4913), emacs (#x#, x~), Office
+# (~$x), and partial downloads/copies.
+_JUNK = re.compile(
+    r"(~$|^#.*#$|^~\$|\.(sw[a-p]|tmp|temp|bak|orig|part|partial|crdownload|download|kate-swp)$|^4913$)",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SeedFile:
+    """A candidate article file found by `scan`."""
+
+    path: Path  # absolute, symlinks resolved
+    rel: str  # relative to seeds/, forward slashes: the article's `source`
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class IngestResult:
+    articles: list[Article] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    invalid: set[str] = field(default_factory=set)  # rel paths present but rejected
+    files: int = 0
+
+    @property
+    def rejected(self) -> int:
+        return len(self.invalid)
+
+
+class ParseCache(Protocol):
+    """Remembers parsed articles by path, size and modification time (see store.cache)."""
+
+    def get(self, seed: SeedFile) -> tuple[Article, list[Problem]] | None: ...
+
+    def put(self, seed: SeedFile, article: Article, warnings: list[Problem]) -> None: ...
+
+
+def display(settings: Settings, rel: str) -> str:
+    """How a file is named in messages: `seeds/x.md`."""
+    return f"{settings.seeds_dir.name}/{rel}"
+
+
+def is_ignored(name: str) -> bool:
+    """Hidden, temporary and editor files: never articles, never mentioned."""
+    return name.startswith(".") or bool(_JUNK.search(name))
+
+
+def is_candidate(name: str) -> bool:
+    return not is_ignored(name) and name.lower().endswith(TEXT_SUFFIXES + MARKDOWN_SUFFIXES)
+
+
+def scan(settings: Settings) -> tuple[list[SeedFile], list[Problem]]:
+    """Every candidate file under seeds/, sorted by path, and problems with what was refused."""
+    root = settings.seeds_dir
+    problems: list[Problem] = []
+    if not root.is_dir():
+        problems.append(Problem(str(root), "", "the seeds folder does not exist"))
+        return [], problems
+    real_root = Path(os.path.realpath(root))
+    files = sorted(_walk(root, real_root, "", 0, problems, settings), key=lambda f: f.rel)
+    return files, problems
+
+
+def _walk(
+    folder: Path, real_root: Path, prefix: str, depth: int, problems: list[Problem], settings: Settings
+) -> Iterator[SeedFile]:
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        problems.append(Problem(display(settings, prefix or "."), "", f"cannot read folder: {exc.strerror}"))
+        return
+    for entry in entries:
+        name = entry.name
+        if is_ignored(name):
+            continue
+        rel = f"{prefix}{name}"
+        shown = display(settings, rel)
+        try:
+            if entry.is_symlink():
+                target = Path(os.path.realpath(entry.path))
+                if not target.is_relative_to(real_root):
+                    problems.append(Problem(shown, "", "symbolic link leads outside seeds/; refused"))
+                    continue
+                if target.is_dir():
+                    problems.append(Problem(shown, "", "symbolic link to a folder; not followed", "warning"))
+                    continue
+            if entry.is_dir(follow_symlinks=False):
+                if depth >= _MAX_DEPTH:
+                    problems.append(Problem(shown, "", "folder nested too deep; not read", "warning"))
+                    continue
+                yield from _walk(Path(entry.path), real_root, rel + "/", depth + 1, problems, settings)
+                continue
+            info = entry.stat(follow_symlinks=True)
+        except FileNotFoundError:
+            if entry.is_symlink():
+                problems.append(Problem(shown, "", "broken symbolic link; refused"))
+            continue  # removed while we looked: nothing to report
+        except OSError as exc:
+            problems.append(Problem(shown, "", f"cannot read: {exc.strerror}"))
+            continue
+        if not name.lower().endswith(TEXT_SUFFIXES + MARKDOWN_SUFFIXES):
+            problems.append(
+                Problem(shown, "", "not an article file (.txt, .md or .markdown); ignored", "warning")
+            )
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            problems.append(Problem(shown, "", "not a regular file; refused"))
+            continue
+        yield SeedFile(Path(os.path.realpath(entry.path)), rel, info.st_size, info.st_mtime_ns)
+
+
+def read_limited(seed: SeedFile, limit: int) -> bytes:
+    """Read at most limit + 1 bytes, so a file that grows after `scan` is still caught."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(seed.path, flags)
+    try:
+        chunks: list[bytes] = []
+        remaining = limit + 1
+        while remaining > 0:
+            chunk = os.read(fd, min(remaining, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def parse_file(seed: SeedFile, settings: Settings) -> tuple[Article | None, list[Problem]]:
+    """Read, decode, parse and validate one file. Never raises for anything in the file."""
+    shown = display(settings, seed.rel)
+    limit = settings.ingest.max_bytes
+    if seed.size > limit:
+        return None, [Problem(shown, "", f"too large: {seed.size} bytes (limit {limit}, ingest.max_bytes)")]
+    try:
+        data = read_limited(seed, limit)
+    except OSError as exc:
+        return None, [Problem(shown, "", f"cannot read: {exc.strerror or exc}")]
+    if len(data) > limit:
+        return None, [Problem(shown, "", f"too large: more than {limit} bytes (ingest.max_bytes)")]
+    try:
+        text, notes = decode(data)
+    except DecodeProblem as exc:
+        return None, [Problem(shown, "", str(exc))]
+    problems = [Problem(shown, "", note, "warning") for note in notes]
+    tz = ZoneInfo(settings.site.timezone)
+    limits = {"title_max": settings.ingest.title_max_chars, "summary_max": settings.ingest.summary_max_chars}
+    try:
+        if seed.rel.lower().endswith(MARKDOWN_SUFFIXES):
+            fields = markdown.parse(text, tz, settings.site.base_url, **limits)
+            kind = "markdown"
+        else:
+            fields = plaintext.parse(text, tz, **limits)
+            kind = "text"
+    except FieldProblem as exc:
+        return None, [*problems, Problem(shown, exc.field, exc.message)]
+    except FieldProblems as exc:
+        return None, [*problems, *(Problem(shown, p.field, p.message) for p in exc.problems)]
+    try:
+        article = _article(seed.rel, kind, fields)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            problems.append(Problem(shown, loc, str(err["msg"]).removeprefix("Value error, ")))
+        return None, problems
+    return article, problems
+
+
+def _article(rel: str, kind: str, fields: Fields) -> Article:
+    body_html = fields.body_html if fields.body_html is not None else paragraphs_html(fields.paragraphs)
+    return Article.model_validate(
+        {
+            "source": rel,
+            "format": kind,
+            "title": fields.title,
+            "date": fields.date,
+            "author": fields.author,
+            "tags": tuple(fields.tags),
+            "summary": fields.summary,
+            "body_html": body_html,
+            "paragraphs": tuple(fields.paragraphs),
+            "explicit_id": fields.explicit_id,
+            "draft": fields.draft,
+            "story_hash": story_hash(fields.paragraphs or [body_html]),
+            "content_hash": content_hash(
+                title=fields.title,
+                date=fields.date,
+                author=fields.author,
+                tags=fields.tags,
+                summary=fields.summary,
+                body_html=body_html,
+            ),
+        }
+    )
+
+
+def ingest(settings: Settings, cache: ParseCache | None = None) -> IngestResult:
+    """Scan seeds/ and parse every candidate (from the cache when the file is unchanged)."""
+    files, problems = scan(settings)
+    result = IngestResult(problems=problems, files=len(files))
+    for seed in files:
+        cached = cache.get(seed) if cache is not None else None
+        article: Article | None
+        if cached is not None:
+            article, warnings = cached
+        else:
+            article, warnings = parse_file(seed, settings)
+            if article is not None and cache is not None:
+                cache.put(seed, article, warnings)
+        result.problems.extend(warnings)
+        if article is None:
+            result.invalid.add(seed.rel)
+        else:
+            result.articles.append(article)
+    return result
+
+
+def duplicates(articles: Iterable[Article], settings: Settings) -> list[Problem]:
+    """Files whose story text repeats an earlier file's (by path): reported, not published."""
+    first: dict[str, str] = {}
+    problems = []
+    for article in sorted(articles, key=lambda a: a.source):
+        earlier = first.setdefault(article.story_hash, article.source)
+        if earlier != article.source:
+            problems.append(
+                Problem(
+                    display(settings, article.source),
+                    "",
+                    f"same story text as {display(settings, earlier)}; not published",
+                )
+            )
+    return problems

@@ -1,0 +1,73 @@
+"""YAML front matter: split it off a Markdown file and load it safely (the only home of PyYAML).
+
+Safety: `safe_load` semantics, no aliases at all (a "billion laughs" file is refused at its first
+`*alias`, before anything expands), a size cap, and timestamps left as strings so that the Pydantic
+model, not YAML, decides what a date is (and can say why `2025-02-30` is wrong).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+MAX_FRONT_MATTER = 64 * 1024
+_OPEN = re.compile(r"\A---[ \t]*\n")
+_CLOSE = re.compile(r"^(?:---|\.\.\.)[ \t]*$", re.MULTILINE)
+
+
+class FrontMatterProblem(Exception):
+    """The front matter is missing, too large, not YAML, or not a mapping."""
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader without aliases and without implicit timestamps."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            mark = event.start_mark
+            raise FrontMatterProblem(f"YAML aliases are not allowed (line {mark.line + 1})")
+        return super().compose_node(parent, index)
+
+
+_Loader.yaml_implicit_resolvers = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def split(text: str) -> tuple[str, str, int]:
+    """Return (front matter, body, line number where the body starts)."""
+    opening = _OPEN.match(text)
+    if opening is None:
+        raise FrontMatterProblem("missing: a Markdown article starts with a '---' line")
+    closing = _CLOSE.search(text, opening.end())
+    if closing is None:
+        raise FrontMatterProblem("not closed: no '---' line after the front matter")
+    matter = text[opening.end() : closing.start()]
+    if len(matter) > MAX_FRONT_MATTER:
+        raise FrontMatterProblem(f"larger than {MAX_FRONT_MATTER // 1024} KB")
+    body = text[closing.end() :].lstrip("\n")
+    return matter, body, text.count("\n", 0, closing.end()) + 2
+
+
+def load(matter: str) -> dict[str, Any]:
+    try:
+        data = yaml.load(matter, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
+    except FrontMatterProblem:
+        raise
+    except yaml.MarkedYAMLError as exc:
+        where = f" (line {exc.problem_mark.line + 1})" if exc.problem_mark else ""
+        raise FrontMatterProblem(f"not valid YAML: {exc.problem or exc.context}{where}") from None
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        raise FrontMatterProblem(f"not valid YAML: {exc}") from None
+    if data is None:
+        raise FrontMatterProblem("empty: at least title and date are needed")
+    if not isinstance(data, dict):
+        raise FrontMatterProblem(f"must be a mapping of keys to values, not a {type(data).__name__}")
+    for key in data:
+        if not isinstance(key, str):
+            raise FrontMatterProblem(f"key {key!r} is not text")
+    return data

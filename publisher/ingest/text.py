@@ -1,0 +1,98 @@
+"""Text helpers shared by both formats: paragraphs, page furniture, titles, summaries, hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+_SPACE = re.compile(r"\s+")
+# A sentence ends at . ! or ? (maybe inside a closing quote or bracket) before a space and a capital,
+# a digit or an opening quote. "U.S. and" is not an end: a lower-case word follows.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)\]]?(?=\s+[\"'“‘(\[]?[A-Z0-9À-Ý])")
+_ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "gen", "gov", "sen", "rep", "prof", "u.s", "u.k"}
+# Words a scanned title should not end on when it is cut short.
+_DANGLING = {
+    "a", "an", "the", "and", "or", "but", "of", "to", "in", "on", "at", "by", "for", "with", "from",
+    "as", "that", "which", "who", "is", "are", "was", "were", "be", "its", "their", "his", "her",
+}  # fmt: skip
+
+
+def squash(text: str) -> str:
+    """NFC, one space between words, no leading or trailing space."""
+    return _SPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
+
+
+def split_paragraphs(text: str) -> list[str]:
+    """Blank-line separated blocks, each squashed to one line; empty blocks dropped."""
+    blocks = re.split(r"\n[ \t]*\n", text)
+    return [p for p in (squash(b) for b in blocks) if p]
+
+
+def is_furniture(paragraph: str) -> bool:
+    """An all-capitals line: a cross-link or promotion from the source site, not story text."""
+    letters = [c for c in paragraph if c.isalpha()]
+    return len(letters) >= 8 and not any(c.islower() for c in letters)
+
+
+def lead_sentence(paragraph: str) -> str:
+    start = 0
+    for match in _SENTENCE_END.finditer(paragraph):
+        candidate = paragraph[start : match.end()]
+        last_word = candidate.rstrip("\"'”’)]").rstrip(".!?").rsplit(" ", 1)[-1].lower()
+        if last_word in _ABBREVIATIONS or (len(last_word) == 1 and last_word.isalpha()):
+            continue  # "Dr. Smith", "J. Smith"
+        return paragraph[: match.end()].strip()
+    return paragraph.strip()
+
+
+def shorten(text: str, limit: int) -> str:
+    """Cut at a word boundary to at most `limit` characters (ellipsis included)."""
+    text = squash(text)
+    if len(text) <= limit:
+        return text
+    words = text[: limit - 1].split(" ")
+    if len(words) > 1:
+        words = words[:-1]  # the last word may have been cut in half
+    while len(words) > 3 and words[-1].lower().strip(",;:—–-") in _DANGLING:
+        words.pop()
+    return " ".join(words).rstrip(",;:—–- ") + "…"
+
+
+def derive_title(paragraphs: Sequence[str], limit: int) -> str:
+    """The lead sentence of the first paragraph, without its final full stop, shortened if long."""
+    if not paragraphs:
+        return ""
+    sentence = lead_sentence(paragraphs[0])
+    if sentence.endswith(".") and not sentence.endswith(".."):
+        sentence = sentence[:-1]
+    return shorten(sentence, limit)
+
+
+def derive_summary(paragraphs: Sequence[str], limit: int) -> str:
+    return shorten(paragraphs[0], limit) if paragraphs else ""
+
+
+def paragraphs_html(paragraphs: Iterable[str]) -> str:
+    """Plain text paragraphs as HTML: everything escaped, so no markup is ever live."""
+    return "\n".join(f"<p>{html.escape(p, quote=False)}</p>" for p in paragraphs)
+
+
+def story_hash(paragraphs: Iterable[str]) -> str:
+    """Identifies the story text whatever its file name, line ends or spacing."""
+    normal = "\n\n".join(squash(p).casefold() for p in paragraphs)
+    return hashlib.sha256(normal.encode("utf-8")).hexdigest()
+
+
+def content_hash(
+    *, title: str, date: datetime, author: str | None, tags: Sequence[str], summary: str, body_html: str
+) -> str:
+    """Changes when anything a reader sees changes, and only then."""
+    payload = json.dumps(
+        [title, date.isoformat(), author, list(tags), summary, body_html], ensure_ascii=False
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()

@@ -1,0 +1,53 @@
+"""The pipeline: the one place that sequences the stages (ingest → store → feeds/pages → digest →
+delivery). The CLI and the daemon call these functions and never re-implement the sequence.
+
+Everything below receives `now` (and, for delivery, the transport) from the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from publisher import ingest
+from publisher.config import Settings
+from publisher.models import Article, Problem
+
+log = logging.getLogger("publisher.pipeline")
+
+
+@dataclass
+class CheckReport:
+    """What `publisher check` found: every problem, and counts for the summary line."""
+
+    files: int = 0
+    valid: int = 0
+    drafts: int = 0
+    scheduled: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    articles: list[Article] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        return len({p.path for p in self.problems if p.severity == "error"})
+
+    @property
+    def warnings(self) -> int:
+        return sum(1 for p in self.problems if p.severity == "warning")
+
+
+def check(settings: Settings, now: datetime) -> CheckReport:
+    """Validate every file in seeds/ without writing anything anywhere."""
+    result = ingest.ingest(settings)
+    dupes = ingest.duplicates(result.articles, settings)
+    duplicate_paths = {p.path for p in dupes}
+    articles = [a for a in result.articles if ingest.display(settings, a.source) not in duplicate_paths]
+    return CheckReport(
+        files=result.files,
+        valid=len(articles),
+        drafts=sum(1 for a in articles if a.draft),
+        scheduled=sum(1 for a in articles if not a.draft and a.date > now),
+        problems=sorted([*result.problems, *dupes], key=lambda p: (p.path, p.severity != "error")),
+        articles=articles,
+    )

@@ -1,0 +1,134 @@
+"""The SQLite database in the state folder: opening it, and its versioned schema.
+
+The schema is made of components (articles, subscribers, digests, …), each owned by one module of
+this package that declares `MIGRATIONS: list[str]`, applied in order. The version each component has
+reached is kept in the `schema_versions` table, so a later release appends a migration and the next
+open applies it; a database written by a newer release is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from publisher.errors import StateError
+
+# Components in the order their tables are created. Each names a module of this package.
+COMPONENTS: tuple[str, ...] = ("articles", "subscribers", "digests")
+
+_BOOTSTRAP = """
+CREATE TABLE IF NOT EXISTS schema_versions (
+    component TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+def migrations(component: str) -> list[str]:
+    module = importlib.import_module(f"publisher.store.{component}")
+    found: list[str] = module.MIGRATIONS
+    return found
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open (creating when allowed) the database at `path` and bring its schema up to date."""
+    try:
+        if readonly:
+            if not path.exists():
+                raise StateError(f"{path}: no state database yet (run `publisher build` first)")
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if not readonly:
+            # WAL survives a killed process without losing committed transactions, and lets
+            # `publisher status` read while the daemon writes.
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            migrate(conn)
+    except sqlite3.DatabaseError as exc:
+        raise StateError(f"{path}: not a usable publisher database: {exc}") from exc
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Apply every migration a component has not had yet, each in its own transaction."""
+    conn.executescript(_BOOTSTRAP)
+    for component in COMPONENTS:
+        steps = migrations(component)
+        row = conn.execute("SELECT version FROM schema_versions WHERE component = ?", (component,)).fetchone()
+        current = row[0] if row else 0
+        if current > len(steps):
+            raise StateError(
+                f"state database has {component} schema version {current}, newer than this release "
+                f"knows ({len(steps)})",
+                hint="upgrade publisher or point paths.state at another folder",
+            )
+        for version, script in enumerate(steps[current:], start=current + 1):
+            with transaction(conn):
+                for statement in _statements(script):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_versions (component, version) VALUES (?, ?) "
+                    "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                    (component, version),
+                )
+
+
+def _statements(script: str) -> Iterator[str]:
+    # executescript() would COMMIT our transaction; split on complete statements instead.
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                yield buffer
+            buffer = ""
+    if buffer.strip():
+        yield buffer
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+
+
+def to_db_time(moment: datetime) -> str:
+    """Datetimes are stored as UTC ISO 8601 strings, which sort as text."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def from_db_time(text: str) -> datetime:
+    return datetime.fromisoformat(text)

@@ -1,0 +1,118 @@
+"""Shared fixtures: a throw-away project folder in tmp_path with its own config, seeds/ and state.
+
+Topic-specific fixtures live beside their tests (tests/test_<topic>*.py) or in tests/support/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from publisher.cli.main import main
+from publisher.config import Settings, load_settings
+
+SHARED_SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+SAMPLE = SHARED_SEEDS / "000_57ecf0943ba01667.txt"
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+BASE_CONFIG = """\
+[site]
+title = "Test Gazette"
+base_url = "https://news.example.org/"
+author = "Test Desk"
+language = "en"
+timezone = "Europe/Paris"
+
+[paths]
+seeds = "seeds"
+feeds = "feeds"
+state = "state"
+"""
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class Project:
+    """A publisher project in a temporary folder."""
+
+    root: Path
+    extra_config: str = ""
+
+    @property
+    def seeds(self) -> Path:
+        return self.root / "seeds"
+
+    @property
+    def feeds(self) -> Path:
+        return self.root / "feeds"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "publisher.toml"
+
+    def configure(self, extra: str) -> None:
+        """Append TOML (whole sections) to the base configuration."""
+        self.extra_config += "\n" + textwrap.dedent(extra)
+        self.config_path.write_text(BASE_CONFIG + self.extra_config, encoding="utf-8")
+
+    def settings(self) -> Settings:
+        return load_settings(self.config_path)
+
+    def seed(self, name: str, content: str | bytes) -> Path:
+        path = self.seeds / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str):
+            path.write_text(textwrap.dedent(content), encoding="utf-8")
+        else:
+            path.write_bytes(content)
+        return path
+
+    def cli(self, *args: str, now: datetime | None = NOW) -> Result:
+        """Run `publisher --config … ARGS` in this process; capture stdout and stderr."""
+        out, err = io.StringIO(), io.StringIO()
+        env_now = os.environ.get("PUBLISHER_NOW")
+        if now is not None:
+            os.environ["PUBLISHER_NOW"] = now.isoformat()
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    code = main(["--config", str(self.config_path), *args])
+                except SystemExit as exc:  # argparse usage errors and --version
+                    code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            if env_now is None:
+                os.environ.pop("PUBLISHER_NOW", None)
+            else:
+                os.environ["PUBLISHER_NOW"] = env_now
+        return Result(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Project]:
+    proj = Project(tmp_path / "site")
+    proj.seeds.mkdir(parents=True)
+    proj.config_path.write_text(BASE_CONFIG, encoding="utf-8")
+    yield proj
+
+
+@pytest.fixture
+def now() -> datetime:
+    return NOW
