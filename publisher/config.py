@@ -177,6 +177,19 @@ class ServeSettings(_Section):
     secret_env: str = Field(
         "PUBLISHER_SECRET", description="Environment variable holding the token-signing secret."
     )
+    cache_max_age: int = Field(300, ge=0, description="Cache-Control max-age (seconds) for files in feeds/.")
+    max_body_bytes: int = Field(
+        16_384, ge=256, le=10_000_000, description="Larger request bodies are refused with 413."
+    )
+    confirm_hours: float = Field(48, gt=0, description="Hours a subscription confirmation link works.")
+    rate_ip_per_minute: float = Field(
+        10, gt=0, description="Form and token requests per client IP per minute (sustained)."
+    )
+    rate_ip_burst: int = Field(20, ge=1, description="Form and token requests per client IP at once.")
+    rate_address_per_hour: float = Field(
+        3, gt=0, description="Subscription requests per email address per hour (sustained)."
+    )
+    rate_address_burst: int = Field(3, ge=1, description="Subscription requests per address at once.")
 
 
 class Settings(BaseModel):
