@@ -5,12 +5,15 @@ Nothing here ever writes to seeds/. One bad file never stops the others: each pr
 - `.txt` (the plain-text format) and `.md` / `.markdown` (Markdown with YAML front matter);
 - sub-folders are read too (a writer may sort by year or desk), except hidden ones;
 - hidden files, editor swap/backup/lock files and partial downloads are ignored silently;
-- symbolic links are followed only when they lead to a file inside seeds/; others are refused;
+- symbolic links are followed only when they lead to a file inside seeds/; others are refused; a
+  link to a file that is read under its own name anyway is skipped (with a warning), so one file
+  never counts twice;
 - anything else that is not a regular file (a FIFO, a socket) is refused without being opened.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import stat
@@ -32,6 +35,7 @@ from publisher.models import Article, Problem
 TEXT_SUFFIXES = (".txt",)
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 _MAX_DEPTH = 16
+log = logging.getLogger("publisher.ingest")
 # Editors and downloaders leave these beside real files: vim (.swp, 4913), emacs (#x#, x~), Office
 # (~$x), and partial downloads/copies.
 _JUNK = re.compile(
@@ -48,6 +52,7 @@ class SeedFile:
     rel: str  # relative to seeds/, forward slashes: the article's `source`
     size: int
     mtime_ns: int
+    via_link: bool = False  # found as a symbolic link (inside seeds/) rather than as the file itself
 
 
 @dataclass
@@ -89,10 +94,24 @@ def scan(settings: Settings) -> tuple[list[SeedFile], list[Problem]]:
     root = settings.seeds_dir
     problems: list[Problem] = []
     if not root.is_dir():
-        problems.append(Problem(str(root), "", "the seeds folder does not exist"))
+        problems.append(Problem(str(root), "", "the seeds folder does not exist (paths.seeds)"))
         return [], problems
     real_root = Path(os.path.realpath(root))
-    files = sorted(_walk(root, real_root, "", 0, problems, settings), key=lambda f: f.rel)
+    found = sorted(_walk(root, real_root, "", 0, problems, settings), key=lambda f: f.rel)
+    # One real file, one article: the file under its own name wins over links to it.
+    owner: dict[Path, SeedFile] = {}
+    for seed in sorted(found, key=lambda f: (f.via_link, f.rel)):
+        first = owner.setdefault(seed.path, seed)
+        if first is not seed:
+            problems.append(
+                Problem(
+                    display(settings, seed.rel),
+                    "",
+                    f"symbolic link to {display(settings, first.rel)}, which is read already; ignored",
+                    "warning",
+                )
+            )
+    files = sorted(owner.values(), key=lambda f: f.rel)
     return files, problems
 
 
@@ -141,14 +160,37 @@ def _walk(
         if not stat.S_ISREG(info.st_mode):
             problems.append(Problem(shown, "", "not a regular file; refused"))
             continue
-        yield SeedFile(Path(os.path.realpath(entry.path)), rel, info.st_size, info.st_mtime_ns)
+        yield SeedFile(
+            Path(os.path.realpath(entry.path)), rel, info.st_size, info.st_mtime_ns, entry.is_symlink()
+        )
+
+
+class NotRegularFile(OSError):
+    """The path turned into something else (a FIFO, a folder) between `scan` and reading."""
+
+
+class TooLarge(Exception):
+    """The file is larger than ingest.max_bytes (seen by fstat, before reading)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
 
 
 def read_limited(seed: SeedFile, limit: int) -> bytes:
-    """Read at most limit + 1 bytes, so a file that grows after `scan` is still caught."""
+    """Read at most limit + 1 bytes, so a file that grows after `scan` is still caught.
+
+    O_NONBLOCK: opening a FIFO that replaced the file since `scan` must not wait for a writer;
+    O_NOFOLLOW: nor may a symbolic link swapped in lead outside seeds/. Then fstat: regular files only.
+    """
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(seed.path, flags)
     try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFile(0, "not a regular file")
+        if info.st_size > limit:  # grew since scan: refuse it unread, as scan would have
+            raise TooLarge(info.st_size)
         chunks: list[bytes] = []
         remaining = limit + 1
         while remaining > 0:
@@ -170,6 +212,8 @@ def parse_file(seed: SeedFile, settings: Settings) -> tuple[Article | None, list
         return None, [Problem(shown, "", f"too large: {seed.size} bytes (limit {limit}, ingest.max_bytes)")]
     try:
         data = read_limited(seed, limit)
+    except TooLarge as exc:
+        return None, [Problem(shown, "", f"too large: {exc.size} bytes (limit {limit}, ingest.max_bytes)")]
     except OSError as exc:
         return None, [Problem(shown, "", f"cannot read: {exc.strerror or exc}")]
     if len(data) > limit:
@@ -240,7 +284,15 @@ def ingest(settings: Settings, cache: ParseCache | None = None) -> IngestResult:
         if cached is not None:
             article, warnings = cached
         else:
-            article, warnings = parse_file(seed, settings)
+            try:
+                article, warnings = parse_file(seed, settings)
+            except Exception as exc:  # a bug of ours must not stop the other files; say so loudly
+                log.error("unexpected failure reading %s", seed.rel, exc_info=True)
+                shown = display(settings, seed.rel)
+                message = (
+                    f"could not be read: {type(exc).__name__}: {exc} (a bug in publisher: please report)"
+                )
+                article, warnings = None, [Problem(shown, "", " ".join(message.split()))]
             if article is not None and cache is not None:
                 cache.put(seed, article, warnings)
         result.problems.extend(warnings)

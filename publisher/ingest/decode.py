@@ -23,19 +23,24 @@ def _describe(char: str) -> str:
 
 
 def decode(data: bytes) -> tuple[str, list[str]]:
-    """Return (text with LF line ends, warnings)."""
-    if data.startswith(_BOM):
-        data = data[len(_BOM) :]
-    if not data.strip():
+    """Return (text with LF line ends, warnings). Byte offsets in messages count from the file's
+    first byte (a byte-order mark included), so `cmp`/`xxd` on the file point at the culprit."""
+    skip = len(_BOM) if data.startswith(_BOM) else 0
+    if not data[skip:].strip():
         raise DecodeProblem("empty file")
-    nul = data.find(b"\x00")
+    nul = data.find(b"\x00", skip)
     if nul != -1:
-        raise DecodeProblem(f"binary data, not text (NUL byte at offset {nul})")
+        raise DecodeProblem(f"binary data, not text (NUL byte at byte offset {nul})")
     try:
-        text = data.decode("utf-8")
+        text = data[skip:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        bad = data[exc.start : exc.start + 1].hex()
-        raise DecodeProblem(f"not UTF-8: invalid byte 0x{bad} at byte offset {exc.start}") from None
+        where = skip + exc.start
+        bad = data[where : where + 1].hex()
+        if exc.reason == "unexpected end of data":  # a multi-byte character cut off: half-copied?
+            raise DecodeProblem(
+                f"not UTF-8: incomplete character 0x{bad} at byte offset {where}, the end of the file"
+            ) from None
+        raise DecodeProblem(f"not UTF-8: invalid byte 0x{bad} at byte offset {where}") from None
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     warnings: list[str] = []
     found = _FORBIDDEN.findall(text)

@@ -2,7 +2,9 @@
 
 Safety: `safe_load` semantics, no aliases at all (a "billion laughs" file is refused at its first
 `*alias`, before anything expands), a size cap, and timestamps left as strings so that the Pydantic
-model, not YAML, decides what a date is (and can say why `2025-02-30` is wrong).
+model, not YAML, decides what a date is (and can say why `2025-02-30` is wrong). Only `true` and
+`false` are booleans (YAML 1.2): a title such as `No` or `On` stays text; `draft: yes` still works,
+because the model accepts "yes" for a boolean.
 """
 
 from __future__ import annotations
@@ -32,10 +34,14 @@ class _Loader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+_DROPPED = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool"}
 _Loader.yaml_implicit_resolvers = {
-    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    key: [(tag, regexp) for tag, regexp in resolvers if tag not in _DROPPED]
     for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def split(text: str) -> tuple[str, str, int]:

@@ -1,9 +1,11 @@
 """The Markdown format: YAML front matter, then a CommonMark body (the only home of markdown-it).
 
 Raw HTML in the body is never passed through: markdown-it runs with `html` off, so `<script>` is
-shown as text, and its link validator refuses `javascript:`, `vbscript:`, `file:` and `data:` links.
-Relative links and images are made absolute against the site's base URL, because many feed readers
-and mail clients ignore `xml:base`.
+shown as text. Links and images (inline, reference and autolinks alike) keep their target only when
+it is relative or uses http, https or mailto; anything else (`javascript:`, `vbscript:`, `data:`,
+`file:`) stays visible as the literal Markdown text and never becomes a link. Relative links and
+images are made absolute against the site's base URL, because many feed readers and mail clients
+ignore `xml:base`.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ from publisher.ingest.fields import FieldProblem, FieldProblems, Fields
 from publisher.ingest.text import derive_summary, derive_title, shorten, squash
 
 _IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
+_SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]*):")
+SAFE_SCHEMES = frozenset({"http", "https", "mailto"})
 
 
 class FrontMatter(BaseModel):
     """The keys a Markdown article may set. Anything else is a typo, and an error."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # coerce_numbers_to_str: `title: 1984` or `tags: [2025]` mean text, whatever YAML thinks.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, coerce_numbers_to_str=True)
 
     title: str | None = Field(None, min_length=1, max_length=500)
     date: dt.date | dt.datetime
@@ -84,8 +89,16 @@ class FrontMatter(BaseModel):
         return value
 
 
+class _SafeMarkdown(MarkdownIt):
+    """CommonMark whose links and images may only point at relative, http(s) or mailto targets."""
+
+    def validateLink(self, url: str) -> bool:  # markdown-it's hook, hence its name
+        scheme = _SCHEME.match(url)
+        return scheme is None or scheme.group(1).lower() in SAFE_SCHEMES
+
+
 def _make_renderer() -> MarkdownIt:
-    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    md = _SafeMarkdown("commonmark", {"html": False, "linkify": False, "typographer": False})
     md.enable(["table", "strikethrough"])
     return md
 
@@ -113,7 +126,9 @@ def _plain_paragraphs(tokens: list[Token]) -> list[str]:
             and tokens[index - 1].type in ("paragraph_open", "heading_open")
         ):
             text = "".join(
-                child.content for child in token.children or [] if child.type in ("text", "code_inline")
+                child.content if child.type in ("text", "code_inline") else " "
+                for child in token.children or []
+                if child.type in ("text", "code_inline", "softbreak", "hardbreak")
             )
             if squash(text):
                 out.append(squash(text))

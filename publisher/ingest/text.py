@@ -51,16 +51,37 @@ def lead_sentence(paragraph: str) -> str:
 
 
 def shorten(text: str, limit: int) -> str:
-    """Cut at a word boundary to at most `limit` characters (ellipsis included)."""
+    """Cut at a word boundary to at most `limit` characters (ellipsis included).
+
+    It reads like a headline cut short, not a broken one: it does not stop in the middle of a name
+    ("… against letting Russian…" becomes "… against letting…") or on a little word such as "the".
+    """
     text = squash(text)
     if len(text) <= limit:
         return text
-    words = text[: limit - 1].split(" ")
-    if len(words) > 1:
-        words = words[:-1]  # the last word may have been cut in half
+    room = limit - 1  # one character for the ellipsis
+    all_words = text.split(" ")
+    # text[: room + 1] ends in a space exactly when the cut falls between two words; otherwise its
+    # last piece is a word cut in half (or one that does not fit): drop it either way.
+    words = text[: room + 1].split(" ")[:-1]
+    if not words:  # one enormous word
+        return text[:room] + "…"
+    following = all_words[len(words)] if len(words) < len(all_words) else ""
+    if _capitalised(words[-1]) and _capitalised(following):
+        kept = list(words)
+        while len(kept) > 1 and _capitalised(kept[-1]):
+            kept.pop()
+        if len(" ".join(kept)) >= limit // 2:
+            words = kept
     while len(words) > 3 and words[-1].lower().strip(",;:—–-") in _DANGLING:
         words.pop()
     return " ".join(words).rstrip(",;:—–- ") + "…"
+
+
+def _capitalised(word: str) -> bool:
+    """A word inside a name or title ("President", "Vladimir", "U.S."), opening quotes ignored."""
+    core = word.lstrip("\"'“‘([")
+    return bool(core) and core[0].isupper()
 
 
 def derive_title(paragraphs: Sequence[str], limit: int) -> str:
@@ -74,7 +95,19 @@ def derive_title(paragraphs: Sequence[str], limit: int) -> str:
 
 
 def derive_summary(paragraphs: Sequence[str], limit: int) -> str:
-    return shorten(paragraphs[0], limit) if paragraphs else ""
+    """The opening paragraphs, whole, as many as fit in `limit`; the first one shortened if it alone
+    is too long. Short wire-style paragraphs thus still give a summary with some substance."""
+    if not paragraphs:
+        return ""
+    summary = squash(paragraphs[0])
+    if len(summary) > limit:
+        return shorten(summary, limit)
+    for paragraph in paragraphs[1:]:
+        candidate = f"{summary} {squash(paragraph)}"
+        if len(candidate) > limit:
+            break
+        summary = candidate
+    return summary
 
 
 def paragraphs_html(paragraphs: Iterable[str]) -> str:
