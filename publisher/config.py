@@ -7,6 +7,7 @@ folder of the config file, and every problem is reported as one line naming the 
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -108,6 +109,18 @@ class FeedSettings(_Section):
     entries: int = Field(50, ge=1, le=10_000, description="Entries in atom.xml, rss.xml and feed.json.")
     archive_size: int = Field(50, ge=1, le=10_000, description="Entries per RFC 5005 archive document.")
     index_entries: int = Field(30, ge=1, description="Articles listed on index.html.")
+
+    @model_validator(mode="after")
+    def _archives_fit(self) -> FeedSettings:
+        # Fewer than archive_size articles wait outside the archives; atom.xml must hold them all.
+        if self.archive_size > self.entries:
+            if "archive_size" in self.model_fields_set:
+                raise ValueError(
+                    f"archive_size ({self.archive_size}) must not exceed entries ({self.entries}), "
+                    "or some articles would be in neither atom.xml nor an archive"
+                )
+            object.__setattr__(self, "archive_size", self.entries)  # only the default: follow entries
+        return self
 
 
 class DigestSettings(_Section):
@@ -212,7 +225,10 @@ class Settings(BaseModel):
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:
         base = self.base_dir.resolve()
-        resolved = {name: (base / value).resolve() for name, value in self.paths.model_dump().items()}
+        resolved = {
+            name: (base / Path(value).expanduser()).resolve()
+            for name, value in self.paths.model_dump().items()
+        }
         object.__setattr__(self, "paths", PathSettings(**resolved))
         object.__setattr__(self, "base_dir", base)
         return self
@@ -239,13 +255,51 @@ class Settings(BaseModel):
         return os.environ.get(self.serve.secret_env) or None
 
 
+# Secrets never sit in the file: a key that looks like one gets a hint to the environment variable.
+_SECRETS = {"smtp": ("pass", "password_env"), "serve": ("secret", "secret_env")}
+
+
+def _secret_hint(loc: tuple[str, ...]) -> str | None:
+    if len(loc) != 2 or loc[0] not in _SECRETS:
+        return None
+    marker, env_key = _SECRETS[loc[0]]
+    if marker in loc[1].lower() and loc[1] != env_key:
+        return f"secrets come from the environment: set the variable named by {loc[0]}.{env_key}"
+    return None
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The settings model that holds the key at `loc` (for 'did you mean …?')."""
+    model: type[BaseModel] = Settings
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
 def _format_error(origin: str, error: Any) -> str:
-    loc = ".".join(str(part) for part in error["loc"]) or "(file)"
-    message = str(error["msg"])
-    if error["type"] == "extra_forbidden":
+    loc = tuple(error["loc"])
+    where = ".".join(str(part) for part in loc) or "(file)"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    kind = error["type"]
+    if kind == "extra_forbidden":
         message = "unknown key"
-    message = message.removeprefix("Value error, ")
-    return f"{origin}: {loc}: {message}"
+        model = _model_at(loc)
+        hint = _secret_hint(tuple(str(p) for p in loc))
+        if hint is None and model is not None:
+            known = [name for name in model.model_fields if name not in ("base_dir", "source")]
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            hint = f"did you mean {close[0]}?" if close else None
+        if hint:
+            message += f" ({hint})"
+    elif kind in ("model_type", "dict_type") and len(loc) == 1:
+        message = f"must be a table: write [{loc[0]}] and its keys below it"
+    elif kind == "path_type":
+        message = "must be a path, as text"
+    return f"{origin}: {where}: {message}"
 
 
 def load_settings(path: Path | None = None, *, required: bool | None = None) -> Settings:
@@ -282,5 +336,9 @@ def load_settings(path: Path | None = None, *, required: bool | None = None) -> 
     try:
         return Settings(**data, base_dir=config_path.resolve().parent, source=config_path.resolve())
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(_format_error(origin, first)) from exc
+        errors = exc.errors()
+        more = len(errors) - 1
+        line = _format_error(origin, errors[0])
+        if more:
+            line += f" (and {more} more problem{'s' if more != 1 else ''})"
+        raise ConfigError(line) from exc
