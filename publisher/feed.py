@@ -1,0 +1,266 @@
+"""Feed documents as bytes: Atom 1.0 (atom.xml and its RFC 5005 archives), RSS 2.0 and JSON Feed 1.1.
+
+The only module that imports feedgen. Every function here is pure: `Published` entries (already
+chosen and sorted newest first by the caller) and the settings in, the exact bytes of one file out;
+writing them (atomically) is the caller's job. Same input, same bytes: nothing reads the clock, the
+feed's `updated` is its newest entry's, and attribute order is fixed by the code below.
+
+feedgen 1.0 traps worked around here (see REFERENCE.md): entries are appended in order, every
+`updated` is set explicitly, datetimes are aware, documents come back as bytes (never `atom_file`),
+Atom entries never get `description()` (it overwrites `content`), no CDATA content type, and the
+entry link's `rel`/`type` that feedgen drops (upstream issue 135) are restored with lxml.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from feedgen.feed import FeedGenerator
+from lxml import etree
+
+from publisher import urls
+from publisher.config import Settings, SiteSettings
+from publisher.models import Published
+
+ATOM_NS = "http://www.w3.org/2005/Atom"
+FH_NS = "http://purl.org/syndication/history/1.0"
+JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
+
+ATOM_FILE = "atom.xml"
+RSS_FILE = "rss.xml"
+JSON_FILE = "feed.json"
+STYLESHEET = "atom.xsl"  # templates/atom.xsl, copied beside atom.xml by the build
+GENERATOR = "publisher"  # no version: an upgrade must not change the bytes of frozen archives
+
+# The `updated` of a feed with no entries: any fixed moment keeps the bytes stable; the epoch
+# says "nothing yet" to anyone who looks.
+EMPTY_UPDATED = datetime(1970, 1, 1, tzinfo=UTC)
+
+# Characters XML 1.0 forbids (C0 controls but tab/LF/CR, lone surrogates, U+FFFE/U+FFFF). lxml
+# refuses them outright, so they are dropped from every string before it reaches a document.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+# Our own output is parsed back to fix what feedgen cannot express: no entities, no network.
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
+
+
+def clean(text: str) -> str:
+    """`text` without the characters XML 1.0 cannot carry."""
+    return _NOT_XML.sub("", text)
+
+
+def archive_path(number: int) -> str:
+    """Where archive document `number` lives, relative to the site root."""
+    return f"archive/{number}.xml"
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """One entry as every format shows it: cleaned text, absolute URL, dates to the second."""
+
+    id: str
+    url: str
+    title: str
+    summary: str
+    content_html: str
+    author: str
+    tags: tuple[str, ...]
+    published: datetime
+    updated: datetime
+
+
+def _second(moment: datetime) -> datetime:
+    if moment.tzinfo is None:  # models only hold aware datetimes; this guards hand-made input
+        raise ValueError("naive datetime in a feed entry")
+    return moment.replace(microsecond=0)
+
+
+def _item(entry: Published, site: SiteSettings) -> _Item:
+    article, identity = entry.article, entry.identity
+    tags: dict[str, None] = {}  # ordered and without repeats
+    for tag in article.tags:
+        if cleaned := clean(tag).strip():
+            tags[cleaned] = None
+    return _Item(
+        id=clean(identity.id),
+        url=urls.article_url(site, identity.slug),
+        title=clean(article.title).strip() or identity.slug,
+        summary=clean(article.summary),
+        content_html=clean(article.body_html),
+        author=clean(article.author or "").strip() or clean(site.author),
+        tags=tuple(tags),
+        published=_second(article.date),
+        updated=_second(identity.updated),
+    )
+
+
+def _newest(items: Sequence[_Item]) -> datetime:
+    """The feed's `updated`: its newest entry's, never the build time."""
+    return max((item.updated for item in items), default=EMPTY_UPDATED)
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+def _subtitle(site: SiteSettings) -> str:
+    return clean(site.description).strip() or f"The latest articles from {clean(site.title)}"
+
+
+# --- Atom --------------------------------------------------------------------------------------
+
+
+def atom_current(entries: Sequence[Published], settings: Settings, *, prev_archive: str | None) -> bytes:
+    """atom.xml: the subscription document. `prev_archive` is the newest archive's absolute URL."""
+    links = [("prev-archive", prev_archive)] if prev_archive else []
+    return _atom(entries, settings, self_path=ATOM_FILE, links=links, archive=False)
+
+
+def atom_archive(
+    entries: Sequence[Published],
+    settings: Settings,
+    *,
+    number: int,
+    prev_archive: str | None,
+    next_archive: str | None,
+) -> bytes:
+    """archive/<number>.xml: an RFC 5005 archive document (`fh:archive`, `current`, prev/next)."""
+    if number < 1:
+        raise ValueError(f"archive numbers start at 1, not {number}")
+    links = [("current", urls.absolute(settings.site, ATOM_FILE))]
+    if prev_archive:
+        links.append(("prev-archive", prev_archive))
+    if next_archive:
+        links.append(("next-archive", next_archive))
+    return _atom(entries, settings, self_path=archive_path(number), links=links, archive=True)
+
+
+def _atom(
+    entries: Sequence[Published],
+    settings: Settings,
+    *,
+    self_path: str,
+    links: list[tuple[str, str]],
+    archive: bool,
+) -> bytes:
+    site = settings.site
+    items = [_item(entry, site) for entry in entries]
+    fg = FeedGenerator()
+    # One logical feed: the archives share the subscription document's id (RFC 5005 examples).
+    fg.id(urls.absolute(site, ATOM_FILE))
+    fg.title(clean(site.title))
+    fg.subtitle(_subtitle(site))
+    fg.author(name=clean(site.author))
+    fg.language(site.language)
+    fg.generator(GENERATOR)
+    fg.link(href=urls.absolute(site, self_path), rel="self", type="application/atom+xml")
+    fg.link(href=site.base_url, rel="alternate", type="text/html")
+    for rel, href in links:
+        fg.link(href=href, rel=rel, type="application/atom+xml")
+    fg.updated(_newest(items))
+    for item in items:
+        fe = fg.add_entry(order="append")  # the default prepends, reversing the caller's order
+        fe.id(item.id)
+        fe.title(item.title)
+        fe.updated(item.updated)
+        fe.published(item.published)
+        fe.author(name=item.author)
+        fe.link(href=item.url, rel="alternate", type="text/html")
+        fe.summary(item.summary)
+        fe.content(item.content_html, type="html")
+        for tag in item.tags:
+            fe.category(term=tag)
+    root = etree.fromstring(fg.atom_str(pretty=False), _PARSER)
+    for link in root.iterfind(f"{{{ATOM_NS}}}entry/{{{ATOM_NS}}}link"):
+        # feedgen writes href only (issue 135); we add exactly one link per entry: the page.
+        link.set("rel", "alternate")
+        link.set("type", "text/html")
+    if archive:
+        marker = etree.Element(f"{{{FH_NS}}}archive", nsmap={"fh": FH_NS})
+        first = root.find(f"{{{ATOM_NS}}}entry")
+        if first is None:
+            root.append(marker)
+        else:
+            first.addprevious(marker)
+        etree.cleanup_namespaces(root, top_nsmap={"fh": FH_NS})
+    # Relative on purpose: browsers apply only same-origin stylesheets, and a site previewed on
+    # another host (publisher serve) must still find it. Feed readers ignore the instruction.
+    href = STYLESHEET if "/" not in self_path else "../" * self_path.count("/") + STYLESHEET
+    root.addprevious(etree.ProcessingInstruction("xml-stylesheet", f'type="text/xsl" href="{href}"'))
+    document: bytes = etree.tostring(
+        root.getroottree(), xml_declaration=True, encoding="UTF-8", pretty_print=True
+    )
+    return document
+
+
+# --- RSS 2.0 -----------------------------------------------------------------------------------
+
+
+def rss(entries: Sequence[Published], settings: Settings) -> bytes:
+    """rss.xml: RSS 2.0 with `guid isPermaLink="false"`, RFC 822 dates and an atom:link to itself."""
+    site = settings.site
+    items = [_item(entry, site) for entry in entries]
+    fg = FeedGenerator()
+    fg.load_extension("dc")  # dc:creator: RSS <author> must be an email address, ours is a name
+    fg.title(clean(site.title))
+    fg.link(href=urls.absolute(site, RSS_FILE), rel="self", type="application/rss+xml")
+    # feedgen makes the channel <link> of whichever link came last: the home page must.
+    fg.link(href=site.base_url, rel="alternate")
+    fg.description(_subtitle(site))
+    fg.language(site.language)
+    fg.generator(GENERATOR)
+    fg.lastBuildDate(_newest(items))  # the default is the build time
+    for item in items:
+        fe = fg.add_entry(order="append")
+        fe.id(item.id)  # also the guid, isPermaLink="false": a tag: URI is no URL to follow
+        fe.title(item.title)
+        fe.link(href=item.url, rel="alternate")
+        fe.description(item.summary)  # RSS only: description + content:encoded
+        fe.content(item.content_html)
+        fe.published(item.published)
+        fe.dc.dc_creator(item.author)
+        for tag in item.tags:
+            fe.category(term=tag)
+    document: bytes = fg.rss_str(pretty=True, xml_declaration=True, encoding="UTF-8")
+    return document
+
+
+# --- JSON Feed 1.1 -----------------------------------------------------------------------------
+
+
+def json_feed(entries: Sequence[Published], settings: Settings) -> bytes:
+    """feed.json: JSON Feed 1.1, keys in a fixed order, UTF-8 (not \\u-escaped), one trailing newline."""
+    site = settings.site
+    doc: dict[str, Any] = {
+        "version": JSON_FEED_VERSION,
+        "title": clean(site.title),
+        "home_page_url": site.base_url,
+        "feed_url": urls.absolute(site, JSON_FILE),
+        "description": _subtitle(site),
+        "language": site.language,
+        "authors": [{"name": clean(site.author)}],
+        "items": [_json_item(_item(entry, site), site) for entry in entries],
+    }
+    return (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def _json_item(item: _Item, site: SiteSettings) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": item.id,
+        "url": item.url,
+        "title": item.title,
+        "content_html": item.content_html,
+        "summary": item.summary,
+        "date_published": _rfc3339(item.published),
+        "date_modified": _rfc3339(item.updated),
+        "authors": [{"name": item.author}],
+        "language": site.language,
+    }
+    if item.tags:
+        out["tags"] = list(item.tags)
+    return out
