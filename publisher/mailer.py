@@ -1,0 +1,265 @@
+"""Mail transports: the only module that speaks SMTP (smtplib) or writes the outbox Maildir.
+
+`open_transport(settings)` returns a `Transport` chosen by `settings.delivery.transport`:
+
+- `outbox` (the default): each message becomes one file in the Maildir `state/outbox`, written to
+  `tmp/`, fsynced, then renamed into `new/`, so a reader never sees half a message.
+- `smtp`: one connection to `settings.smtp`, opened on first use and reused for every message;
+  security none | starttls | tls, optional login (password from the environment), and a socket
+  timeout on every read and write so a silent server never hangs the sender.
+
+`send()` returns the server's final reply (or the outbox file name) and raises `TemporaryFailure`
+(4xx, dropped connection, timeout: worth retrying), `ConnectionFailure` (a temporary failure before
+the message transaction began: the server could not be reached or greeted, so nothing was sent) or
+`PermanentFailure` (5xx). A Transport is used by one thread at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import smtplib
+import socket
+import ssl
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from publisher.config import Settings
+from publisher.errors import DeliveryError
+
+
+class TemporaryFailure(DeliveryError):
+    """The server answered 4xx, hung up or went silent: the message may be retried later."""
+
+    def __init__(self, code: int, reply: str) -> None:
+        super().__init__(f"temporary failure: {code} {reply}".rstrip())
+        self.code = code
+        self.reply = reply
+
+
+class ConnectionFailure(TemporaryFailure):
+    """The server could not be reached, greeted or logged in to: no message left this machine."""
+
+
+class PermanentFailure(DeliveryError):
+    """The server answered 5xx. `recipient` is true when it refused this recipient (a bounce)."""
+
+    def __init__(self, code: int, reply: str, *, recipient: bool) -> None:
+        super().__init__(f"permanent failure: {code} {reply}".rstrip())
+        self.code = code
+        self.reply = reply
+        self.recipient = recipient
+
+
+class Transport(Protocol):
+    """Sends whole messages (CRLF line ends, already encoded) to the given recipients."""
+
+    def send(self, sender: str, recipients: Sequence[str], message: bytes) -> str: ...
+
+    def close(self) -> None: ...
+
+
+def open_transport(settings: Settings) -> Transport:
+    """The transport `settings.delivery.transport` names; SMTP connects lazily on the first send."""
+    if settings.delivery.transport == "smtp":
+        return SmtpTransport(settings)
+    return OutboxTransport(settings.state_dir / "outbox")
+
+
+def _reply_text(raw: bytes | str) -> str:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    return " ".join(text.split())
+
+
+class SmtpTransport:
+    """One reusable SMTP connection (smtplib), with a timeout on every socket operation."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.smtp_settings = settings.smtp
+        # A name for EHLO that is ours, not the machine's (which may be a container id).
+        self.local_hostname = settings.site.host
+        self._conn: smtplib.SMTP | None = None
+
+    @property
+    def _where(self) -> str:
+        return f"{self.smtp_settings.host}:{self.smtp_settings.port}"
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.smtp_settings
+        conn: smtplib.SMTP | None = None
+        try:
+            if s.security == "tls":
+                conn = smtplib.SMTP_SSL(
+                    s.host,
+                    s.port,
+                    local_hostname=self.local_hostname,
+                    timeout=s.timeout,
+                    context=ssl.create_default_context(),
+                )
+            else:
+                conn = smtplib.SMTP(s.host, s.port, local_hostname=self.local_hostname, timeout=s.timeout)
+            conn.ehlo()
+            if s.security == "starttls":
+                conn.starttls(context=ssl.create_default_context())
+                conn.ehlo()
+            if s.username:
+                password = s.password
+                if password is None:
+                    conn.close()
+                    raise PermanentFailure(
+                        0, f"smtp.username is set but ${s.password_env} is empty", recipient=False
+                    )
+                conn.login(s.username, password)
+        except smtplib.SMTPAuthenticationError as exc:
+            self._discard(conn)
+            raise PermanentFailure(exc.smtp_code, _reply_text(exc.smtp_error), recipient=False) from exc
+        except smtplib.SMTPResponseException as exc:
+            self._discard(conn)
+            if 400 <= exc.smtp_code < 500:
+                raise ConnectionFailure(exc.smtp_code, _reply_text(exc.smtp_error)) from exc
+            raise PermanentFailure(exc.smtp_code, _reply_text(exc.smtp_error), recipient=False) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            self._discard(conn)
+            reason = _os_reason(exc)
+            raise ConnectionFailure(0, f"cannot talk to SMTP server {self._where}: {reason}") from exc
+        return conn
+
+    @staticmethod
+    def _discard(conn: smtplib.SMTP | None) -> None:
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def send(self, sender: str, recipients: Sequence[str], message: bytes) -> str:
+        reused = self._conn is not None
+        if self._conn is None:
+            self._conn = self._connect()
+        try:
+            return self._transaction(self._conn, sender, recipients, message)
+        except _StaleConnection as stale:
+            self.close()
+            if not reused:
+                raise ConnectionFailure(0, f"SMTP server {self._where} hung up: {stale}") from stale
+            # An idle connection the server closed since the last message: reconnect once, since
+            # nothing of this message was sent yet.
+            self._conn = self._connect()
+            try:
+                return self._transaction(self._conn, sender, recipients, message)
+            except _StaleConnection as again:
+                self.close()
+                raise ConnectionFailure(0, f"SMTP server {self._where} hung up: {again}") from again
+
+    def _transaction(self, conn: smtplib.SMTP, sender: str, recipients: Sequence[str], message: bytes) -> str:
+        try:
+            try:
+                code, reply = conn.mail(sender)
+            except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
+                raise _StaleConnection(_os_reason(exc)) from exc
+            if code != 250:
+                self._rset(conn)
+                if code == 421 or code >= 500:
+                    # The server refuses the sender itself: no subscriber's fault.
+                    if code == 421:
+                        self.close()
+                        raise TemporaryFailure(code, _reply_text(reply))
+                    raise PermanentFailure(code, _reply_text(reply), recipient=False)
+                raise TemporaryFailure(code, _reply_text(reply))
+            for recipient in recipients:
+                code, reply = conn.rcpt(recipient)
+                if code not in (250, 251):
+                    self._rset(conn)
+                    if code >= 500:
+                        raise PermanentFailure(code, _reply_text(reply), recipient=True)
+                    if code == 421:
+                        self.close()
+                    raise TemporaryFailure(code, _reply_text(reply))
+            code, reply = conn.data(message)
+            if code != 250:
+                raise smtplib.SMTPDataError(code, reply)
+        except smtplib.SMTPDataError as exc:
+            # Refused at DATA (content or policy): not counted as the recipient's bounce.
+            self._rset(conn)
+            if exc.smtp_code >= 500:
+                raise PermanentFailure(exc.smtp_code, _reply_text(exc.smtp_error), recipient=False) from exc
+            raise TemporaryFailure(exc.smtp_code, _reply_text(exc.smtp_error)) from exc
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self.close()
+            raise TemporaryFailure(0, f"connection to {self._where} lost: {_os_reason(exc)}") from exc
+        except smtplib.SMTPResponseException as exc:
+            self.close()
+            raise TemporaryFailure(exc.smtp_code, _reply_text(exc.smtp_error)) from exc
+        return f"{code} {_reply_text(reply)}"
+
+    def _rset(self, conn: smtplib.SMTP) -> None:
+        try:
+            conn.rset()
+        except (smtplib.SMTPException, OSError):
+            self.close()
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.quit()
+        except (smtplib.SMTPException, OSError):
+            self._discard(conn)
+
+
+class _StaleConnection(Exception):
+    """The connection was gone before the first command of a transaction got an answer."""
+
+
+def _os_reason(exc: BaseException) -> str:
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+class OutboxTransport:
+    """A Maildir: each message written to tmp/, fsynced, then renamed into new/ (one file each)."""
+
+    _counter = itertools.count()
+    _lock = threading.Lock()
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._ready = False
+
+    def _prepare(self) -> None:
+        for sub in ("tmp", "new", "cur"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self._ready = True
+
+    def send(self, sender: str, recipients: Sequence[str], message: bytes) -> str:
+        try:
+            if not self._ready:
+                self._prepare()
+            with self._lock:
+                serial = next(self._counter)
+            # Maildir's unique name: time, process and serial, host.
+            name = f"{os.getpid()}_{serial}_{os.urandom(4).hex()}.{socket.gethostname().replace('/', '_')}"
+            tmp = self.root / "tmp" / name
+            envelope = "".join(f"X-Original-To: {r}\r\n" for r in recipients if _safe_header(r))
+            with tmp.open("xb") as fh:
+                fh.write(f"Return-Path: <{sender}>\r\n".encode() if _safe_header(sender) else b"")
+                fh.write(envelope.encode())
+                fh.write(message)
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(self.root / "new" / name)
+        except OSError as exc:
+            raise TemporaryFailure(0, f"cannot write to outbox {self.root}: {exc.strerror or exc}") from exc
+        return f"new/{name}"
+
+    def close(self) -> None:
+        pass
+
+
+def _safe_header(value: str) -> bool:
+    return value.isprintable() and "\r" not in value and "\n" not in value and ">" not in value
