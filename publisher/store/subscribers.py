@@ -1,6 +1,21 @@
-"""Subscribers: address, name, status and the per-subscriber token secret."""
+"""Subscribers: address, name, status and the per-subscriber token secret.
+
+Addresses arrive here already normalised (publisher.subscribers does that at the door). Functions
+that change rows join the caller's transaction when one is open, else run in their own, so the
+delivery code can record a bounce in the same transaction as its ledger row.
+"""
 
 from __future__ import annotations
+
+import secrets
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from publisher.store.db import from_db_time, to_db_time, transaction
 
 MIGRATIONS: list[str] = [
     """
@@ -17,3 +32,180 @@ MIGRATIONS: list[str] = [
     CREATE INDEX subscribers_status ON subscribers (status);
     """,
 ]
+
+Status = Literal["pending", "active", "unsubscribed", "bounced"]
+STATUSES: tuple[Status, ...] = ("pending", "active", "unsubscribed", "bounced")
+
+_INSERT = (
+    "INSERT INTO subscribers (email, name, status, token_secret, bounces, created_at, updated_at) "
+    "VALUES (?, ?, ?, ?, 0, ?, ?)"
+)
+_COLUMNS = "id, email, name, status, token_secret, bounces, created_at, updated_at"
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    id: int
+    email: str
+    name: str
+    token_secret: str
+    status: Status
+    bounces: int = 0
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@contextmanager
+def _tx(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    if conn.in_transaction:
+        yield conn
+    else:
+        with transaction(conn):
+            yield conn
+
+
+def _row(row: sqlite3.Row | tuple[object, ...]) -> Subscriber:
+    ident, email, name, status, token_secret, bounces, created, updated = tuple(row)
+    return Subscriber(
+        id=int(str(ident)),
+        email=str(email),
+        name=str(name),
+        token_secret=str(token_secret),
+        status=str(status),  # type: ignore[arg-type]  # the CHECK constraint keeps it a Status
+        bounces=int(str(bounces)),
+        created_at=from_db_time(str(created)),
+        updated_at=from_db_time(str(updated)),
+    )
+
+
+def new_token_secret() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def get(conn: sqlite3.Connection, subscriber_id: int) -> Subscriber | None:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
+    return None if row is None else _row(row)
+
+
+def by_email(conn: sqlite3.Connection, email: str) -> Subscriber | None:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM subscribers WHERE email = ?", (email,)).fetchone()
+    return None if row is None else _row(row)
+
+
+def all_subscribers(conn: sqlite3.Connection) -> list[Subscriber]:
+    """Everyone, by address."""
+    return [_row(r) for r in conn.execute(f"SELECT {_COLUMNS} FROM subscribers ORDER BY email")]
+
+
+def active(conn: sqlite3.Connection) -> list[Subscriber]:
+    """The subscribers a digest goes to, in id order (stable across a resumed send)."""
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM subscribers WHERE status = 'active' ORDER BY id")
+    return [_row(r) for r in rows]
+
+
+def counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """Subscribers per status (every status present, zero when none)."""
+    found: dict[str, int] = dict.fromkeys(STATUSES, 0)
+    for status, n in conn.execute("SELECT status, COUNT(*) FROM subscribers GROUP BY status"):
+        found[str(status)] = int(n)
+    return found
+
+
+def token_secret(conn: sqlite3.Connection, subscriber_id: int) -> str | None:
+    """For `tokens.verify(..., lookup=lambda i: token_secret(conn, i))`."""
+    row = conn.execute("SELECT token_secret FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def add(
+    conn: sqlite3.Connection, email: str, name: str, now: datetime, *, status: Status = "active"
+) -> tuple[Subscriber, str]:
+    """Subscribe `email` (already normalised). Returns the row and what happened:
+
+    "added" (new), "reactivated" (was unsubscribed, bounced or pending; bounces reset),
+    or "unchanged" (already in that status; a given non-empty name replaces the old one).
+    """
+    stamp = to_db_time(now)
+    with _tx(conn):
+        known = by_email(conn, email)
+        if known is None:
+            conn.execute(
+                _INSERT,
+                (email, name, status, new_token_secret(), stamp, stamp),
+            )
+            outcome = "added"
+        elif known.status != status:
+            conn.execute(
+                "UPDATE subscribers SET status = ?, bounces = 0, name = ?, updated_at = ? WHERE id = ?",
+                (status, name or known.name, stamp, known.id),
+            )
+            outcome = "reactivated"
+        else:
+            if name and name != known.name:
+                conn.execute(
+                    "UPDATE subscribers SET name = ?, updated_at = ? WHERE id = ?", (name, stamp, known.id)
+                )
+            outcome = "unchanged"
+        found = by_email(conn, email)
+    assert found is not None
+    return found, outcome
+
+
+def add_many(conn: sqlite3.Connection, rows: Iterable[tuple[str, str]], now: datetime) -> tuple[int, int]:
+    """Import (email, name) pairs in one transaction; existing addresses are left exactly as they are,
+    so an import never re-subscribes someone who unsubscribed or bounced. Returns (added, existing)."""
+    stamp = to_db_time(now)
+    added = existing = 0
+    with _tx(conn):
+        for email, name in rows:
+            cursor = conn.execute(
+                _INSERT + " ON CONFLICT (email) DO NOTHING",
+                (email, name, "active", new_token_secret(), stamp, stamp),
+            )
+            if cursor.rowcount:
+                added += 1
+            else:
+                existing += 1
+    return added, existing
+
+
+def set_status(conn: sqlite3.Connection, subscriber_id: int, status: Status, now: datetime) -> bool:
+    """Change one subscriber's status; False when there is no such subscriber."""
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}")
+    with _tx(conn):
+        cursor = conn.execute(
+            "UPDATE subscribers SET status = ?, updated_at = ? WHERE id = ?",
+            (status, to_db_time(now), subscriber_id),
+        )
+    return cursor.rowcount > 0
+
+
+def record_permanent_failure(
+    conn: sqlite3.Connection, subscriber_id: int, now: datetime, threshold: int
+) -> bool:
+    """Count one permanent (5xx) failure in a row; at `threshold` the subscriber becomes bounced.
+
+    Returns True when the subscriber is bounced after this call.
+    """
+    stamp = to_db_time(now)
+    with _tx(conn):
+        conn.execute(
+            "UPDATE subscribers SET bounces = bounces + 1, updated_at = ? WHERE id = ?",
+            (stamp, subscriber_id),
+        )
+        conn.execute(
+            "UPDATE subscribers SET status = 'bounced' WHERE id = ? AND bounces >= ? AND status = 'active'",
+            (subscriber_id, threshold),
+        )
+        row = conn.execute("SELECT status FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
+    return row is not None and row[0] == "bounced"
+
+
+def reset_failures(conn: sqlite3.Connection, subscriber_id: int, now: datetime) -> None:
+    """A message was accepted: the run of permanent failures is over."""
+    with _tx(conn):
+        conn.execute(
+            "UPDATE subscribers SET bounces = 0, updated_at = ? WHERE id = ? AND bounces != 0",
+            (to_db_time(now), subscriber_id),
+        )

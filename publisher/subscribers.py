@@ -1,0 +1,199 @@
+"""Subscriber management: the door addresses and names come through, and CSV import/export.
+
+An address is accepted only as one bare `local@domain` (no display name, no comments, no quoted
+local part, no control characters), ASCII local part in RFC 5322 dot-atom form, and a domain of at
+least two labels. It is normalised to lower case with the domain in IDNA (punycode) form, so
+`Anna@Bücher.Example` is kept as `anna@xn--bcher-kva.example`. Limits: local part 64, domain 253,
+label 63, whole address 254 characters. A name is trimmed, its runs of white space (line breaks
+included) become single spaces, and it may not hold other control characters or exceed 64
+characters: nothing a subscriber gives can put a line break into a mail header.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import sqlite3
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from publisher.errors import SubscriberError
+from publisher.store import subscribers as store
+from publisher.store.subscribers import Subscriber
+
+NAME_MAX = 64
+_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def normalise_address(text: str) -> str:
+    """The canonical form of one bare address, or SubscriberError saying what is wrong."""
+    if not isinstance(text, str):
+        raise SubscriberError("address: not text")
+    value = text.strip()
+    shown = _shown(value)
+    if not value:
+        raise SubscriberError("address: empty")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in value):
+        raise SubscriberError(f"{shown}: control characters or line breaks are not allowed")
+    if any(ch in value for ch in ' \t<>,;"()[]\\'):
+        raise SubscriberError(f"{shown}: give one bare address such as anna@example.org (no name, no list)")
+    if value.count("@") != 1:
+        raise SubscriberError(f"{shown}: an address has exactly one @")
+    local, domain = value.split("@")
+    if not local or not domain:
+        raise SubscriberError(f"{shown}: an address is local-part@domain")
+    if not local.isascii():
+        raise SubscriberError(f"{shown}: non-ASCII characters before the @ are not supported")
+    if len(local) > 64:
+        raise SubscriberError(f"{shown}: the part before the @ is longer than 64 characters")
+    if not _LOCAL.match(local):
+        raise SubscriberError(f"{shown}: the part before the @ is not a valid address")
+    ascii_domain = _domain(domain, shown)
+    address = f"{local.lower()}@{ascii_domain}"
+    if len(address) > 254:
+        raise SubscriberError(f"{shown}: longer than 254 characters")
+    return address
+
+
+def _domain(domain: str, shown: str) -> str:
+    domain = unicodedata.normalize("NFC", domain).rstrip(".")
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise SubscriberError(f"{shown}: the domain is not a valid domain name") from None
+    labels = ascii_domain.split(".")
+    if len(ascii_domain) > 253 or len(labels) < 2:
+        raise SubscriberError(f"{shown}: the domain needs a dot, as in example.org")
+    if not all(_LABEL.match(label) for label in labels) or labels[-1].isdigit():
+        raise SubscriberError(f"{shown}: the domain is not a valid domain name")
+    return ascii_domain
+
+
+def clean_name(text: str | None) -> str:
+    """A display name safe for headers and mail: single spaces, no control characters, ≤ 64."""
+    if text is None:
+        return ""
+    name = " ".join(unicodedata.normalize("NFC", text).split())
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in name):
+        raise SubscriberError(f"name {_shown(name)}: control characters are not allowed")
+    if len(name) > NAME_MAX:
+        raise SubscriberError(f"name {_shown(name)}: longer than {NAME_MAX} characters")
+    return name
+
+
+def _shown(value: str) -> str:
+    # Quote what we refuse without letting it break the line it is reported on.
+    text = value if len(value) <= 80 else value[:77] + "..."
+    return repr(text)
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    existing: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def bad(self) -> int:
+        return len(self.problems)
+
+
+def parse_csv(data: str, origin: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """(email, name) rows and one problem line per bad row: `FILE: line N: …`.
+
+    The header row must have an `email` column and may have `name`; other columns are ignored
+    (exports of other tools have them). Blank rows are skipped; repeats in the file count once.
+    """
+    reader = csv.reader(io.StringIO(data, newline=""))
+    problems: list[str] = []
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise SubscriberError(f"{origin}: empty file; expected a header row with an email column") from None
+    except csv.Error as exc:
+        raise SubscriberError(f"{origin}: line 1: {exc}") from exc
+    columns = [h.strip().lower() for h in header]
+    if "email" not in columns:
+        raise SubscriberError(f"{origin}: line 1: the header row has no email column")
+    email_at = columns.index("email")
+    name_at = columns.index("name") if "name" in columns else None
+    rows: dict[str, str] = {}
+    line = reader.line_num
+    while True:
+        start = line + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            problems.append(f"{origin}: line {start}: {exc}")
+            line = reader.line_num
+            continue
+        line = reader.line_num
+        if not any(cell.strip() for cell in record):
+            continue
+        if email_at >= len(record):
+            problems.append(f"{origin}: line {start}: no email value")
+            continue
+        try:
+            email = normalise_address(record[email_at])
+            name = _csv_unsafe(
+                clean_name(record[name_at] if name_at is not None and name_at < len(record) else "")
+            )
+        except SubscriberError as exc:
+            problems.append(f"{origin}: line {start}: {exc.message}")
+            continue
+        rows.setdefault(email, name)
+    return list(rows.items()), problems
+
+
+def import_csv(conn: sqlite3.Connection, data: bytes, origin: str, now: datetime) -> ImportReport:
+    """Import every good row (idempotent: known addresses are left untouched) and report the bad."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SubscriberError(f"{origin}: not UTF-8 (byte offset {exc.start})") from exc
+    rows, problems = parse_csv(text, origin)
+    added, existing = store.add_many(conn, rows, now)
+    return ImportReport(added=added, existing=existing, problems=problems)
+
+
+def export_csv(subscribers: Iterable[Subscriber]) -> str:
+    """CSV with a header row `email,name,status`; import reads it back (status is ignored there)."""
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["email", "name", "status"])
+    for sub in subscribers:
+        writer.writerow([sub.email, _csv_safe(sub.name), sub.status])
+    return out.getvalue()
+
+
+def _csv_safe(value: str) -> str:
+    # A cell starting with = + - @ is run as a formula by spreadsheets (CSV injection).
+    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
+
+
+def _csv_unsafe(value: str) -> str:
+    # Undo _csv_safe, so that export then import gives back the same names.
+    return value[1:] if value[:1] == "'" and value[1:2] and value[1:2] in "=+-@" else value
+
+
+def add(conn: sqlite3.Connection, address: str, name: str | None, now: datetime) -> tuple[Subscriber, str]:
+    """Subscribe one address as active (an explicit add re-activates an unsubscribed address)."""
+    return store.add(conn, normalise_address(address), clean_name(name), now)
+
+
+def remove(conn: sqlite3.Connection, address: str, now: datetime) -> Subscriber:
+    """Mark an address unsubscribed. The row is kept so that a later import cannot re-add it."""
+    email = normalise_address(address)
+    known = store.by_email(conn, email)
+    if known is None:
+        raise SubscriberError(f"{email}: not a subscriber")
+    store.set_status(conn, known.id, "unsubscribed", now)
+    found = store.get(conn, known.id)
+    assert found is not None
+    return found
