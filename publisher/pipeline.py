@@ -43,8 +43,14 @@ def check(settings: Settings, now: datetime) -> CheckReport:
     dupes = ingest.duplicates(result.articles, settings)
     duplicate_paths = {p.path for p in dupes}
     articles = [a for a in result.articles if ingest.display(settings, a.source) not in duplicate_paths]
+    # Files refused while scanning (a link leading outside seeds/, a FIFO) count as checked too, so
+    # the summary's "rejected" never exceeds its "checked".
+    scanned = {ingest.display(settings, rel) for rel in result.invalid} | {
+        ingest.display(settings, a.source) for a in result.articles
+    }
+    refused = {p.path for p in result.problems if p.severity == "error"} - scanned
     return CheckReport(
-        files=result.files,
+        files=result.files + len(refused),
         valid=len(articles),
         drafts=sum(1 for a in articles if a.draft),
         scheduled=sum(1 for a in articles if not a.draft and a.date > now),

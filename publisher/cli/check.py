@@ -27,9 +27,17 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from publisher.pipeline import check
 
-    report = check(ctx.settings, ctx.clock.now())
+    now = ctx.clock.now()
+    report = check(ctx.settings, now)
     for problem in report.problems:
         print(problem, file=sys.stdout)
+    if ctx.verbosity > 0:  # -v: what each good file will be published as
+        from publisher.ingest import display
+
+        for article in sorted(report.articles, key=lambda a: a.source):
+            state = "draft" if article.draft else "scheduled" if article.date > now else "ok"
+            when = article.date.isoformat()
+            print(f"{display(ctx.settings, article.source)}: {state}: {article.title} ({when})")
     parts = [f"{report.files} file{'s' if report.files != 1 else ''} checked", f"{report.valid} valid"]
     if report.drafts:
         parts.append(f"{report.drafts} draft{'s' if report.drafts != 1 else ''}")

@@ -64,13 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="publisher",
         description="Publish the articles in seeds/ as Atom, RSS and JSON feeds, web pages and an "
         "email digest.",
+        epilog="Run 'publisher COMMAND --help' for a command's options. Exit status: 0 success, "
+        "1 a problem was found or a step failed, 2 usage or configuration error, 3 another publisher "
+        "holds the lock.",
     )
     parser.add_argument("--version", action="version", version=f"publisher {__version__}")
     parser.add_argument(
         "--config", type=Path, metavar="PATH", help="settings file (default: ./publisher.toml if present)"
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="say more (repeat for debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-v", "--verbose", action="count", default=0, help="say more (repeat for debug)")
+    loudness.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     parser.add_argument(
         "--log-format", choices=("text", "json"), default="text", help="log lines as text or JSON lines"
     )
@@ -78,7 +82,21 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         module = importlib.import_module(f"publisher.cli.{name}")
         module.register(sub)
+        _add_loudness(sub.choices[name])
     return parser
+
+
+def _add_loudness(command: argparse.ArgumentParser) -> None:
+    """`publisher check -q` works as well as `publisher -q check`. SUPPRESS: when not given after
+    the command, the value given before it stands."""
+    taken = {opt for action in command._actions for opt in action.option_strings}
+    if taken & {"-v", "--verbose", "-q", "--quiet"}:
+        return  # the command defines its own
+    group = command.add_mutually_exclusive_group()
+    group.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="say more (repeat for debug)"
+    )
+    group.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="say less")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("Interrupted.", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        return 1
+    except OSError as exc:  # the machine said no (disk full, permission denied): one line, no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"Error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
 
 
