@@ -94,7 +94,7 @@ def scan(settings: Settings) -> tuple[list[SeedFile], list[Problem]]:
     root = settings.seeds_dir
     problems: list[Problem] = []
     if not root.is_dir():
-        problems.append(Problem(str(root), "", "the seeds folder does not exist (paths.seeds)"))
+        problems.append(Problem(str(root), "folder", "does not exist (paths.seeds)"))
         return [], problems
     real_root = Path(os.path.realpath(root))
     found = sorted(_walk(root, real_root, "", 0, problems, settings), key=lambda f: f.rel)
@@ -106,7 +106,7 @@ def scan(settings: Settings) -> tuple[list[SeedFile], list[Problem]]:
             problems.append(
                 Problem(
                     display(settings, seed.rel),
-                    "",
+                    "file",
                     f"symbolic link to {display(settings, first.rel)}, which is read already; ignored",
                     "warning",
                 )
@@ -121,7 +121,7 @@ def _walk(
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
-        problems.append(Problem(display(settings, prefix or "."), "", f"cannot read folder: {exc.strerror}"))
+        problems.append(Problem(display(settings, prefix or "."), "folder", f"cannot read: {exc.strerror}"))
         return
     for entry in entries:
         name = entry.name
@@ -133,32 +133,34 @@ def _walk(
             if entry.is_symlink():
                 target = Path(os.path.realpath(entry.path))
                 if not target.is_relative_to(real_root):
-                    problems.append(Problem(shown, "", "symbolic link leads outside seeds/; refused"))
+                    problems.append(Problem(shown, "file", "symbolic link leads outside seeds/; refused"))
                     continue
                 if target.is_dir():
-                    problems.append(Problem(shown, "", "symbolic link to a folder; not followed", "warning"))
+                    problems.append(
+                        Problem(shown, "folder", "symbolic link to a folder; not followed", "warning")
+                    )
                     continue
             if entry.is_dir(follow_symlinks=False):
                 if depth >= _MAX_DEPTH:
-                    problems.append(Problem(shown, "", "folder nested too deep; not read", "warning"))
+                    problems.append(Problem(shown, "folder", "nested too deep; not read", "warning"))
                     continue
                 yield from _walk(Path(entry.path), real_root, rel + "/", depth + 1, problems, settings)
                 continue
             info = entry.stat(follow_symlinks=True)
         except FileNotFoundError:
             if entry.is_symlink():
-                problems.append(Problem(shown, "", "broken symbolic link; refused"))
+                problems.append(Problem(shown, "file", "broken symbolic link; refused"))
             continue  # removed while we looked: nothing to report
         except OSError as exc:
-            problems.append(Problem(shown, "", f"cannot read: {exc.strerror}"))
+            problems.append(Problem(shown, "file", f"cannot read: {exc.strerror}"))
             continue
         if not name.lower().endswith(TEXT_SUFFIXES + MARKDOWN_SUFFIXES):
             problems.append(
-                Problem(shown, "", "not an article file (.txt, .md or .markdown); ignored", "warning")
+                Problem(shown, "file", "not an article file (.txt, .md or .markdown); ignored", "warning")
             )
             continue
         if not stat.S_ISREG(info.st_mode):
-            problems.append(Problem(shown, "", "not a regular file; refused"))
+            problems.append(Problem(shown, "file", "not a regular file; refused"))
             continue
         yield SeedFile(
             Path(os.path.realpath(entry.path)), rel, info.st_size, info.st_mtime_ns, entry.is_symlink()
@@ -208,21 +210,22 @@ def parse_file(seed: SeedFile, settings: Settings) -> tuple[Article | None, list
     """Read, decode, parse and validate one file. Never raises for anything in the file."""
     shown = display(settings, seed.rel)
     limit = settings.ingest.max_bytes
-    if seed.size > limit:
-        return None, [Problem(shown, "", f"too large: {seed.size} bytes (limit {limit}, ingest.max_bytes)")]
+    too_large = "too large: {} bytes (limit {}, ingest.max_bytes)"
+    if seed.size > limit:  # known from scan's stat: the file is never opened
+        return None, [Problem(shown, "file", too_large.format(seed.size, limit))]
     try:
         data = read_limited(seed, limit)
     except TooLarge as exc:
-        return None, [Problem(shown, "", f"too large: {exc.size} bytes (limit {limit}, ingest.max_bytes)")]
+        return None, [Problem(shown, "file", too_large.format(exc.size, limit))]
     except OSError as exc:
-        return None, [Problem(shown, "", f"cannot read: {exc.strerror or exc}")]
+        return None, [Problem(shown, "file", f"cannot read: {exc.strerror or exc}")]
     if len(data) > limit:
-        return None, [Problem(shown, "", f"too large: more than {limit} bytes (ingest.max_bytes)")]
+        return None, [Problem(shown, "file", f"too large: more than {limit} bytes (ingest.max_bytes)")]
     try:
         text, notes = decode(data)
     except DecodeProblem as exc:
-        return None, [Problem(shown, "", str(exc))]
-    problems = [Problem(shown, "", note, "warning") for note in notes]
+        return None, [Problem(shown, exc.field, exc.message)]
+    problems = [Problem(shown, "text", note, "warning") for note in notes]
     tz = ZoneInfo(settings.site.timezone)
     limits = {"title_max": settings.ingest.title_max_chars, "summary_max": settings.ingest.summary_max_chars}
     try:
@@ -292,7 +295,7 @@ def ingest(settings: Settings, cache: ParseCache | None = None) -> IngestResult:
                 message = (
                     f"could not be read: {type(exc).__name__}: {exc} (a bug in publisher: please report)"
                 )
-                article, warnings = None, [Problem(shown, "", " ".join(message.split()))]
+                article, warnings = None, [Problem(shown, "file", " ".join(message.split()))]
             if article is not None and cache is not None:
                 cache.put(seed, article, warnings)
         result.problems.extend(warnings)
@@ -313,7 +316,7 @@ def duplicates(articles: Iterable[Article], settings: Settings) -> list[Problem]
             problems.append(
                 Problem(
                     display(settings, article.source),
-                    "",
+                    "body",
                     f"same story text as {display(settings, earlier)}; not published",
                 )
             )

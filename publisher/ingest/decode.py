@@ -1,12 +1,14 @@
 """Bytes to clean text: UTF-8 (with or without BOM), any line ends, no characters XML forbids.
 
-Returns the text and warnings; raises `DecodeProblem` with a one-line reason for what cannot be
-accepted (not UTF-8, binary, empty).
+Returns the text and warnings; raises `DecodeProblem` (a `FieldProblem` on the field `file` or
+`encoding`) with a one-line reason for what cannot be accepted (not UTF-8, binary, empty).
 """
 
 from __future__ import annotations
 
 import re
+
+from publisher.ingest.fields import FieldProblem
 
 _BOM = b"\xef\xbb\xbf"
 # XML 1.0 allows tab, LF, CR and everything from U+0020 except surrogates and U+FFFE/U+FFFF. We also
@@ -14,7 +16,11 @@ _BOM = b"\xef\xbb\xbf"
 _FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
 
 
-class DecodeProblem(Exception):
+# C0 control bytes that text files do not contain (tab, LF, VT, FF, CR and ESC are left out).
+_BINARY_BYTES = frozenset(set(range(0x20)) - {0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1B})
+
+
+class DecodeProblem(FieldProblem):
     """Why a file's bytes are not an article's text."""
 
 
@@ -27,10 +33,16 @@ def decode(data: bytes) -> tuple[str, list[str]]:
     first byte (a byte-order mark included), so `cmp`/`xxd` on the file point at the culprit."""
     skip = len(_BOM) if data.startswith(_BOM) else 0
     if not data[skip:].strip():
-        raise DecodeProblem("empty file")
+        raise DecodeProblem("file", "empty")
     nul = data.find(b"\x00", skip)
     if nul != -1:
-        raise DecodeProblem(f"binary data, not text (NUL byte at byte offset {nul})")
+        raise DecodeProblem("file", f"binary data, not text (NUL byte at byte offset {nul})")
+    head = data[skip : skip + 4096]
+    controls = sum(1 for byte in head if byte in _BINARY_BYTES)
+    if controls * 20 > len(head):  # > 5 %: no text file has that many; images and archives do
+        raise DecodeProblem(
+            "file", f"binary data, not text ({controls} control bytes in the first {len(head)})"
+        )
     try:
         text = data[skip:].decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -38,15 +50,16 @@ def decode(data: bytes) -> tuple[str, list[str]]:
         bad = data[where : where + 1].hex()
         if exc.reason == "unexpected end of data":  # a multi-byte character cut off: half-copied?
             raise DecodeProblem(
-                f"not UTF-8: incomplete character 0x{bad} at byte offset {where}, the end of the file"
+                "encoding",
+                f"not UTF-8: incomplete character 0x{bad} at byte offset {where}, the end of the file",
             ) from None
-        raise DecodeProblem(f"not UTF-8: invalid byte 0x{bad} at byte offset {where}") from None
+        raise DecodeProblem("encoding", f"not UTF-8: invalid byte 0x{bad} at byte offset {where}") from None
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     warnings: list[str] = []
     found = _FORBIDDEN.findall(text)
     if found:
         if len(found) * 10 > len(text):
-            raise DecodeProblem(f"binary data, not text ({len(found)} control characters)")
+            raise DecodeProblem("file", f"binary data, not text ({len(found)} control characters)")
         kinds = sorted(set(found))
         listed = ", ".join(_describe(c) for c in kinds[:5]) + (" …" if len(kinds) > 5 else "")
         warnings.append(f"removed {len(found)} control character{'s' if len(found) != 1 else ''} ({listed})")

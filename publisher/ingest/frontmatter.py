@@ -67,7 +67,9 @@ def load(matter: str) -> dict[str, Any]:
     except yaml.MarkedYAMLError as exc:
         where = f" (line {exc.problem_mark.line + 1})" if exc.problem_mark else ""
         raise FrontMatterProblem(f"not valid YAML: {exc.problem or exc.context}{where}") from None
-    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+    except RecursionError:
+        raise FrontMatterProblem("not valid YAML: nested too deeply") from None
+    except (yaml.YAMLError, ValueError) as exc:
         raise FrontMatterProblem(f"not valid YAML: {exc}") from None
     if data is None:
         raise FrontMatterProblem("empty: at least title and date are needed")

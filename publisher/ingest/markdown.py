@@ -66,6 +66,8 @@ class FrontMatter(BaseModel):
     @field_validator("tags", mode="before")
     @classmethod
     def _tags(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)  # "tags: 2025"
         if isinstance(value, str):  # "tags: politics, europe" is a common way to write a list
             return [part for part in (p.strip() for p in value.split(",")) if part]
         return value
