@@ -1,0 +1,85 @@
+"""The ASGI application: routes, middleware and error pages, put together by `create_app`.
+
+Routes live under the path of `site.base_url` (usually "/"): `subscribe`, `subscribe.css`,
+`confirm/<token>`, `unsubscribe/<token>`, and everything else is a file in feeds/. The app only
+reads feeds/ and never writes into it or seeds/; its one store is the state database (subscribers)
+and, through the transport, the outbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from publisher import mailer, tokens
+from publisher.clock import Clock
+from publisher.config import Settings
+from publisher.mailer import Transport
+from publisher.server.pages import Pages
+from publisher.server.security import BoundedRequests, Csrf, SecurityHeaders
+from publisher.server.static import FeedFiles
+from publisher.server.subscribe import Subscriptions
+
+log = logging.getLogger("publisher.server")
+
+
+def create_app(
+    settings: Settings,
+    clock: Clock,
+    transport_factory: Callable[[], Transport] | None = None,
+) -> Starlette:
+    """The whole server for one site. `transport_factory` opens a mail transport per confirmation
+    message (default: the one `delivery.transport` names)."""
+    base = urlsplit(settings.site.base_url).path
+    pages = Pages(settings, base)
+    csrf = Csrf(tokens.site_secret(settings), settings.site.base_url)
+    factory = transport_factory or (lambda: mailer.open_transport(settings))
+    subscriptions = Subscriptions(settings, clock, factory, pages, csrf)
+    files = FeedFiles(settings.feeds_dir, settings.serve.cache_max_age, base)
+    css = pages.stylesheet().encode("utf-8")
+    css_etag = f'"{hashlib.sha256(css).hexdigest()[:32]}"'
+
+    async def stylesheet(request: Request) -> Response:
+        headers = {"ETag": css_etag, "Cache-Control": f"public, max-age={settings.serve.cache_max_age}"}
+        if css_etag in request.headers.get("if-none-match", ""):
+            return Response(status_code=304, headers=headers)
+        return Response(css, headers=headers, media_type="text/css; charset=utf-8")
+
+    async def feeds(request: Request) -> Response:
+        return await files.serve(request)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return pages.error(exc.status_code, dict(exc.headers or {}))
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
+        return pages.error(500)
+
+    routes = [
+        Route(f"{base}subscribe", subscriptions.subscribe, methods=["GET", "POST"]),
+        Route(f"{base}subscribe.css", stylesheet, methods=["GET"]),
+        Route(f"{base}confirm/{{token}}", subscriptions.confirm, methods=["GET", "POST"]),
+        Route(f"{base}unsubscribe/{{token}}", subscriptions.unsubscribe, methods=["GET", "POST"]),
+        Route("/{path:path}", feeds, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(BoundedRequests, limit=settings.serve.max_body_bytes),
+        ],
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
+    # Starlette would answer "/subscribe/" with a redirect built from the Host header; a 404 is safer.
+    app.router.redirect_slashes = False
+    return app

@@ -1,0 +1,77 @@
+"""The server's HTML pages and the confirmation email, rendered from templates/.
+
+Every page gets `site`, `base` (the URL path the site lives under, e.g. "/") and `title`; pages
+with a form also get `csrf` (the hidden field's value). Responses are never cached.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from typing import Any
+
+from starlette.responses import HTMLResponse, Response
+
+from publisher.config import Settings
+from publisher.render import Templates
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+ERRORS: dict[int, tuple[str, str]] = {
+    400: ("This link is not valid", "The link may be mistyped, incomplete or too old."),
+    403: (
+        "This form has expired",
+        "Please go back, reload the page and send the form again. (Cookies must be enabled.)",
+    ),
+    404: ("Not found", "There is nothing at this address."),
+    405: ("Method not allowed", "This address does not accept that kind of request."),
+    412: ("Precondition failed", "The page has changed since your copy."),
+    413: ("Request too large", "What was sent is larger than this server accepts."),
+    414: ("Address too long", "The address asked for is longer than this server accepts."),
+    429: ("Too many requests", "Please wait a little and try again."),
+    500: ("Something went wrong", "The server could not complete the request. Please try later."),
+}
+
+
+class Pages:
+    def __init__(self, settings: Settings, base: str) -> None:
+        self.settings = settings
+        self.base = base
+        self.templates = Templates(settings)
+
+    def render(
+        self, name: str, status: int = 200, headers: dict[str, str] | None = None, **ctx: Any
+    ) -> Response:
+        html = self.templates.render(name, site=self.settings.site, base=self.base, **ctx)
+        return HTMLResponse(html, status, headers={**NO_STORE, **(headers or {})})
+
+    def error(self, status: int, headers: dict[str, str] | None = None) -> Response:
+        title, message = ERRORS.get(status, ("Error", "The request could not be completed."))
+        return self.render("error.html.j2", status, headers, title=title, message=message, code=status)
+
+    def stylesheet(self) -> str:
+        return self.templates.render("subscribe.css.j2", site=self.settings.site)
+
+    def confirmation_email(self, address: str, link: str, now: datetime, expires: datetime) -> bytes:
+        """The one message double opt-in needs: plain text, the link, and who asked for it."""
+        digest = self.settings.digest
+        site = self.settings.site
+        text = self.templates.render(
+            "confirm_email.txt.j2", site=site, link=link, address=address, expires=expires
+        )
+        message = EmailMessage(policy=SMTP)
+        message["From"] = Address(display_name=digest.from_name, addr_spec=digest.from_address)
+        message["To"] = Address(addr_spec=address)
+        message["Subject"] = f"Confirm your subscription to {site.title}"
+        message["Date"] = format_datetime(now)
+        message["Message-ID"] = f"<confirm.{secrets.token_hex(12)}@{site.host}>"
+        # RFC 3834: an automatic message; vacation responders must not answer it.
+        message["Auto-Submitted"] = "auto-generated"
+        if digest.reply_to:
+            message["Reply-To"] = digest.reply_to
+        message.set_content(text, charset="utf-8")
+        return message.as_bytes()

@@ -1,0 +1,308 @@
+"""Serving feeds/ over HTTP: safe paths, content types, validators, conditional requests and gzip.
+
+A URL path is checked lexically first (no empty, dot or hidden segments, no NUL, backslash or
+control characters), then resolved with symlinks followed and required to stay inside feeds/; every
+refusal is a 404 that says nothing about what exists. Each file is read once per version (device,
+inode, mtime, size) into an in-memory cache holding its strong ETag (a content hash), its
+Last-Modified date and its gzip form, so a 304 costs one `stat` and a dictionary look-up.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import stat
+from collections import OrderedDict
+from dataclasses import dataclass
+from email.utils import formatdate, parsedate_to_datetime
+from pathlib import Path, PurePath
+
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+
+# Files above this size are streamed from disk (with ranges) instead of being held in memory.
+MAX_CACHED_FILE = 4 * 1024 * 1024
+# Total bytes (bodies + gzip forms) the cache may hold before the least recently used go.
+CACHE_BYTES = 64 * 1024 * 1024
+# Below this size gzip saves too little to be worth a header and a CPU cycle.
+MIN_GZIP = 256
+
+_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".htm": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".xsl": "text/xsl; charset=utf-8",
+    ".xslt": "text/xsl; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+    ".json": "application/json",
+    ".xml": "application/xml",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".ico": "image/x-icon",
+    ".woff2": "font/woff2",
+}
+_COMPRESSIBLE = ("text/", "application/json", "application/xml", "+xml", "+json", "image/svg+xml")
+
+
+def content_type(name: str, head: bytes) -> str:
+    """The media type of a file in feeds/, from its name and, for XML and JSON, its first bytes."""
+    suffix = PurePath(name).suffix.lower()
+    kind = _TYPES.get(suffix, "application/octet-stream")
+    if suffix == ".xml":
+        # Archive documents (RFC 5005) have their own names; the root element tells Atom from RSS.
+        if b"<feed" in head:
+            return "application/atom+xml; charset=utf-8"
+        if b"<rss" in head:
+            return "application/rss+xml; charset=utf-8"
+        if b"<xsl:stylesheet" in head or b"<xsl:transform" in head:
+            return "text/xsl; charset=utf-8"
+    if suffix == ".json" and b"jsonfeed.org/version" in head:
+        return "application/feed+json"
+    return kind
+
+
+def _compressible(kind: str) -> bool:
+    base = kind.split(";", 1)[0]
+    return any(base.startswith(p) or base.endswith(p) for p in _COMPRESSIBLE)
+
+
+def safe_segments(url_path: str) -> list[str] | None:
+    """The path's segments when it may name something inside feeds/, else None.
+
+    `url_path` is already percent-decoded (so `%2e%2e` arrives as `..`). A trailing slash yields a
+    final empty segment, meaning "the index of this folder".
+    """
+    if not url_path.startswith("/"):
+        return None
+    parts = url_path[1:].split("/")
+    for i, part in enumerate(parts):
+        if part == "":
+            if i == len(parts) - 1:
+                continue  # trailing slash
+            return None
+        if part.startswith(".") or "\\" in part or any(ord(c) < 0x20 or ord(c) == 0x7F for c in part):
+            return None
+    return parts
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One version of one file, ready to send."""
+
+    version: tuple[int, int, int, int]
+    content_type: str
+    etag: str
+    gzip_etag: str | None
+    last_modified: str
+    mtime: int
+    body: bytes
+    gzipped: bytes | None
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + len(self.gzipped or b"")
+
+
+def _version(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def load_entry(path: str, st: os.stat_result) -> Entry:
+    """Read a file and compute what its responses need (runs in a worker thread)."""
+    with Path(path).open("rb") as handle:
+        body = handle.read(MAX_CACHED_FILE + 1)
+    kind = content_type(path, body[:512])
+    digest = hashlib.sha256(body).hexdigest()[:32]
+    gzipped = None
+    if _compressible(kind) and len(body) >= MIN_GZIP:
+        packed = gzip.compress(body, compresslevel=6, mtime=0)
+        gzipped = packed if len(packed) < len(body) else None
+    return Entry(
+        version=_version(st),
+        content_type=kind,
+        etag=f'"{digest}"',
+        gzip_etag=f'"{digest}-gzip"' if gzipped is not None else None,
+        last_modified=formatdate(int(st.st_mtime), usegmt=True),
+        mtime=int(st.st_mtime),
+        body=body,
+        gzipped=gzipped,
+    )
+
+
+def accepts_gzip(header: str | None) -> bool:
+    """Whether Accept-Encoding allows gzip (an explicit q=0 refuses it; `*` counts)."""
+    if not header:
+        return False
+    star: float | None = None
+    for item in header.split(","):
+        coding, _, params = item.strip().partition(";")
+        quality = 1.0
+        params = params.strip().replace(" ", "")
+        if params.startswith("q="):
+            try:
+                quality = float(params[2:])
+            except ValueError:
+                quality = 0.0
+        name = coding.strip().lower()
+        if name in ("gzip", "x-gzip"):
+            return quality > 0
+        if name == "*":
+            star = quality
+    return star is not None and star > 0
+
+
+def _etag_list(header: str) -> list[str]:
+    return [tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()]
+
+
+def _http_date(header: str) -> int | None:
+    try:
+        moment = parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment is None or moment.tzinfo is None:
+        return None
+    return int(moment.timestamp())
+
+
+def precondition(headers: dict[str, str], etag: str, mtime: int) -> int | None:
+    """RFC 9110 section 13.2.2: 412, 304 or None (send the representation), in the spec's order."""
+    if_match = headers.get("if-match")
+    if if_match is not None:
+        # Strong comparison: a weak validator never matches If-Match.
+        tags = [t.strip() for t in if_match.split(",")]
+        if "*" not in tags and etag not in tags:
+            return 412
+    else:
+        unmodified = headers.get("if-unmodified-since")
+        if unmodified is not None:
+            since = _http_date(unmodified)
+            if since is not None and mtime > since:
+                return 412
+    none_match = headers.get("if-none-match")
+    if none_match is not None:
+        tags = _etag_list(none_match)
+        if "*" in tags or etag.removeprefix("W/") in tags:
+            return 304
+        return None
+    modified = headers.get("if-modified-since")
+    if modified is not None:
+        since = _http_date(modified)
+        if since is not None and mtime <= since:
+            return 304
+    return None
+
+
+class FeedFiles:
+    """The static half of the server: everything under feeds/, read-only."""
+
+    def __init__(self, root: Path, max_age: int, base_path: str = "/") -> None:
+        self.root = root
+        self.base_path = base_path
+        self.cache_control = f"public, max-age={max_age}"
+        self._cache: OrderedDict[str, Entry] = OrderedDict()
+        self._cached_bytes = 0
+
+    def locate(self, url_path: str) -> tuple[str, os.stat_result] | str | None:
+        """(file path, stat) to serve, a redirect target for a folder without its slash, or None."""
+        segments = safe_segments(url_path)
+        if segments is None:
+            return None
+        # Plain strings and os.path here: this runs for every request, 304s included.
+        root = os.path.realpath(self.root)
+        candidate = os.path.join(root, *segments)  # noqa: PTH118
+        if segments[-1] == "":
+            candidate = os.path.join(candidate, "index.html")  # noqa: PTH118
+        real = os.path.realpath(candidate)
+        # Symlinks are followed, but whatever they point at must still be inside feeds/.
+        if real != root and not real.startswith(root + os.sep):
+            return None
+        try:
+            st = os.stat(real)  # noqa: PTH116
+        except (OSError, ValueError):
+            return None
+        if stat.S_ISDIR(st.st_mode):
+            # Relative, so it can never point at another host.
+            return segments[-1] + "/"
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return real, st
+
+    async def entry(self, path: str, st: os.stat_result) -> Entry | None:
+        """The cached entry for this exact version of the file, loaded when new; None when too big."""
+        if st.st_size > MAX_CACHED_FILE:
+            return None
+        found = self._cache.get(path)
+        if found is not None and found.version == _version(st):
+            self._cache.move_to_end(path)
+            return found
+        entry = await run_in_threadpool(load_entry, path, st)
+        if entry.version != _version(st) or len(entry.body) > MAX_CACHED_FILE:
+            return entry  # changed while being read: serve it, cache the next read
+        if found is not None:
+            self._cached_bytes -= self._cache.pop(path).size
+        self._cache[path] = entry
+        self._cached_bytes += entry.size
+        while self._cached_bytes > CACHE_BYTES and len(self._cache) > 1:
+            _, old = self._cache.popitem(last=False)
+            self._cached_bytes -= old.size
+        return entry
+
+    async def serve(self, request: Request) -> Response:
+        """GET or HEAD of a file (the router refuses other methods with 405)."""
+        # The decoded path as the server received it (request.url would re-parse a decoded "?").
+        path: str = request.scope["path"]
+        if not path.startswith(self.base_path):
+            raise HTTPException(404)
+        found = self.locate("/" + path[len(self.base_path) :])
+        if found is None:
+            raise HTTPException(404)
+        if isinstance(found, str):
+            return Response(status_code=301, headers={"Location": found, "Cache-Control": "no-cache"})
+        real, st = found
+        headers = {k: v for k, v in request.headers.items() if k.startswith("if-")}
+        entry = await self.entry(real, st)
+        if entry is None:
+            return self._large(real, st, headers)
+        use_gzip = entry.gzipped is not None and accepts_gzip(request.headers.get("accept-encoding"))
+        etag = entry.gzip_etag if use_gzip and entry.gzip_etag else entry.etag
+        common = {"ETag": etag, "Last-Modified": entry.last_modified, "Cache-Control": self.cache_control}
+        if _compressible(entry.content_type):
+            common["Vary"] = "Accept-Encoding"
+        status = precondition(headers, etag, entry.mtime)
+        if status == 304:
+            return Response(status_code=304, headers=common)
+        if status == 412:
+            raise HTTPException(412)
+        body = entry.gzipped if use_gzip and entry.gzipped is not None else entry.body
+        if use_gzip:
+            common["Content-Encoding"] = "gzip"
+        response = Response(body, headers=common, media_type=entry.content_type)
+        if request.method == "HEAD":
+            # Same headers as GET (Content-Length included), no body.
+            response.body = b""
+        return response
+
+    def _large(self, real: str, st: os.stat_result, headers: dict[str, str]) -> Response:
+        with Path(real).open("rb") as handle:
+            head = handle.read(512)
+        version = "-".join(str(part) for part in _version(st))
+        etag = f'"{hashlib.sha256(version.encode()).hexdigest()[:32]}"'
+        common = {
+            "ETag": etag,
+            "Last-Modified": formatdate(int(st.st_mtime), usegmt=True),
+            "Cache-Control": self.cache_control,
+        }
+        status = precondition(headers, etag, int(st.st_mtime))
+        if status == 304:
+            return Response(status_code=304, headers=common)
+        if status == 412:
+            raise HTTPException(412)
+        return FileResponse(real, headers=common, media_type=content_type(real, head), stat_result=st)
