@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from publisher import ingest
 from publisher.config import Settings
@@ -57,3 +58,30 @@ def check(settings: Settings, now: datetime) -> CheckReport:
         problems=sorted([*result.problems, *dupes], key=lambda p: (p.path, p.severity != "error")),
         articles=articles,
     )
+
+
+PREVIEW_FOLDER = "preview"
+
+
+def digest_preview(settings: Settings, now: datetime, *, backfill: int | None = None) -> list[Path]:
+    """Render the next digest from the real articles into state/preview/ (HTML and text parts, as
+    a subscriber would get them, with a dummy unsubscribe link). Sends nothing and records
+    nothing: the database is opened read-only. Returns the paths written; [] when there would be
+    no digest now."""
+    from publisher import digest
+    from publisher.output import write_atomic
+    from publisher.store import db
+
+    conn = db.connect(settings.db_path, readonly=True)
+    try:
+        rendered = digest.render_preview(conn, settings, now, backfill)
+    finally:
+        conn.close()
+    if rendered is None:
+        return []
+    html, text = digest.personalise(rendered, digest.unsubscribe_url(settings, "preview"), "")
+    folder = settings.state_dir / PREVIEW_FOLDER
+    paths = [folder / "next-digest.html", folder / "next-digest.txt"]
+    write_atomic(paths[0], html.encode("utf-8"))
+    write_atomic(paths[1], text.encode("utf-8"))
+    return paths
