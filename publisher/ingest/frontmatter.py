@@ -23,6 +23,10 @@ class FrontMatterProblem(Exception):
     """The front matter is missing, too large, not YAML, or not a mapping."""
 
 
+# Line numbers in messages are the file's: the front matter starts on line 2, after '---'.
+_FIRST_LINE = 2
+
+
 class _Loader(yaml.SafeLoader):
     """SafeLoader without aliases and without implicit timestamps."""
 
@@ -30,7 +34,7 @@ class _Loader(yaml.SafeLoader):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()  # type: ignore[no-untyped-call]
             mark = event.start_mark
-            raise FrontMatterProblem(f"YAML aliases are not allowed (line {mark.line + 1})")
+            raise FrontMatterProblem(f"YAML aliases are not allowed (line {mark.line + _FIRST_LINE})")
         return super().compose_node(parent, index)
 
 
@@ -65,7 +69,7 @@ def load(matter: str) -> dict[str, Any]:
     except FrontMatterProblem:
         raise
     except yaml.MarkedYAMLError as exc:
-        where = f" (line {exc.problem_mark.line + 1})" if exc.problem_mark else ""
+        where = f" (line {exc.problem_mark.line + _FIRST_LINE})" if exc.problem_mark else ""
         raise FrontMatterProblem(f"not valid YAML: {exc.problem or exc.context}{where}") from None
     except RecursionError:
         raise FrontMatterProblem("not valid YAML: nested too deeply") from None
