@@ -1,0 +1,90 @@
+"""Which articles the next digest holds, and loading them.
+
+The rule (see docs/digest.md):
+- A digest holds the articles that went live (`articles.live_at`, set by the build when an article
+  first goes out) after the previous digest's cut-off and up to `now`; `now` becomes its cut-off.
+- Before the very first digest there is no cut-off. A first run with nothing to send records `now`
+  as a baseline cut-off, so the back catalogue already live is never mailed by accident. The first
+  digest then holds the articles that went live after the baseline, plus, when `backfill` (the
+  argument, else `digest.backfill`) is N > 0, the N articles that went live most recently before
+  `now` (whether before or after the baseline). Once a digest is recorded, backfill is ignored.
+- No new articles: no digest (and nothing is recorded, except that first-run baseline).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from publisher.config import Settings
+from publisher.models import Identity, Published
+from publisher.store import articles as store_articles
+from publisher.store import digests as store_digests
+from publisher.store.db import from_db_time
+
+# Loads the articles with these ids (those it cannot load, e.g. a file currently invalid, are absent).
+Loader = Callable[[sqlite3.Connection, Settings, Sequence[str]], dict[str, Published]]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    period_start: datetime | None  # the previous cut-off; None before the first digest
+    period_end: datetime
+    article_ids: tuple[str, ...]  # oldest live first
+    first: bool  # no digest recorded yet
+    has_baseline: bool  # a cut-off exists (a digest's, or a first run's baseline)
+
+    @property
+    def sets_baseline(self) -> bool:
+        """A first run with nothing to send: it only records where the next digest starts."""
+        return self.first and not self.has_baseline and not self.article_ids
+
+
+def plan(conn: sqlite3.Connection, settings: Settings, now: datetime, backfill: int | None) -> Plan:
+    previous = store_digests.last_cutoff(conn)
+    if previous is not None:
+        if now <= previous:
+            return Plan(previous, now, (), first=False, has_baseline=True)
+        return Plan(previous, now, tuple(store_articles.live_between(conn, previous, now)), False, True)
+    wanted = settings.digest.backfill if backfill is None else backfill
+    if wanted < 0:
+        raise ValueError("backfill must be 0 or more")
+    base = store_digests.baseline(conn)
+    live = store_articles.live_between(conn, None, now)
+    new = set() if base is None else set(store_articles.live_between(conn, base, now))
+    older = set(live[-wanted:]) if wanted > 0 else set()
+    chosen = tuple(i for i in live if i in new or i in older)
+    start = base if base is not None and not older - new else None
+    return Plan(start, now, chosen, first=True, has_baseline=base is not None)
+
+
+def load_from_seeds(conn: sqlite3.Connection, settings: Settings, ids: Sequence[str]) -> dict[str, Published]:
+    """The articles' identities from the store and their content parsed from seeds/ (only the files
+    needed are read). Used until the build's parse cache can hand out stored articles by id."""
+    from publisher import ingest  # a stage: imported only here, by the fallback loader
+
+    wanted = set(ids)
+    rows = conn.execute("SELECT id, slug, seq, first_seen, updated, source FROM articles").fetchall()
+    identities = {
+        str(r[5]): Identity(
+            id=str(r[0]),
+            slug=str(r[1]),
+            seq=int(r[2]),
+            first_seen=from_db_time(str(r[3])),
+            updated=from_db_time(str(r[4])),
+        )
+        for r in rows
+        if r[0] in wanted
+    }
+    files, _ = ingest.scan(settings)
+    found: dict[str, Published] = {}
+    for seed in files:
+        identity = identities.get(seed.rel)
+        if identity is None:
+            continue
+        article, _problems = ingest.parse_file(seed, settings)
+        if article is not None:
+            found[identity.id] = Published(article, identity)
+    return found
