@@ -1,16 +1,91 @@
-"""`publisher status`: not written yet."""
+"""`publisher status`: what is published, what is rejected, the digest times, subscribers, the daemon."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import json
+from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from publisher.cli.main import Context
+    from publisher.daemon.status import Status
 
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("status", help="(not available yet)", description="Not available yet.")
-    parser.set_defaults(handler=_run)
+    parser = sub.add_parser(
+        "status",
+        help="show published and rejected files, digest times, subscribers and the daemon",
+        description="Show how many articles are published, which files are rejected and why, when "
+        "the last digest went out and when the next is due, subscriber counts by status, and whether "
+        "a daemon holds the state folder and when it last did its work. Reads only; works while the "
+        "daemon runs. Exit status: 0, or 1 when any file is rejected.",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.set_defaults(handler=run)
 
 
-def _run(args: argparse.Namespace, ctx: Any) -> int:
-    print("publisher status: not available in this release yet")
-    return 1
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    from publisher.daemon.status import collect
+
+    settings = ctx.settings
+    now = ctx.clock.now()
+    status = collect(settings, now)
+    if args.json:
+        print(json.dumps(status.as_json(), indent=2, ensure_ascii=False))
+    else:
+        print("\n".join(render(status, settings.site.tz, now)))
+    return 1 if status.rejected else 0
+
+
+def _when(moment: datetime | None, tz: tzinfo, now: datetime) -> str:
+    if moment is None:
+        return "never"
+    seconds = (moment - now).total_seconds()
+    span = abs(seconds)
+    if span < 90:
+        ago = f"{span:.0f} s"
+    elif span < 5400:
+        ago = f"{span / 60:.0f} min"
+    elif span < 172800:
+        ago = f"{span / 3600:.0f} h"
+    else:
+        ago = f"{span / 86400:.0f} days"
+    relative = f"in {ago}" if seconds > 0 else f"{ago} ago"
+    return f"{moment.astimezone(tz).strftime('%Y-%m-%d %H:%M %Z')} ({relative})"
+
+
+def render(status: Status, tz: tzinfo, now: datetime) -> list[str]:
+    lines = [
+        f"Articles:    {status.published} published, {status.waiting} waiting (embargoed or draft), "
+        f"{status.removed} removed",
+        f"Files:       {status.files} in seeds/, {len(status.rejected)} rejected"
+        + (f", {status.warnings} warning{'s' if status.warnings != 1 else ''}" if status.warnings else ""),
+    ]
+    lines += [f"  {line}" for line in status.rejected]
+    last = _when(status.last_digest, tz, now)
+    if status.last_digest is not None and status.last_digest_outcome:
+        last += f": {status.last_digest_outcome}"
+    lines.append(f"Last digest: {last}")
+    lines.append(f"Next digest: {_when(status.next_digest, tz, now)} (schedule {status.schedule!r})")
+    if status.subscribers:
+        counts = ", ".join(f"{n} {state}" for state, n in status.subscribers.items())
+        lines.append(f"Subscribers: {counts}")
+    else:
+        lines.append("Subscribers: none")
+    if status.daemon_holder:
+        daemon = f"running ({status.daemon_holder}), started {_when(status.daemon_started, tz, now)}"
+    elif status.daemon_stopped:
+        daemon = f"stopped {_when(status.daemon_stopped, tz, now)}"
+    elif status.daemon_started:
+        daemon = f"not running (last started {_when(status.daemon_started, tz, now)}; did not stop cleanly)"
+    else:
+        daemon = "never run"
+    lines.append(f"Daemon:      {daemon}")
+    work = status.last_work
+    if work is not None:
+        outcome = "ok" if work.ok else "FAILED"
+        lines.append(f"Last work:   {work.job} {_when(work.at, tz, now)}, {outcome}: {work.detail}")
+    if status.state:
+        lines.append(f"State:       {status.state}")
+    return lines

@@ -1,0 +1,114 @@
+"""What `publisher status` reports, gathered without writing anything and without the lock.
+
+Articles and subscribers come from the state database (opened read-only), rejected files from a
+fresh check of seeds/ (so they are current even when nothing has built since), the digest times
+from the daemon's record and the schedule, and whether a daemon is at work from the lock file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from publisher import lock, pipeline
+from publisher.config import Settings
+from publisher.daemon import cron, record
+from publisher.errors import PublisherError
+from publisher.store import db, subscribers
+
+_SUBSCRIBER_STATES = ("active", "pending", "unsubscribed", "bounced")
+
+
+@dataclass
+class Status:
+    files: int = 0
+    published: int = 0  # in the feeds now
+    waiting: int = 0  # known but not live: embargoed or draft
+    removed: int = 0  # files gone; ids kept
+    rejected: list[str] = field(default_factory=list)  # one problem line per rejected file
+    warnings: int = 0
+    subscribers: dict[str, int] = field(default_factory=dict)
+    last_digest: datetime | None = None  # the last slot handled
+    last_digest_outcome: str | None = None
+    last_digest_at: datetime | None = None
+    next_digest: datetime | None = None
+    schedule: str = ""
+    timezone: str = ""
+    daemon_holder: str | None = None  # "pid 123, publisher run" while a publisher holds the lock
+    daemon_started: datetime | None = None
+    daemon_stopped: datetime | None = None
+    last_work: record.Work | None = None
+    state: str | None = None  # why the database could not be read, if it could not
+
+    def as_json(self) -> dict[str, Any]:
+        def plain(value: Any) -> Any:
+            if isinstance(value, datetime):
+                return value.isoformat()
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [plain(v) for v in value]
+            return value
+
+        data: dict[str, Any] = plain(asdict(self))
+        return data
+
+
+def collect(settings: Settings, now: datetime) -> Status:
+    status = Status(schedule=settings.digest.schedule, timezone=settings.site.timezone)
+    report = pipeline.check(settings, now)
+    status.files = report.files
+    first: dict[str, str] = {}
+    for problem in report.problems:
+        if problem.severity == "error":
+            first.setdefault(problem.path, str(problem))
+        else:
+            status.warnings += 1
+    status.rejected = [first[path] for path in sorted(first)]
+    status.daemon_holder = lock.held_by(settings)
+    try:
+        schedule = cron.parse(settings.digest.schedule)
+        status.next_digest = cron.next_slot(schedule, settings.site.tz, now)
+    except ValueError:
+        status.next_digest = None
+    try:
+        conn = db.connect(settings.db_path, readonly=True)
+    except PublisherError as exc:
+        status.state = exc.one_line()
+        return status
+    try:
+        _from_database(conn, status, now)
+    except sqlite3.DatabaseError as exc:
+        status.state = f"{settings.db_path}: cannot be read: {exc}"
+    finally:
+        conn.close()
+    return status
+
+
+def _from_database(conn: sqlite3.Connection, status: Status, now: datetime) -> None:
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "articles" in tables:
+        row = conn.execute(
+            "SELECT"
+            " COUNT(*) FILTER (WHERE removed_at IS NULL AND live_at IS NOT NULL),"
+            " COUNT(*) FILTER (WHERE removed_at IS NULL AND live_at IS NULL),"
+            " COUNT(*) FILTER (WHERE removed_at IS NOT NULL)"
+            " FROM articles"
+        ).fetchone()
+        status.published, status.waiting, status.removed = row[0], row[1], row[2]
+    if "subscribers" in tables:
+        counts = subscribers.counts(conn)
+        status.subscribers = {state: counts.get(state, 0) for state in _SUBSCRIBER_STATES}
+    if "meta" in tables:
+        saved = record.load(conn)
+        status.last_digest = saved.last_slot
+        status.last_digest_outcome = saved.slot_outcome
+        status.last_digest_at = saved.slot_outcome_at
+        status.daemon_started = saved.started
+        status.daemon_stopped = saved.stopped
+        status.last_work = saved.last_work
+        # The running daemon's plan wins: it may be retrying a failed digest.
+        if status.daemon_holder and saved.next_slot is not None:
+            status.next_digest = saved.next_slot

@@ -1,0 +1,205 @@
+"""Watching seeds/: the only module that imports watchfiles.
+
+Filesystem events (inotify through watchfiles), or polling when `daemon.watch = "poll"` (network
+and container filesystems that send no events). A file is handed over only once it has stopped
+changing: its size and modification time must stay the same for `daemon.settle` seconds, so a slow
+copy is never read half-written. And because a build reads the whole folder, the hand-over waits
+until *every* file that changed has settled: a build started while one copy is still running would
+read that copy half-written. Hidden, temporary and editor files (ingest's rules) are ignored.
+
+Two threads: one blocks in watchfiles and notes changes; one sleeps until the next file is due to
+be looked at again (or indefinitely when nothing is pending), so an idle daemon does no work.
+"""
+
+from __future__ import annotations
+
+import logging
+import stat
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import watchfiles
+
+from publisher.config import Settings
+from publisher.ingest import is_candidate, is_ignored
+
+log = logging.getLogger("publisher.daemon.watch")
+
+# watchfiles yields a batch once no event came for STEP ms, or after DEBOUNCE ms of steady events.
+_STEP_MS = 50
+_DEBOUNCE_MS = 400
+_RETRY_SECONDS = 2.0  # after the watcher failed (seeds/ missing, too many watches, …)
+_NAG_SECONDS = 30.0  # how often to say that settled files wait for one that keeps changing
+
+Signature = tuple[int, int, bool] | None  # (size, mtime_ns, is_dir), or None when it is gone
+
+
+def signature(path: Path) -> Signature:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, stat.S_ISDIR(st.st_mode))
+
+
+@dataclass
+class _Pending:
+    seen: Signature
+    since: float  # monotonic time the signature was last seen to change
+
+
+class Settler:
+    """Tracks changed paths until each has kept the same size and mtime for `settle` seconds.
+
+    Separate from the watching so it can be driven directly; `clock` is a monotonic clock.
+    """
+
+    def __init__(self, settle: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settle = settle
+        self.clock = clock
+        self.pending: dict[Path, _Pending] = {}
+        self.ready: set[Path] = set()
+        self.waiting_since: float | None = None  # when the oldest settled path started waiting
+
+    def changed(self, path: Path) -> None:
+        now = self.clock()
+        self.ready.discard(path)
+        self.pending[path] = _Pending(signature(path), now)
+
+    def due(self) -> float | None:
+        """Seconds until a pending path should be looked at again; None when nothing is pending."""
+        if not self.pending:
+            return None
+        earliest = min(p.since for p in self.pending.values())
+        return max(0.0, earliest + self.settle - self.clock())
+
+    def poll(self) -> list[Path] | None:
+        """Look at the due paths; when nothing is pending any more, return (and forget) the ready ones."""
+        now = self.clock()
+        for path, entry in list(self.pending.items()):
+            if now - entry.since < self.settle:
+                continue
+            current = signature(path)
+            if current != entry.seen:
+                # Still being written (or replaced): start its quiet period again.
+                self.pending[path] = _Pending(current, now)
+                continue
+            del self.pending[path]
+            self.ready.add(path)
+            if self.waiting_since is None:
+                self.waiting_since = now
+        if self.pending or not self.ready:
+            return None
+        done = sorted(self.ready)
+        self.ready.clear()
+        self.waiting_since = None
+        return done
+
+
+class SeedWatcher:
+    """Watch seeds/ and call `on_ready(paths)` (from its own thread) when changed files have settled."""
+
+    def __init__(self, settings: Settings, on_ready: Callable[[list[Path]], None]) -> None:
+        self.root = settings.seeds_dir
+        self.poll = settings.daemon.watch == "poll"
+        self.poll_interval = settings.daemon.poll_interval
+        self.on_ready = on_ready
+        self.settler = Settler(settings.daemon.settle)
+        self._stop = threading.Event()
+        self._wake = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._last_nag = 0.0
+
+    def start(self) -> None:
+        for name, target in (("watch", self._watch_loop), ("settle", self._settle_loop)):
+            thread = threading.Thread(target=target, name=f"publisher-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info(
+            "watching %s (%s, settle %gs)",
+            self.root,
+            f"polling every {self.poll_interval:g}s" if self.poll else "filesystem events",
+            self.settler.settle,
+        )
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        with self._wake:
+            self._wake.notify_all()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def relevant(self, path: Path) -> bool:
+        """Changes worth a look: not hidden/editor files, and articles or folders (a folder moved in)."""
+        try:
+            parts = path.relative_to(self.root).parts
+        except ValueError:
+            return False
+        if not parts or any(is_ignored(part) for part in parts):
+            return False
+        return is_candidate(parts[-1]) or path.is_dir() or (not path.exists() and "." not in parts[-1])
+
+    def _watch_loop(self) -> None:
+        complained = False
+        while not self._stop.is_set():
+            if not self.root.is_dir():
+                if not complained:
+                    log.error("%s does not exist; waiting for it to appear", self.root)
+                    complained = True
+                self._stop.wait(self.poll_interval if self.poll else _RETRY_SECONDS)
+                continue
+            if complained:
+                log.info("%s appeared; watching it", self.root)
+                complained = False
+                self._note([self.root])
+            try:
+                for changes in watchfiles.watch(
+                    self.root,
+                    watch_filter=lambda _change, raw: self.relevant(Path(raw)),
+                    debounce=_DEBOUNCE_MS,
+                    step=_STEP_MS,
+                    stop_event=self._stop,
+                    force_polling=self.poll,
+                    poll_delay_ms=int(self.poll_interval * 1000),
+                    raise_interrupt=False,
+                ):
+                    self._note([Path(raw) for _change, raw in changes])
+            except Exception as exc:  # the watcher must outlive any filesystem trouble
+                log.error("watching %s failed: %s; retrying in %gs", self.root, exc, _RETRY_SECONDS)
+                self._stop.wait(_RETRY_SECONDS)
+
+    def _note(self, paths: list[Path]) -> None:
+        with self._wake:
+            for path in paths:
+                log.debug("changed: %s", path)
+                self.settler.changed(path)
+            self._wake.notify_all()
+
+    def _settle_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._wake:
+                delay = self.settler.due()
+                if delay is None or delay > 0:
+                    # Sleep until the next file is due, or until a change arrives: no busy loop.
+                    self._wake.wait(delay)
+                    continue
+                ready = self.settler.poll()
+                self._nag()
+            if ready:
+                try:
+                    self.on_ready(ready)
+                except Exception:
+                    log.exception("handing over changed files failed")
+
+    def _nag(self) -> None:
+        since = self.settler.waiting_since
+        now = time.monotonic()
+        if since is None or now - since < _NAG_SECONDS or now - self._last_nag < _NAG_SECONDS:
+            return
+        self._last_nag = now
+        busy = ", ".join(sorted(str(p.relative_to(self.root)) for p in self.settler.pending)[:5])
+        log.warning("waiting for files still being written before publishing: %s", busy)

@@ -1,0 +1,96 @@
+"""One publisher per state folder: the lock on state/lock."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+from publisher.errors import LockedError
+from publisher.lock import held_by, state_lock
+from tests.conftest import Project
+
+HOLDER = textwrap.dedent(
+    """
+    import sys
+    from publisher.config import load_settings
+    from publisher.lock import state_lock
+    with state_lock(load_settings(sys.argv[1]), purpose="publisher run"):
+        print("locked", flush=True)
+        sys.stdin.readline()
+    """
+)
+
+
+def test_a_second_holder_is_refused_with_the_first_ones_pid(project: Project) -> None:
+    settings = project.settings()
+    with state_lock(settings, purpose="publisher run"):
+        assert held_by(settings) == f"pid {os.getpid()}, publisher run"
+        with pytest.raises(LockedError) as caught:
+            with state_lock(settings):
+                pass
+    error = caught.value
+    assert error.exit_code == 3
+    assert error.one_line() == (
+        f"{settings.state_dir} is in use by another publisher process (pid {os.getpid()}, publisher run) "
+        "(let it finish or stop the daemon; --wait SECONDS waits for the lock)"
+    )
+    assert held_by(settings) is None
+    with state_lock(settings):  # released: free again
+        pass
+
+
+def test_the_lock_excludes_another_process_and_dies_with_it(project: Project) -> None:
+    settings = project.settings()
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(project.config_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "locked\n"
+        with pytest.raises(LockedError, match=f"pid {child.pid}, publisher run"):
+            with state_lock(settings):
+                pass
+        child.kill()  # no clean release: the kernel drops the lock with the process
+        child.wait()
+        with state_lock(settings):
+            pass
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def test_wait_gets_the_lock_once_it_is_released(project: Project) -> None:
+    settings = project.settings()
+    taken = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with state_lock(settings):
+            taken.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert taken.wait(10)
+    timer = threading.Timer(0.3, release.set)
+    timer.start()
+    with state_lock(settings, wait=30):
+        assert release.is_set()
+    thread.join()
+    timer.join()
+
+
+def test_wait_gives_up_after_its_time(project: Project) -> None:
+    settings = project.settings()
+    with state_lock(settings):
+        with pytest.raises(LockedError, match=r"after waiting 0\.5 s"):
+            with state_lock(settings, wait=0.5):
+                pass
