@@ -30,9 +30,8 @@ def test_a_second_holder_is_refused_with_the_first_ones_pid(project: Project) ->
     settings = project.settings()
     with state_lock(settings, purpose="publisher run"):
         assert held_by(settings) == f"pid {os.getpid()}, publisher run"
-        with pytest.raises(LockedError) as caught:
-            with state_lock(settings):
-                pass
+        with pytest.raises(LockedError) as caught, state_lock(settings):
+            pass
     error = caught.value
     assert error.exit_code == 3
     assert error.one_line() == (
@@ -54,9 +53,8 @@ def test_the_lock_excludes_another_process_and_dies_with_it(project: Project) ->
     )
     try:
         assert child.stdout is not None and child.stdout.readline() == "locked\n"
-        with pytest.raises(LockedError, match=f"pid {child.pid}, publisher run"):
-            with state_lock(settings):
-                pass
+        with pytest.raises(LockedError, match=f"pid {child.pid}, publisher run"), state_lock(settings):
+            pass
         child.kill()  # no clean release: the kernel drops the lock with the process
         child.wait()
         with state_lock(settings):
@@ -90,7 +88,9 @@ def test_wait_gets_the_lock_once_it_is_released(project: Project) -> None:
 
 def test_wait_gives_up_after_its_time(project: Project) -> None:
     settings = project.settings()
-    with state_lock(settings):
-        with pytest.raises(LockedError, match=r"after waiting 0\.5 s"):
-            with state_lock(settings, wait=0.5):
-                pass
+    with (
+        state_lock(settings),
+        pytest.raises(LockedError, match=r"after waiting 0\.5 s"),
+        state_lock(settings, wait=0.5),
+    ):
+        pass
