@@ -25,7 +25,7 @@ import ssl
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from publisher.config import Settings
 from publisher.errors import DeliveryError
@@ -44,14 +44,23 @@ class ConnectionFailure(TemporaryFailure):
     """The server could not be reached, greeted or logged in to: no message left this machine."""
 
 
-class PermanentFailure(DeliveryError):
-    """The server answered 5xx. `recipient` is true when it refused this recipient (a bounce)."""
+Scope = Literal["recipient", "message", "session"]
 
-    def __init__(self, code: int, reply: str, *, recipient: bool) -> None:
+
+class PermanentFailure(DeliveryError):
+    """The server answered 5xx. `scope` says what it refused: this recipient (RCPT: a bounce),
+    this message (DATA: content or policy), or the whole session (login, greeting, MAIL FROM):
+    then no message can go out and it is nobody's bounce."""
+
+    def __init__(self, code: int, reply: str, *, scope: Scope) -> None:
         super().__init__(f"permanent failure: {code} {reply}".rstrip())
         self.code = code
         self.reply = reply
-        self.recipient = recipient
+        self.scope = scope
+
+    @property
+    def recipient(self) -> bool:
+        return self.scope == "recipient"
 
 
 class Transport(Protocol):
@@ -110,17 +119,17 @@ class SmtpTransport:
                 if password is None:
                     conn.close()
                     raise PermanentFailure(
-                        0, f"smtp.username is set but ${s.password_env} is empty", recipient=False
+                        0, f"smtp.username is set but ${s.password_env} is empty", scope="session"
                     )
                 conn.login(s.username, password)
         except smtplib.SMTPAuthenticationError as exc:
             self._discard(conn)
-            raise PermanentFailure(exc.smtp_code, _reply_text(exc.smtp_error), recipient=False) from exc
+            raise PermanentFailure(exc.smtp_code, _reply_text(exc.smtp_error), scope="session") from exc
         except smtplib.SMTPResponseException as exc:
             self._discard(conn)
             if 400 <= exc.smtp_code < 500:
                 raise ConnectionFailure(exc.smtp_code, _reply_text(exc.smtp_error)) from exc
-            raise PermanentFailure(exc.smtp_code, _reply_text(exc.smtp_error), recipient=False) from exc
+            raise PermanentFailure(exc.smtp_code, _reply_text(exc.smtp_error), scope="session") from exc
         except (OSError, smtplib.SMTPException) as exc:
             self._discard(conn)
             reason = _os_reason(exc)
@@ -165,14 +174,14 @@ class SmtpTransport:
                     if code == 421:
                         self.close()
                         raise TemporaryFailure(code, _reply_text(reply))
-                    raise PermanentFailure(code, _reply_text(reply), recipient=False)
+                    raise PermanentFailure(code, _reply_text(reply), scope="session")
                 raise TemporaryFailure(code, _reply_text(reply))
             for recipient in recipients:
                 code, reply = conn.rcpt(recipient)
                 if code not in (250, 251):
                     self._rset(conn)
                     if code >= 500:
-                        raise PermanentFailure(code, _reply_text(reply), recipient=True)
+                        raise PermanentFailure(code, _reply_text(reply), scope="recipient")
                     if code == 421:
                         self.close()
                     raise TemporaryFailure(code, _reply_text(reply))
@@ -183,7 +192,7 @@ class SmtpTransport:
             # Refused at DATA (content or policy): not counted as the recipient's bounce.
             self._rset(conn)
             if exc.smtp_code >= 500:
-                raise PermanentFailure(exc.smtp_code, _reply_text(exc.smtp_error), recipient=False) from exc
+                raise PermanentFailure(exc.smtp_code, _reply_text(exc.smtp_error), scope="message") from exc
             raise TemporaryFailure(exc.smtp_code, _reply_text(exc.smtp_error)) from exc
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self.close()

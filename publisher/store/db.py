@@ -18,7 +18,7 @@ from pathlib import Path
 from publisher.errors import StateError
 
 # Components in the order their tables are created. Each names a module of this package.
-COMPONENTS: tuple[str, ...] = ("articles", "subscribers", "digests", "archives")
+COMPONENTS: tuple[str, ...] = ("articles", "subscribers", "digests", "ledger", "archives", "cache")
 
 _BOOTSTRAP = """
 CREATE TABLE IF NOT EXISTS schema_versions (

@@ -1,0 +1,242 @@
+"""Per-recipient message bytes, built by hand from parts encoded once per digest.
+
+`MessageTemplate` takes a rendered digest (subject, text and HTML bodies holding per-recipient
+placeholders) and does once what is the same for everyone: the From, Subject, List-Id and MIME
+headers are folded and RFC 2047-encoded with the `email` package's SMTP policy, and both bodies
+are quoted-printable encoded in pieces split at the placeholders. `render(recipient)` then only
+formats the headers that differ (To, Message-ID, List-Unsubscribe) and encodes the recipient's
+own values (unsubscribe URL, name), each as its own quoted-printable piece between soft line
+breaks, so every line stays within 76 characters and decoding gives back exactly the substituted
+text. That keeps a message to a few microseconds instead of the ~3 ms `email.message` costs.
+
+Nothing from content or a subscriber reaches a header with a CR, LF or other control character:
+names and subjects are flattened to one line first, addresses and URLs are checked.
+"""
+
+from __future__ import annotations
+
+import binascii
+import email.policy
+import hashlib
+import html
+import re
+from base64 import b64encode
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.utils import format_datetime
+from urllib.parse import quote
+
+from publisher.errors import DeliveryError
+
+# The email package's policy, used only once per digest for the shared headers.
+_POLICY = email.policy.SMTP.clone(max_line_length=78)
+
+# An unquoted display name: atext words separated by single spaces (no "." or "=?", which readers
+# could take for obsolete syntax or an encoded-word).
+_PLAIN_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+( [A-Za-z0-9!#$%&'*+/^_`{|}~-]+)*")
+# What an addr-spec we put in a header may hold: printable ASCII, no spaces, brackets or quotes.
+_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
+# URL characters allowed between angle brackets in List-Unsubscribe (RFC 2369, RFC 3986).
+_URL_SAFE = "-._~:/?#[]@!$&'()*+,;=%"
+_URL = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+_ID_SAFE = re.compile(r"[^A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+")
+_ENCODED_WORD_BYTES = 45  # 45 bytes -> 60 base64 characters -> a 72-character encoded-word
+
+SOFT_BREAK = b"=\r\n"
+
+
+class InvalidRecipient(DeliveryError):
+    """An address or link that cannot be put in a header safely: never sent, never retried."""
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """What differs per message."""
+
+    email: str
+    name: str
+    unsubscribe_url: str  # https://… (one-click, POST)
+    unsubscribe_mailto: str  # mailto:…
+
+
+def one_line(value: str) -> str:
+    """Any run of white space or control characters (CR, LF, NUL, …) becomes one space."""
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in value)
+    return " ".join(cleaned.split())
+
+
+def qp(data: str) -> bytes:
+    """Quoted-printable (RFC 2045) of UTF-8 text with CRLF line ends and lines of at most 76."""
+    encoded = binascii.b2a_qp(data.encode("utf-8"), quotetabs=False, istext=True, header=False)
+    return encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def encode_display_name(name: str) -> str:
+    """A display name as a header phrase: plain atoms, a quoted string, or RFC 2047 encoded-words
+    (folded onto continuation lines) when it is not ASCII."""
+    name = one_line(name)
+    if not name:
+        return ""
+    if name.isascii() and "=?" not in name:
+        if _PLAIN_PHRASE.fullmatch(name) and len(name) <= 60:
+            return name
+        if len(name) <= 60:
+            return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    words = []
+    chunk = b""
+    for ch in name:
+        piece = ch.encode("utf-8")
+        if len(chunk) + len(piece) > _ENCODED_WORD_BYTES:
+            words.append(chunk)
+            chunk = b""
+        chunk += piece
+    words.append(chunk)
+    return "\r\n ".join(f"=?utf-8?b?{b64encode(w).decode('ascii')}?=" for w in words)
+
+
+def check_address(address: str) -> str:
+    if not _ADDRESS.fullmatch(address) or len(address) > 254:
+        raise InvalidRecipient(f"{address!r}: not an ASCII address that can go in a header")
+    return address
+
+
+def safe_url(url: str) -> str:
+    """The URL, percent-encoding anything that may not stand between angle brackets in a header."""
+    if _URL.fullmatch(url):
+        return url
+    return quote(one_line(url), safe=_URL_SAFE)
+
+
+def _fold(name: str, value: str) -> bytes:
+    folded: str = _POLICY.header_factory(name, one_line(value)).fold(policy=_POLICY)
+    return folded.encode("ascii")
+
+
+def _address_header(name: str, display: str, address: str) -> bytes:
+    check_address(address)
+    value = str(Address(display_name=one_line(display), addr_spec=address))
+    folded: str = _POLICY.header_factory(name, value).fold(policy=_POLICY)
+    return folded.encode("ascii")
+
+
+def _body_pieces(body: str, placeholders: Mapping[str, str]) -> list[bytes | str]:
+    """The body, QP-encoded, as a list of encoded literal pieces (bytes, each ending at column 0)
+    and placeholder roles (str) to fill in per recipient."""
+    body = body.replace("\r\n", "\n").replace("\r", "\n")
+    if not body.endswith("\n"):
+        body += "\n"
+    if not placeholders:
+        return [qp(body)]
+    by_text = {text: role for role, text in placeholders.items()}
+    pattern = re.compile("|".join(re.escape(text) for text in sorted(by_text, key=len, reverse=True)))
+    pieces: list[bytes | str] = []
+    position = 0
+    for match in pattern.finditer(body):
+        literal = body[position : match.start()]
+        if literal:
+            encoded = qp(literal)
+            # A literal not ending in a line break ends in a soft one, so the next piece starts at
+            # column 0 and the 76-character limit holds without knowing what comes next.
+            pieces.append(encoded if literal.endswith("\n") else encoded + SOFT_BREAK)
+        pieces.append(by_text[match.group(0)])
+        position = match.end()
+    pieces.append(qp(body[position:]))
+    return pieces
+
+
+class MessageTemplate:
+    """One digest's message, encoded once; `render(recipient)` yields each recipient's bytes."""
+
+    def __init__(
+        self,
+        *,
+        digest_id: str,
+        subject: str,
+        text: str,
+        html_body: str,
+        from_name: str,
+        from_address: str,
+        host: str,
+        list_name: str,
+        date: datetime,
+        reply_to: str | None = None,
+        placeholders: Mapping[str, str] | None = None,
+    ) -> None:
+        """`placeholders` maps a role ("unsubscribe" for the https URL, "name" for the reader's
+        name) to the text standing for it in both bodies."""
+        self.digest_id = digest_id
+        self.host = one_line(host).replace(" ", "")
+        self.from_address = check_address(from_address)
+        self._id_part = _ID_SAFE.sub("-", digest_id).strip(".-") or "digest"
+        boundary = "=_" + hashlib.sha256(digest_id.encode("utf-8")).hexdigest()[:28]
+        self.boundary = boundary
+        roles = dict(placeholders or {})
+        for role in roles:
+            if role not in ("unsubscribe", "name"):
+                raise ValueError(f"unknown placeholder role {role!r}")
+        list_id = f"digest.{self.host}"
+        self._head = b"".join(
+            [
+                _address_header("From", from_name, from_address),
+                _address_header("Reply-To", "", reply_to) if reply_to else b"",
+                _fold("Subject", subject),
+            ]
+        )
+        self._tail_headers = b"".join(
+            [
+                f"List-Id: {encode_display_name(list_name)} <{list_id}>\r\n".encode("ascii"),
+                b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+                b"MIME-Version: 1.0\r\n",
+                f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'.encode("ascii"),
+                b"\r\n",
+            ]
+        )
+        self._date = f"Date: {format_datetime(date)}\r\n".encode("ascii")
+        part = (
+            '--{b}\r\nContent-Type: {t}; charset="utf-8"\r\n'
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        )
+        self._text_head = part.format(b=boundary, t="text/plain").encode("ascii")
+        self._html_head = ("\r\n" + part.format(b=boundary, t="text/html")).encode("ascii")
+        self._end = f"\r\n--{boundary}--\r\n".encode("ascii")
+        self._text = _body_pieces(text, roles)
+        self._html = _body_pieces(html_body, roles)
+
+    def message_id(self, address: str) -> str:
+        """Stable for a (digest, recipient): a resend after a crash carries the same id."""
+        digest = hashlib.sha256(f"{self.digest_id}\0{address.lower()}".encode()).hexdigest()[:24]
+        return f"<{self._id_part}.{digest}@{self.host}>"
+
+    def render(self, recipient: Recipient) -> bytes:
+        address = check_address(recipient.email)
+        display = encode_display_name(recipient.name)
+        if not display:
+            to = f"To: {address}\r\n"
+        elif len(display) + len(address) < 70 and "\n" not in display:
+            to = f"To: {display} <{address}>\r\n"
+        else:
+            to = f"To: {display}\r\n <{address}>\r\n"
+        https = safe_url(recipient.unsubscribe_url)
+        mailto = safe_url(recipient.unsubscribe_mailto)
+        name = one_line(recipient.name)
+        text_values = {"unsubscribe": qp(https) + SOFT_BREAK, "name": qp(name) + SOFT_BREAK}
+        html_values = {
+            "unsubscribe": qp(html.escape(https)) + SOFT_BREAK,
+            "name": qp(html.escape(name)) + SOFT_BREAK,
+        }
+        out = [
+            self._date,
+            self._head,
+            to.encode("ascii"),
+            f"Message-ID: {self.message_id(address)}\r\n".encode("ascii"),
+            f"List-Unsubscribe: <{mailto}>,\r\n <{https}>\r\n".encode("ascii"),
+            self._tail_headers,
+            self._text_head,
+        ]
+        out.extend(p if isinstance(p, bytes) else text_values[p] for p in self._text)
+        out.append(self._html_head)
+        out.extend(p if isinstance(p, bytes) else html_values[p] for p in self._html)
+        out.append(self._end)
+        return b"".join(out)

@@ -1,0 +1,201 @@
+"""The send ledger: one row per (digest, subscriber), so every subscriber gets a digest once.
+
+A row goes pending → sending → sent | failed | skipped, each transition committed on its own:
+`claim` records the intent (sending) before the message is handed to a connection, `record` the
+outcome after the server answered. A process killed at any moment leaves at most the rows it had
+in flight (one per connection) in `sending`; `recover` puts them back to pending for the next run,
+so they are the only messages that can go out twice. A temporary failure puts the row back to
+pending with a `retry_at` time; `attempts` counts the answers received.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from publisher.store.db import from_db_time, to_db_time, transaction
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE ledger_digests (
+        digest_id TEXT PRIMARY KEY,
+        recipients INTEGER NOT NULL,       -- rows enqueued for it
+        enqueued_at TEXT NOT NULL
+    );
+    CREATE TABLE ledger (
+        digest_id TEXT NOT NULL REFERENCES ledger_digests (digest_id),
+        subscriber_id INTEGER NOT NULL REFERENCES subscribers (id) ON DELETE CASCADE,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'sending', 'sent', 'failed', 'skipped')),
+        attempts INTEGER NOT NULL DEFAULT 0,   -- answers received (sent, refused or deferred)
+        reply TEXT NOT NULL DEFAULT '',        -- the server's last reply, or why not sent
+        retry_at TEXT NOT NULL,                -- pending rows are not claimed before this
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (digest_id, subscriber_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX ledger_open ON ledger (digest_id, status, retry_at);
+    """,
+]
+
+Final = Literal["sent", "failed", "skipped"]
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A row just marked `sending`, with what the message needs from the subscriber."""
+
+    subscriber_id: int
+    email: str
+    name: str
+    token_secret: str
+    bounces: int
+    attempts: int
+
+
+def enqueue(conn: sqlite3.Connection, digest_id: str, subscriber_ids: Iterable[int], now: datetime) -> int:
+    """Create the pending rows for a digest, once: a second call changes nothing. Returns the count."""
+    stamp = to_db_time(now)
+    with transaction(conn):
+        row = conn.execute(
+            "SELECT recipients FROM ledger_digests WHERE digest_id = ?", (digest_id,)
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        ids = list(subscriber_ids)
+        conn.execute(
+            "INSERT INTO ledger_digests (digest_id, recipients, enqueued_at) VALUES (?, ?, ?)",
+            (digest_id, len(ids), stamp),
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO ledger (digest_id, subscriber_id, status, retry_at, updated_at) "
+            "VALUES (?, ?, 'pending', ?, ?)",
+            ((digest_id, i, stamp, stamp) for i in ids),
+        )
+    return len(ids)
+
+
+def enqueued(conn: sqlite3.Connection, digest_id: str) -> bool:
+    row = conn.execute("SELECT 1 FROM ledger_digests WHERE digest_id = ?", (digest_id,)).fetchone()
+    return row is not None
+
+
+def recover(conn: sqlite3.Connection, digest_id: str, now: datetime) -> int:
+    """Rows left in `sending` by a process that died: back to pending (they may have been sent)."""
+    with transaction(conn):
+        cursor = conn.execute(
+            "UPDATE ledger SET status = 'pending', retry_at = ?, updated_at = ?, "
+            "reply = 'interrupted while sending; may have been delivered' "
+            "WHERE digest_id = ? AND status = 'sending'",
+            (to_db_time(now), to_db_time(now), digest_id),
+        )
+    return cursor.rowcount
+
+
+def claim(conn: sqlite3.Connection, digest_id: str, limit: int, now: datetime) -> tuple[list[Claimed], int]:
+    """Mark up to `limit` due pending rows `sending` (committed) and return them.
+
+    Rows whose subscriber is no longer active (unsubscribed or bounced since the digest was
+    prepared) become `skipped` instead; the second value counts them.
+    """
+    stamp = to_db_time(now)
+    claimed: list[Claimed] = []
+    skipped = 0
+    with transaction(conn):
+        rows = conn.execute(
+            "SELECT l.subscriber_id, s.email, s.name, s.token_secret, s.bounces, l.attempts, s.status "
+            "FROM ledger l JOIN subscribers s ON s.id = l.subscriber_id "
+            "WHERE l.digest_id = ? AND l.status = 'pending' AND l.retry_at <= ? "
+            "ORDER BY l.subscriber_id LIMIT ?",
+            (digest_id, stamp, limit),
+        ).fetchall()
+        for sid, email, name, secret, bounces, attempts, status in rows:
+            if status != "active":
+                conn.execute(
+                    "UPDATE ledger SET status = 'skipped', reply = ?, updated_at = ? "
+                    "WHERE digest_id = ? AND subscriber_id = ?",
+                    (f"subscriber is {status}", stamp, digest_id, sid),
+                )
+                skipped += 1
+                continue
+            conn.execute(
+                "UPDATE ledger SET status = 'sending', updated_at = ? "
+                "WHERE digest_id = ? AND subscriber_id = ?",
+                (stamp, digest_id, sid),
+            )
+            claimed.append(Claimed(int(sid), str(email), str(name), str(secret), int(bounces), int(attempts)))
+    return claimed, skipped
+
+
+def finish(
+    conn: sqlite3.Connection,
+    digest_id: str,
+    subscriber_id: int,
+    status: Final,
+    reply: str,
+    now: datetime,
+    *,
+    counted: bool = True,
+) -> None:
+    """Record a row's final outcome (call inside the caller's transaction)."""
+    conn.execute(
+        "UPDATE ledger SET status = ?, reply = ?, attempts = attempts + ?, updated_at = ? "
+        "WHERE digest_id = ? AND subscriber_id = ?",
+        (status, reply[:1000], int(counted), to_db_time(now), digest_id, subscriber_id),
+    )
+
+
+def defer(
+    conn: sqlite3.Connection,
+    digest_id: str,
+    subscriber_id: int,
+    reply: str,
+    now: datetime,
+    retry_at: datetime,
+    *,
+    counted: bool = True,
+) -> None:
+    """Back to pending until `retry_at` (call inside the caller's transaction)."""
+    conn.execute(
+        "UPDATE ledger SET status = 'pending', reply = ?, attempts = attempts + ?, retry_at = ?, "
+        "updated_at = ? WHERE digest_id = ? AND subscriber_id = ?",
+        (reply[:1000], int(counted), to_db_time(retry_at), to_db_time(now), digest_id, subscriber_id),
+    )
+
+
+def counts(conn: sqlite3.Connection, digest_id: str) -> dict[str, int]:
+    """Rows per status for a digest (every status present)."""
+    found = dict.fromkeys(("pending", "sending", "sent", "failed", "skipped"), 0)
+    for status, n in conn.execute(
+        "SELECT status, COUNT(*) FROM ledger WHERE digest_id = ? GROUP BY status", (digest_id,)
+    ):
+        found[str(status)] = int(n)
+    return found
+
+
+def next_retry(conn: sqlite3.Connection, digest_id: str) -> datetime | None:
+    """When the earliest pending row becomes due, or None when no row is pending."""
+    row = conn.execute(
+        "SELECT MIN(retry_at) FROM ledger WHERE digest_id = ? AND status = 'pending'", (digest_id,)
+    ).fetchone()
+    return None if row is None or row[0] is None else from_db_time(str(row[0]))
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    subscriber_id: int
+    email: str
+    status: str
+    attempts: int
+    reply: str
+
+
+def entries(conn: sqlite3.Connection, digest_id: str) -> list[Entry]:
+    """Every row of a digest with the subscriber's address, in subscriber order."""
+    rows = conn.execute(
+        "SELECT l.subscriber_id, s.email, l.status, l.attempts, l.reply FROM ledger l "
+        "JOIN subscribers s ON s.id = l.subscriber_id WHERE l.digest_id = ? ORDER BY l.subscriber_id",
+        (digest_id,),
+    )
+    return [Entry(int(a), str(b), str(c), int(d), str(e)) for a, b, c, d, e in rows]
