@@ -1,16 +1,55 @@
-"""`publisher build`: not written yet."""
+"""`publisher build`: turn seeds/ into feeds/ (feeds, archives, pages), writing only what changed."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from publisher.cli.main import Context
 
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("build", help="(not available yet)", description="Not available yet.")
-    parser.set_defaults(handler=_run)
+    parser = sub.add_parser(
+        "build",
+        help="write the feeds and pages in feeds/ from the articles in seeds/",
+        description="Read seeds/ (only files that changed since the last build), give every article its "
+        "permanent identity, and write atom.xml, rss.xml, feed.json, the archive documents, index.html "
+        "and one page per article into feeds/, each atomically and only when its bytes change. Prints "
+        "every problem (one line each, like check) and a summary line. Exit status: 0, even when some "
+        "files were rejected (they are reported and left out); 1 with --strict when any file was "
+        "rejected; 2 on a usage or configuration error; 3 when another publisher holds the state lock.",
+    )
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="re-render every output and remove stray pages (after a manual edit)",
+    )
+    parser.add_argument("--strict", action="store_true", help="exit 1 when any file was rejected")
+    parser.set_defaults(handler=run)
 
 
-def _run(args: argparse.Namespace, ctx: Any) -> int:
-    print("publisher build: not available in this release yet")
-    return 1
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    from publisher.lock import state_lock
+    from publisher.pipeline import build
+
+    settings = ctx.settings
+    with state_lock(settings, purpose="publisher build"):
+        report = build(settings, ctx.clock.now(), full=args.full)
+    for problem in report.problems:
+        print(problem, file=sys.stdout)
+    parts = [
+        f"{report.published} published",
+        f"{len(report.written)} written",
+        f"{report.unchanged} unchanged",
+        f"{report.rejected} rejected",
+    ]
+    if report.warnings:
+        parts.append(f"{report.warnings} warning{'s' if report.warnings != 1 else ''}")
+    if report.next_embargo is not None:
+        parts.append(f"next scheduled {report.next_embargo.isoformat()}")
+    parts.append(f"{report.seconds:.2f} s")
+    if not args.quiet or report.rejected:
+        print(", ".join(parts))
+    return 1 if args.strict and report.rejected else 0

@@ -18,6 +18,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from publisher.models import Article, Identity, Problem, Published
 from publisher.store.db import from_db_time, to_db_time, transaction
@@ -45,12 +46,33 @@ MIGRATIONS: list[str] = [
 _SLUG_MAX = 60
 
 
+class Source(Protocol):
+    """What identity needs of an article: `Article` fits, and so does the parse cache's light `Key`."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def date(self) -> datetime: ...
+    @property
+    def explicit_id(self) -> str | None: ...
+    @property
+    def story_hash(self) -> str: ...
+    @property
+    def content_hash(self) -> str: ...
+
+
 @dataclass
 class SyncReport:
     """What one sync changed, for logs and `publisher status`."""
 
     published: list[Published] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    claims: dict[str, str] = field(default_factory=dict)  # source -> id, for every published file
+    touched: set[str] = field(default_factory=set)  # ids minted, changed, renamed or brought back
     new: int = 0
     changed: int = 0
     renamed: int = 0
@@ -90,7 +112,7 @@ def slugify(text: str, fallback: str) -> str:
     return slug or fallback
 
 
-def _slug_base(article: Article) -> str:
+def _slug_base(article: Source) -> str:
     stem = article.source.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     # A writer names Markdown files on purpose; plain-text drops carry machine names, so their
     # page is named after the derived title instead.
@@ -116,6 +138,24 @@ def sync(
     label: Callable[[str], str] = str,
 ) -> SyncReport:
     """Give every article its identity, record changes, and report duplicates. One transaction."""
+    report = sync_sources(conn, articles, now, present_invalid=present_invalid, host=host, label=label)
+    found = identities(conn, list(report.claims.values()))
+    report.published = [
+        Published(a, found[report.claims[a.source]]) for a in articles if a.source in report.claims
+    ]
+    return report
+
+
+def sync_sources(
+    conn: sqlite3.Connection,
+    articles: Sequence[Source],
+    now: datetime,
+    *,
+    present_invalid: Iterable[str] = (),
+    host: str,
+    label: Callable[[str], str] = str,
+) -> SyncReport:
+    """`sync` without building Published objects: `report.claims` maps each source to its id."""
     report = SyncReport()
     with transaction(conn):
         rows = _load(conn)
@@ -133,7 +173,6 @@ def sync(
 
         # Articles already known at their path go first, so a new copy is the one reported.
         ordered = sorted(articles, key=lambda a: (a.source not in by_source, a.source))
-        results: dict[str, Published] = {}
         for article in ordered:
             first = winner_of_story.get(article.story_hash)
             if first is not None:
@@ -151,23 +190,23 @@ def sync(
                 row = _mint(conn, article, now, next_seq, slugs, host)
                 next_seq += 1
                 report.new += 1
+                report.touched.add(row.id)
                 by_id[row.id] = row
             else:
                 _update(conn, row, article, now, report)
             row.claimed = True
             winner_of_story[article.story_hash] = article.source
-            results[article.source] = Published(article, row.identity())
+            report.claims[article.source] = row.id
 
         for gone in rows:
             if not gone.claimed and gone.removed_at is None and gone.source not in present:
                 conn.execute("UPDATE articles SET removed_at = ? WHERE id = ?", (to_db_time(now), gone.id))
                 report.removed += 1
-        report.published = [results[a.source] for a in articles if a.source in results]
     return report
 
 
 def _match(
-    article: Article,
+    article: Source,
     by_id: dict[str, _Row],
     by_source: dict[str, _Row],
     by_story: dict[str, list[_Row]],
@@ -186,7 +225,7 @@ def _match(
 
 
 def _mint(
-    conn: sqlite3.Connection, article: Article, now: datetime, seq: int, slugs: set[str], host: str
+    conn: sqlite3.Connection, article: Source, now: datetime, seq: int, slugs: set[str], host: str
 ) -> _Row:
     base = _slug_base(article)
     slug, n = base, 2
@@ -223,7 +262,7 @@ def _mint(
     return row
 
 
-def _update(conn: sqlite3.Connection, row: _Row, article: Article, now: datetime, report: SyncReport) -> None:
+def _update(conn: sqlite3.Connection, row: _Row, article: Source, now: datetime, report: SyncReport) -> None:
     changes: dict[str, str | None] = {}
     if row.source != article.source:
         changes["source"] = article.source
@@ -238,6 +277,7 @@ def _update(conn: sqlite3.Connection, row: _Row, article: Article, now: datetime
         report.changed += 1
     if not changes:
         return
+    report.touched.add(row.id)
     assignments = ", ".join(f"{name} = ?" for name in changes)
     conn.execute(f"UPDATE articles SET {assignments} WHERE id = ?", (*changes.values(), row.id))
     for name, value in changes.items():
@@ -268,3 +308,22 @@ def live_between(conn: sqlite3.Connection, after: datetime | None, until: dateti
             (to_db_time(after), to_db_time(until)),
         )
     return [str(row[0]) for row in rows]
+
+
+def identities(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, Identity]:
+    """The identities of `ids` (those that exist), by id."""
+    found: dict[str, Identity] = {}
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute(
+            f"SELECT id, slug, seq, first_seen, updated FROM articles WHERE id IN ({marks})", chunk
+        ):
+            found[str(row[0])] = Identity(
+                id=row[0],
+                slug=row[1],
+                seq=row[2],
+                first_seen=from_db_time(row[3]),
+                updated=from_db_time(row[4]),
+            )
+    return found

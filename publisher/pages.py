@@ -1,0 +1,136 @@
+"""The web pages in feeds/: index.html (the latest articles) and articles/<slug>.html (one each).
+
+Pages are rendered from the Jinja2 templates through `render.Templates` and returned as bytes;
+writing them is the build's job (atomically, through `output`). Every URL is absolute (from
+`site.base_url`), dates are shown in the site's timezone, and a page depends only on its own
+article, so adding or editing one article rewrites that page and index.html, nothing else.
+The static files beside them (style.css, atom.xsl) are copied as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from publisher import urls
+from publisher.config import Settings
+from publisher.errors import OutputError
+from publisher.models import Published
+from publisher.render import BUNDLED, Templates
+
+INDEX = "index.html"
+STYLESHEET = "style.css"
+ARTICLE_TEMPLATE = "article.html.j2"
+INDEX_TEMPLATE = "index.html.j2"
+# Copied from the templates folder into feeds/ unchanged (the feed developer writes atom.xsl).
+STATIC_FILES = (STYLESHEET, "atom.xsl")
+# Everything that shapes a page: a change to any of these re-renders every page.
+PAGE_TEMPLATES = ("base.html.j2", INDEX_TEMPLATE, ARTICLE_TEMPLATE, "_subscribe_form.html.j2")
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """An article as the templates see it: text, absolute URL, dates as ISO and as words."""
+
+    title: str
+    url: str
+    date: str
+    date_text: str
+    updated: str
+    updated_text: str | None
+    author: str
+    summary: str
+    tags: tuple[str, ...]
+    body: Any  # markupsafe.Markup of HTML publisher built itself
+
+
+def template_folders(settings: Settings) -> list[Path]:
+    """Where templates are looked up, the operator's folder first."""
+    folders = [settings.paths.templates]
+    if settings.paths.templates != BUNDLED:
+        folders.append(BUNDLED)
+    return folders
+
+
+def find_template(settings: Settings, name: str) -> Path | None:
+    for folder in template_folders(settings):
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+class Pages:
+    """Renders the pages of one build; the templates are compiled once and reused."""
+
+    def __init__(self, settings: Settings, templates: Templates | None = None) -> None:
+        self.settings = settings
+        self.site = settings.site
+        self.templates = templates or Templates(settings)
+        self.tz = settings.site.tz
+        self.links = {
+            "home": urls.absolute(self.site, ""),
+            "style": urls.absolute(self.site, STYLESHEET),
+            "atom": urls.absolute(self.site, "atom.xml"),
+            "rss": urls.absolute(self.site, "rss.xml"),
+            "json": urls.absolute(self.site, "feed.json"),
+        }
+
+    def _day(self, moment: datetime) -> str:
+        local = moment.astimezone(self.tz)
+        return f"{local.day} {local:%B %Y}"  # English month names: strftime in the C locale
+
+    def _entry(self, item: Published, *, body: bool) -> _Entry:
+        article = item.article
+        updated_text = None
+        if item.updated.astimezone(self.tz).date() != article.date.astimezone(self.tz).date():
+            updated_text = self._day(item.updated)
+        return _Entry(
+            title=article.title,
+            url=urls.article_url(self.site, item.identity.slug),
+            date=article.date.isoformat(),
+            date_text=self._day(article.date),
+            updated=item.updated.isoformat(),
+            updated_text=updated_text,
+            author=article.author or self.site.author,
+            summary=article.summary,
+            tags=article.tags,
+            body=self.templates.markup(article.body_html) if body else None,
+        )
+
+    def article(self, item: Published) -> bytes:
+        """articles/<slug>.html for one published article."""
+        html = self.templates.render(
+            ARTICLE_TEMPLATE, site=self.site, links=self.links, entry=self._entry(item, body=True)
+        )
+        return html.encode("utf-8")
+
+    def index(self, items: Sequence[Published]) -> bytes:
+        """index.html listing `items` (newest first, as given)."""
+        entries = [self._entry(item, body=False) for item in items]
+        return self.templates.render(
+            INDEX_TEMPLATE, site=self.site, links=self.links, entries=entries
+        ).encode("utf-8")
+
+    def static(self) -> dict[str, bytes]:
+        """The static files to copy into feeds/ (style.css always; atom.xsl once it exists)."""
+        found: dict[str, bytes] = {}
+        for name in STATIC_FILES:
+            path = find_template(self.settings, name)
+            if path is None:
+                if name == STYLESHEET:
+                    raise OutputError(f"template {name} not found")
+                continue
+            try:
+                found[name] = path.read_bytes()
+            except OSError as exc:
+                raise OutputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        return found
+
+
+def page_path(slug: str) -> str:
+    """Where an article's page lives under feeds/."""
+    return urls.article_path(slug)

@@ -1,0 +1,308 @@
+"""The parse cache: what each file in seeds/ parsed into, so an unchanged file is never read again.
+
+A file is recognised as unchanged by its path, size and modification time (ns); when size or mtime
+differ, its bytes are hashed and, if the hash is the same, only the new stat is recorded (a `touch`
+or a copy does not re-parse). A file whose mtime is within `_RACY_NS` of the moment it was cached
+could still change within the same clock tick, so it is stored as "verify by hash next time"
+(git's racy-clean rule).
+
+Each row also holds the article as JSON plus the columns the build queries (date, draft, hashes,
+explicit id) and `article_id`, the identity the file claimed in the last sync (NULL for rejected
+files and duplicates). The build reads only the few Articles it renders: `load_articles` rebuilds
+them with `Article.model_construct` from JSON already validated when it was stored.
+
+The whole cache is dropped when anything that changes how a file parses changes (`fingerprint`).
+
+The build's own records live here too: `pages` (which article pages are in feeds/, rendered from
+which content) and the queries that pick what is published at a given moment.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from publisher.models import Article, Problem
+from publisher.store.db import get_meta, set_meta, to_db_time
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE parse_cache (
+        path TEXT PRIMARY KEY,          -- relative to seeds/, forward slashes
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,      -- -1: verify by hash next time (racy)
+        file_hash TEXT NOT NULL,        -- sha256 of the file's bytes
+        problems TEXT NOT NULL,         -- JSON [[path, field, message, severity], ...]
+        article TEXT,                   -- Article as JSON; NULL when the file was rejected
+        format TEXT,
+        title TEXT,
+        date TEXT,                      -- UTC ISO 8601 (sorts as text)
+        draft INTEGER,
+        story_hash TEXT,
+        content_hash TEXT,
+        explicit_id TEXT,
+        article_id TEXT                 -- identity claimed in the last sync; NULL: not published
+    );
+    CREATE INDEX parse_cache_claim ON parse_cache (article_id);
+    CREATE INDEX parse_cache_date ON parse_cache (date);
+    CREATE TABLE pages (
+        article_id TEXT PRIMARY KEY,    -- the article whose page is in feeds/
+        slug TEXT NOT NULL,             -- feeds/articles/<slug>.html
+        stamp TEXT NOT NULL             -- content hash and updated it was rendered from
+    );
+    """,
+]
+
+_RACY_NS = 2_000_000_000
+_FINGERPRINT_KEY = "cache.fingerprint"
+
+
+class Seed(Protocol):
+    """What the cache needs to know of a file found by the scan (ingest.SeedFile fits)."""
+
+    @property
+    def rel(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def mtime_ns(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """An article as identity sync needs it: no body, no paragraphs."""
+
+    source: str
+    format: str
+    title: str
+    date: datetime
+    explicit_id: str | None
+    story_hash: str
+    content_hash: str
+
+
+def reset_if_changed(conn: sqlite3.Connection, fingerprint: str) -> bool:
+    """Empty the cache when how files parse has changed (settings, release). True when emptied."""
+    if get_meta(conn, _FINGERPRINT_KEY) == fingerprint:
+        return False
+    conn.execute("DELETE FROM parse_cache")
+    set_meta(conn, _FINGERPRINT_KEY, fingerprint)
+    return True
+
+
+def stats(conn: sqlite3.Connection) -> dict[str, tuple[int, int, str]]:
+    """path -> (size, mtime_ns, file_hash) of every cached file."""
+    return {
+        str(row[0]): (int(row[1]), int(row[2]), str(row[3]))
+        for row in conn.execute("SELECT path, size, mtime_ns, file_hash FROM parse_cache")
+    }
+
+
+def _stat_to_store(seed: Seed) -> int:
+    # Wall-clock time of the file system, not the publishing clock: this is about mtime ticks.
+    return -1 if time.time_ns() - seed.mtime_ns < _RACY_NS else seed.mtime_ns
+
+
+def touch(conn: sqlite3.Connection, seed: Seed) -> None:
+    """Same bytes, new stat (a copy or a touch): record the stat, keep the parse."""
+    conn.execute(
+        "UPDATE parse_cache SET size = ?, mtime_ns = ? WHERE path = ?",
+        (seed.size, _stat_to_store(seed), seed.rel),
+    )
+
+
+def put(
+    conn: sqlite3.Connection, seed: Seed, file_hash: str, article_json: str | None, problems: list[Problem]
+) -> None:
+    """Record what `seed` parsed into (`article_json` from `Article.model_dump_json`, or None)."""
+    fields: tuple[object, ...] = (None,) * 7
+    if article_json is not None:
+        data = json.loads(article_json)
+        fields = (
+            data["format"],
+            data["title"],
+            to_db_time(datetime.fromisoformat(data["date"])),
+            int(data["draft"]),
+            data["story_hash"],
+            data["content_hash"],
+            data["explicit_id"],
+        )
+    conn.execute(
+        "INSERT OR REPLACE INTO parse_cache (path, size, mtime_ns, file_hash, problems, article, format, "
+        "title, date, draft, story_hash, content_hash, explicit_id, article_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+        "(SELECT article_id FROM parse_cache WHERE path = ?))",
+        (
+            seed.rel,
+            seed.size,
+            _stat_to_store(seed),
+            file_hash,
+            json.dumps([[p.path, p.field, p.message, p.severity] for p in problems], ensure_ascii=False),
+            article_json,
+            *fields,
+            seed.rel,
+        ),
+    )
+
+
+def forget(conn: sqlite3.Connection, paths: Iterable[str]) -> None:
+    conn.executemany("DELETE FROM parse_cache WHERE path = ?", ((p,) for p in paths))
+
+
+def problems(conn: sqlite3.Connection) -> list[Problem]:
+    """Every problem recorded for the files present, in path order."""
+    found: list[Problem] = []
+    for (text,) in conn.execute("SELECT problems FROM parse_cache WHERE problems != '[]' ORDER BY path"):
+        found.extend(
+            Problem(path, name, message, severity) for path, name, message, severity in json.loads(text)
+        )
+    return found
+
+
+def invalid_paths(conn: sqlite3.Connection) -> list[str]:
+    return [str(r[0]) for r in conn.execute("SELECT path FROM parse_cache WHERE article IS NULL")]
+
+
+def keys(conn: sqlite3.Connection) -> list[Key]:
+    """Every valid file as identity sync needs it, in path order."""
+    rows = conn.execute(
+        "SELECT path, format, title, date, explicit_id, story_hash, content_hash FROM parse_cache "
+        "WHERE article IS NOT NULL ORDER BY path"
+    )
+    return [Key(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4], r[5], r[6]) for r in rows]
+
+
+def claims(conn: sqlite3.Connection) -> dict[str, str | None]:
+    """path -> article id it claimed in the last sync."""
+    return {str(r[0]): r[1] for r in conn.execute("SELECT path, article_id FROM parse_cache")}
+
+
+def set_claims(conn: sqlite3.Connection, changes: dict[str, str | None]) -> None:
+    conn.executemany(
+        "UPDATE parse_cache SET article_id = ? WHERE path = ?", ((v, k) for k, v in changes.items())
+    )
+
+
+def article_from_json(text: str) -> Article:
+    """An Article stored by `put`, rebuilt without validating again (it was validated on the way in)."""
+    data = json.loads(text)
+    data["date"] = datetime.fromisoformat(data["date"])
+    data["tags"] = tuple(data["tags"])
+    data["paragraphs"] = tuple(data["paragraphs"])
+    return Article.model_construct(**data)
+
+
+def load_articles(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, Article]:
+    """The Articles that claimed `ids`, by id."""
+    found: dict[str, Article] = {}
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        for article_id, text in conn.execute(
+            f"SELECT article_id, article FROM parse_cache WHERE article_id IN ({marks})", chunk
+        ):
+            found[str(article_id)] = article_from_json(text)
+    return found
+
+
+def iter_articles(conn: sqlite3.Connection, ids: Sequence[str]) -> Iterator[tuple[str, Article]]:
+    """Like `load_articles`, a chunk at a time, so 100,000 pages never sit in memory together."""
+    for start in range(0, len(ids), 500):
+        yield from load_articles(conn, ids[start : start + 500]).items()
+
+
+# What is published at a moment: valid, claimed an identity, not a draft, its date reached.
+_PUBLISHED = (
+    "SELECT c.article_id AS id, c.date AS date, a.slug AS slug, c.content_hash || '|' || a.updated AS stamp "
+    "FROM parse_cache c JOIN articles a ON a.id = c.article_id "
+    "WHERE c.article_id IS NOT NULL AND c.draft = 0 AND c.date <= :now"
+)
+
+
+def published_count(conn: sqlite3.Connection, now: datetime) -> int:
+    row = conn.execute(f"SELECT COUNT(*) FROM ({_PUBLISHED})", {"now": to_db_time(now)}).fetchone()
+    return int(row[0])
+
+
+def newest(conn: sqlite3.Connection, now: datetime, limit: int) -> list[str]:
+    """Ids of the `limit` newest published articles (by date, then id), newest first."""
+    rows = conn.execute(
+        f"SELECT id FROM ({_PUBLISHED}) ORDER BY date DESC, id DESC LIMIT :limit",
+        {"now": to_db_time(now), "limit": limit},
+    )
+    return [str(r[0]) for r in rows]
+
+
+def published_among(conn: sqlite3.Connection, now: datetime, ids: Sequence[str]) -> set[str]:
+    """Which of `ids` are published at `now`."""
+    found: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        sql = (
+            "SELECT c.article_id FROM parse_cache c WHERE c.article_id IN (" + marks + ") "
+            "AND c.draft = 0 AND c.date <= ?"
+        )
+        found.update(str(r[0]) for r in conn.execute(sql, [*chunk, to_db_time(now)]))
+    return found
+
+
+def not_yet_live(conn: sqlite3.Connection, now: datetime) -> list[str]:
+    """Published articles that have not gone out before (articles.live_at unset)."""
+    rows = conn.execute(
+        f"SELECT p.id FROM ({_PUBLISHED}) p JOIN articles a ON a.id = p.id WHERE a.live_at IS NULL "
+        "ORDER BY p.date, p.id",
+        {"now": to_db_time(now)},
+    )
+    return [str(r[0]) for r in rows]
+
+
+def next_embargo(conn: sqlite3.Connection, now: datetime) -> datetime | None:
+    """The earliest date still in the future of a valid, non-draft article with an identity."""
+    row = conn.execute(
+        "SELECT MIN(date) FROM parse_cache WHERE article_id IS NOT NULL AND draft = 0 AND date > ?",
+        (to_db_time(now),),
+    ).fetchone()
+    return None if row[0] is None else datetime.fromisoformat(row[0])
+
+
+@dataclass(frozen=True, slots=True)
+class PageWork:
+    """Pages to render (id, slug, stamp) and pages to delete (id, slug)."""
+
+    render: list[tuple[str, str, str]]
+    delete: list[tuple[str, str]]
+
+
+def page_work(conn: sqlite3.Connection, now: datetime, *, everything: bool) -> PageWork:
+    """Pages whose article is new, changed or newly published; pages no longer published."""
+    params = {"now": to_db_time(now)}
+    condition = "" if everything else " WHERE g.stamp IS NULL OR g.stamp != p.stamp OR g.slug != p.slug"
+    render = conn.execute(
+        f"SELECT p.id, p.slug, p.stamp FROM ({_PUBLISHED}) p LEFT JOIN pages g ON g.article_id = p.id"
+        f"{condition} ORDER BY p.date, p.id",
+        params,
+    ).fetchall()
+    delete = conn.execute(
+        f"SELECT g.article_id, g.slug FROM pages g WHERE g.article_id NOT IN (SELECT id FROM ({_PUBLISHED})) "
+        "ORDER BY g.slug",
+        params,
+    ).fetchall()
+    return PageWork([(r[0], r[1], r[2]) for r in render], [(r[0], r[1]) for r in delete])
+
+
+def record_pages(
+    conn: sqlite3.Connection, rendered: Iterable[tuple[str, str, str]], deleted: Iterable[str]
+) -> None:
+    """After the files are in place: remember what each page was rendered from."""
+    conn.executemany("INSERT OR REPLACE INTO pages (article_id, slug, stamp) VALUES (?, ?, ?)", rendered)
+    conn.executemany("DELETE FROM pages WHERE article_id = ?", ((i,) for i in deleted))
+
+
+def page_slugs(conn: sqlite3.Connection) -> set[str]:
+    return {str(r[0]) for r in conn.execute("SELECT slug FROM pages")}
