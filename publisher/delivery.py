@@ -23,13 +23,14 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from publisher import mailer
 from publisher.clock import Clock
-from publisher.config import DeliverySettings
+from publisher.config import DeliverySettings, Settings
 from publisher.errors import DeliveryError
 from publisher.message import MessageTemplate, Recipient
 from publisher.store import ledger, subscribers
@@ -78,6 +79,117 @@ class Result:
 
 LinkMaker = Callable[[subscribers.Subscriber], tuple[str, str]]
 TransportFactory = Callable[[], mailer.Transport]
+
+
+@dataclass
+class SendReport:
+    """What `pipeline.digest_send` did over every digest it touched (the CLI's summary line)."""
+
+    digests: list[str] = field(default_factory=list)
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    bounced: int = 0
+    pending: int = 0  # left for the next run (stopped before the end)
+    stopped: bool = False
+    seconds: float = 0.0
+
+    def add(self, result: Result) -> None:
+        self.digests.append(result.digest_id)
+        self.sent += result.sent
+        self.failed += result.failed
+        self.skipped += result.skipped
+        self.bounced += result.bounced
+        self.pending += result.pending
+        self.stopped = self.stopped or result.stopped
+
+
+class Digest(Protocol):
+    """What delivery needs of a rendered digest (publisher.digest.RenderedDigest has it)."""
+
+    @property
+    def digest_id(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def html(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def placeholders(self) -> Mapping[str, str]: ...
+
+
+def template_for(rendered: Digest, settings: Settings, date: datetime) -> MessageTemplate:
+    """Encode a digest's shared parts once, with the sender and list settings."""
+    return MessageTemplate(
+        digest_id=rendered.digest_id,
+        subject=rendered.subject,
+        text=rendered.text,
+        html_body=rendered.html,
+        from_name=settings.digest.from_name,
+        from_address=settings.digest.from_address,
+        reply_to=settings.digest.reply_to,
+        host=settings.site.host,
+        list_name=settings.site.title,
+        date=date,
+        placeholders=rendered.placeholders,
+    )
+
+
+class _Borrowed:
+    """A transport lent by the caller: used, never closed here."""
+
+    def __init__(self, transport: mailer.Transport) -> None:
+        self.transport = transport
+
+    def send(self, sender: str, recipients: Sequence[str], message: bytes) -> str:
+        return self.transport.send(sender, recipients, message)
+
+    def close(self) -> None:
+        pass
+
+
+def transports_for(settings: Settings, transport: mailer.Transport | None) -> tuple[TransportFactory, int]:
+    """(factory, workers): the caller's transport on one worker, else one SMTP connection per
+    `delivery.concurrency` worker, or one outbox writer (local files gain nothing from threads)."""
+    if transport is not None:
+        lent = _Borrowed(transport)
+        return (lambda: lent), 1
+    workers = settings.delivery.concurrency if settings.delivery.transport == "smtp" else 1
+    return (lambda: mailer.open_transport(settings)), workers
+
+
+def send_digest(
+    conn: sqlite3.Connection,
+    rendered: Digest,
+    settings: Settings,
+    *,
+    links: LinkMaker,
+    transports: TransportFactory,
+    workers: int,
+    clock: Clock,
+    progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Result:
+    """Enqueue the digest for every active subscriber (once: a resumed digest keeps its rows),
+    then deliver whatever is still pending."""
+    if not ledger.enqueued(conn, rendered.digest_id):
+        recipients = [s.id for s in subscribers.active(conn)]
+        ledger.enqueue(conn, rendered.digest_id, recipients, clock.now())
+        log.info("digest %s: %d recipients", rendered.digest_id, len(recipients))
+    return deliver(
+        conn,
+        rendered.digest_id,
+        template_for(rendered, settings, clock.now()),
+        links=links,
+        transports=transports,
+        workers=workers,
+        sender=settings.digest.from_address,
+        settings=settings.delivery,
+        clock=clock,
+        progress=progress,
+        should_stop=should_stop,
+    )
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,17 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from publisher import ingest
+from publisher import delivery, ingest, mailer
 from publisher.config import Settings
+from publisher.errors import DeliveryError
+from publisher.message import Recipient
 from publisher.models import Article, Problem, Published
+from publisher.store.subscribers import Subscriber
 
 log = logging.getLogger("publisher.pipeline")
 
@@ -394,3 +397,97 @@ def _stray_pages(settings: Settings, keep: set[str]) -> list[str]:
         and entry.name.endswith(".html")
         and (rel := f"{urls.ARTICLES_DIR}/{entry.name}") not in keep
     )
+
+
+def digest_send(
+    settings: Settings,
+    now: datetime,
+    *,
+    transport: mailer.Transport | None = None,
+    backfill: int | None = None,
+    progress: Callable[[delivery.Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> delivery.SendReport:
+    """Finish every interrupted digest, then prepare and send the next one if there are new
+    articles. Each message goes through the send ledger (see publisher.delivery); `should_stop()`
+    is polled between messages and leaves the rest pending for the next call. `transport`: one
+    caller-owned transport (one connection) instead of `settings.delivery`'s own."""
+    from publisher import digest
+    from publisher.clock import OffsetClock
+    from publisher.store import db
+
+    started = time.monotonic()
+    clock = OffsetClock(now)  # timestamps move on during a long send
+    report = delivery.SendReport()
+    transports, workers = delivery.transports_for(settings, transport)
+    stop = should_stop or (lambda: False)
+
+    def links(subscriber: Subscriber) -> tuple[str, str]:
+        return digest.recipient_links(settings, subscriber)
+
+    def send(rendered: digest.RenderedDigest) -> bool:
+        result = delivery.send_digest(
+            conn,
+            rendered,
+            settings,
+            links=links,
+            transports=transports,
+            workers=workers,
+            clock=clock,
+            progress=progress,
+            should_stop=should_stop,
+        )
+        report.add(result)
+        if result.complete:
+            digest.mark_complete(conn, rendered.digest_id, clock.now())
+        return result.complete
+
+    conn = db.connect(settings.db_path)
+    try:
+        for digest_id in digest.unfinished(conn):
+            if not send(digest.load(conn, digest_id)) or stop():
+                return report
+        rendered = digest.prepare_next(conn, settings, clock.now(), backfill=backfill)
+        if rendered is not None:
+            send(rendered)
+    finally:
+        conn.close()
+        report.seconds = time.monotonic() - started
+    return report
+
+
+def digest_test(
+    settings: Settings,
+    now: datetime,
+    address: str,
+    *,
+    transport: mailer.Transport | None = None,
+    backfill: int | None = None,
+) -> str:
+    """Send one copy of the next digest to `address` only, outside the ledger, recording nothing
+    (its unsubscribe links carry a token that unsubscribes nobody). Returns the server's reply."""
+    from publisher import digest
+    from publisher.store import db
+    from publisher.subscribers import normalise_address
+
+    address = normalise_address(address)
+    conn = db.connect(settings.db_path, readonly=True)
+    try:
+        rendered = digest.render_preview(conn, settings, now, backfill)
+    finally:
+        conn.close()
+    if rendered is None:
+        raise DeliveryError(
+            "no digest to send: no new articles since the last digest",
+            hint="--backfill N includes the N latest articles in a first digest",
+        )
+    mailto = f"mailto:{settings.digest.unsubscribe_mailto}?subject=unsubscribe%20test"
+    who = Recipient(address, "", digest.unsubscribe_url(settings, "test"), mailto)
+    data = delivery.template_for(rendered, settings, now).render(who)
+    own = transport is None
+    used = mailer.open_transport(settings) if transport is None else transport
+    try:
+        return used.send(settings.digest.from_address, [address], data)
+    finally:
+        if own:
+            used.close()

@@ -1,16 +1,156 @@
-"""`publisher digest`: not written yet."""
+"""`publisher digest`: preview the next digest, send it (resuming any interrupted one), or send one
+test copy to an address."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from publisher.cli.main import Context
+    from publisher.delivery import Progress
 
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("digest", help="(not available yet)", description="Not available yet.")
-    parser.set_defaults(handler=_run)
+    parser = sub.add_parser(
+        "digest",
+        help="preview or send the email digest of new articles",
+        description="--preview renders the next digest (the articles published since the last "
+        "digest) to files in state/preview/ and prints their paths; it sends nothing and changes no "
+        "state. --send first finishes any digest an earlier run left unfinished, then builds and "
+        "sends the next one if there are new articles, each message recorded in the send ledger so "
+        "that nobody gets it twice or not at all; a progress bar shows on a terminal and a summary "
+        "line ends the run. --to ADDRESS sends one test copy of the next digest to ADDRESS only, "
+        "outside the ledger. Exit status: 0 when done; 1 on an error or when the run was stopped "
+        "with messages left pending (run --send again to resume); 2 on a usage or configuration "
+        "error; 3 when another publisher process holds the state lock.",
+    )
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--preview", action="store_true", help="render the next digest to files")
+    action.add_argument("--send", action="store_true", help="send the next digest to every subscriber")
+    action.add_argument("--to", metavar="ADDRESS", help="send one test copy to ADDRESS only")
+    parser.add_argument(
+        "--backfill",
+        type=_count,
+        metavar="N",
+        help="the very first digest includes the N latest articles (default: digest.backfill)",
+    )
+    parser.set_defaults(handler=run)
 
 
-def _run(args: argparse.Namespace, ctx: Any) -> int:
-    print("publisher digest: not available in this release yet")
-    return 1
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    from publisher import pipeline
+
+    settings = ctx.settings
+    now = ctx.clock.now()
+    if args.preview:
+        paths = pipeline.digest_preview(settings, now, backfill=args.backfill)
+        if not paths:
+            print("No new articles since the last digest: nothing to preview.")
+        for path in paths:
+            print(path)
+        return 0
+    if args.to is not None:
+        reply = pipeline.digest_test(settings, now, args.to, backfill=args.backfill)
+        print(f"Sent a test copy to {args.to}: {reply}")
+        return 0
+    return _send(args, ctx)
+
+
+def _send(args: argparse.Namespace, ctx: Context) -> int:
+    from publisher import pipeline
+    from publisher.lock import state_lock
+
+    settings = ctx.settings
+    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.quiet else None
+    with state_lock(settings, purpose="publisher digest --send"), _stop_on_sigterm() as stopping:
+        try:
+            report = pipeline.digest_send(
+                settings,
+                ctx.clock.now(),
+                backfill=args.backfill,
+                progress=bar.update if bar else None,
+                should_stop=stopping,
+            )
+        finally:
+            if bar:
+                bar.finish()
+    if not report.digests:
+        if not args.quiet:
+            print("No new articles since the last digest: nothing to send.")
+        return 0
+    parts = [f"sent {report.sent}", f"failed {report.failed}", f"skipped {report.skipped}"]
+    if report.bounced:
+        parts.append(f"bounced {report.bounced}")
+    if report.pending:
+        parts.append(f"pending {report.pending}")
+    names = ", ".join(report.digests)
+    print(f"Digest {names}: {', '.join(parts)} in {report.seconds:.1f} s")
+    if report.pending:
+        print(
+            f"Stopped with {report.pending} message(s) pending: run `publisher digest --send` to resume.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+@contextmanager
+def _stop_on_sigterm() -> Iterator[Callable[[], bool]]:
+    """SIGTERM (and Ctrl-C) ask the send to stop between messages, leaving the ledger consistent."""
+    flag = {"stop": False}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        flag["stop"] = True
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield lambda: flag["stop"]
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class ProgressBar:
+    """`[#######·········] 1234/10000 sent 1200 failed 3` on one terminal line, redrawn ≤10×/s."""
+
+    def __init__(self, stream: TextIO, width: int = 30) -> None:
+        self.stream = stream
+        self.width = width
+        self.last = 0.0
+        self.drawn = False
+
+    def update(self, state: Progress) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.1 and state.done < state.total:
+            return
+        self.last = now
+        filled = self.width * state.done // max(state.total, 1)
+        bar = "#" * filled + "·" * (self.width - filled)
+        line = f"\r[{bar}] {state.done}/{state.total} sent {state.sent} failed {state.failed}"
+        if state.deferred:
+            line += f" retried {state.deferred}"
+        self.stream.write(line + "\x1b[K")
+        self.stream.flush()
+        self.drawn = True
+
+    def finish(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
