@@ -66,7 +66,9 @@ def _domain(domain: str, shown: str) -> str:
     except UnicodeError:
         raise SubscriberError(f"{shown}: the domain is not a valid domain name") from None
     labels = ascii_domain.split(".")
-    if len(ascii_domain) > 253 or len(labels) < 2:
+    if len(ascii_domain) > 253:
+        raise SubscriberError(f"{shown}: the domain is longer than 253 characters")
+    if len(labels) < 2:
         raise SubscriberError(f"{shown}: the domain needs a dot, as in example.org")
     if not all(_LABEL.match(label) for label in labels) or labels[-1].isdigit():
         raise SubscriberError(f"{shown}: the domain is not a valid domain name")

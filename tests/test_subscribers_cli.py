@@ -1,0 +1,135 @@
+"""`publisher subscribers`: add, remove, list, import (bad rows by line number, idempotent), export."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import Project
+
+CSV = (
+    "Email,Name,Signed up\n"  # header names are case-insensitive; extra columns are ignored
+    "anna@example.org,Anna,2024-01-01\n"
+    "not-an-address,Bob,2024-01-02\n"
+    "\n"
+    '"zoe@Bücher.example","Zoë\nÅngström",2024-01-03\n'
+    "eve@example.org\r\n"
+    "Eve <eve@example.org>,Eve,2024-01-04\n"
+    "anna@example.org,Anna again,2024-01-05\n"
+    'mallory@example.org,"Mal\x00lory",x\n'
+)
+
+
+def test_add_list_remove(project: Project) -> None:
+    result = project.cli("subscribers", "add", "Anna@Example.ORG", "--name", "Anna Ä")
+    assert (result.code, result.out, result.err) == (0, "added anna@example.org\n", "")
+    assert (
+        project.cli("subscribers", "add", "anna@example.org").out == "already subscribed: anna@example.org\n"
+    )
+    project.cli("subscribers", "add", "bob@example.org")
+    assert project.cli("subscribers", "remove", "BOB@example.org").out == "unsubscribed bob@example.org\n"
+    listing = project.cli("subscribers", "list")
+    assert listing.code == 0
+    assert listing.out.splitlines() == [
+        "anna@example.org  active        Anna Ä",
+        "bob@example.org   unsubscribed",
+        "2 subscribers: 1 active, 1 unsubscribed",
+    ]
+    only = project.cli("subscribers", "list", "--status", "active")
+    assert only.out.splitlines()[0] == "anna@example.org  active        Anna Ä"
+    assert project.cli("subscribers", "add", "bob@example.org").out == "re-activated bob@example.org\n"
+
+
+def test_bad_address_is_one_error_line(project: Project) -> None:
+    result = project.cli("subscribers", "add", "Anna <anna@example.org>")
+    assert result.code == 1
+    assert result.err == (
+        "Error: 'Anna <anna@example.org>': give one bare address such as anna@example.org "
+        "(no name, no list)\n"
+    )
+    result = project.cli("subscribers", "remove", "nobody@example.org")
+    assert (result.code, result.err) == (1, "Error: nobody@example.org: not a subscriber\n")
+
+
+def test_import_reports_bad_rows_by_line_and_imports_the_rest(project: Project) -> None:
+    path = project.root / "people.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + CSV.encode("utf-8"))
+    result = project.cli("subscribers", "import", str(path))
+    assert result.code == 1
+    assert result.err.splitlines() == [
+        f"{path}: line 3: 'not-an-address': an address has exactly one @",
+        f"{path}: line 8: 'Eve <eve@example.org>': give one bare address such as anna@example.org "
+        "(no name, no list)",
+        f"{path}: line 10: name 'Mal\\x00lory': control characters are not allowed",
+    ]
+    assert result.out == "3 added, 0 already present, 3 bad rows\n"
+    listing = project.cli("-q", "subscribers", "list").out.splitlines()
+    assert listing == [
+        "anna@example.org           active        Anna",
+        "eve@example.org            active",
+        "zoe@xn--bcher-kva.example  active        Zoë Ångström",
+    ]
+
+
+def test_import_is_idempotent_and_never_resubscribes(project: Project) -> None:
+    path = project.root / "people.csv"
+    path.write_text("email\nanna@example.org\nbob@example.org\n", encoding="utf-8")
+    assert project.cli("subscribers", "import", str(path)).out == "2 added, 0 already present, 0 bad rows\n"
+    project.cli("subscribers", "remove", "bob@example.org")
+    again = project.cli("subscribers", "import", str(path))
+    assert (again.code, again.out) == (0, "0 added, 2 already present, 0 bad rows\n")
+    assert "bob@example.org   unsubscribed" in project.cli("subscribers", "list").out
+
+
+def test_import_problems_with_the_whole_file(project: Project) -> None:
+    missing = project.cli("subscribers", "import", str(project.root / "nope.csv"))
+    assert missing.code == 1 and missing.err.startswith(f"Error: {project.root / 'nope.csv'}: cannot read:")
+    headerless = project.root / "h.csv"
+    headerless.write_text("address,name\na@example.org,A\n", encoding="utf-8")
+    result = project.cli("subscribers", "import", str(headerless))
+    assert result.err == f"Error: {headerless}: line 1: the header row has no email column\n"
+    latin = project.root / "l.csv"
+    latin.write_bytes("email,name\nz@example.org,Zo\xeb\n".encode("latin-1"))
+    assert (
+        project.cli("subscribers", "import", str(latin)).err
+        == f"Error: {latin}: not UTF-8 (byte offset 27)\n"
+    )
+    empty = project.root / "e.csv"
+    empty.write_text("", encoding="utf-8")
+    assert "empty file" in project.cli("subscribers", "import", str(empty)).err
+
+
+def test_export_round_trip(project: Project) -> None:
+    """export writes CSV that import reads back into the same subscribers."""
+    project.cli("subscribers", "add", "anna@example.org", "--name", 'Anna "Ä", Jr.')
+    project.cli("subscribers", "add", "bob@example.org")
+    project.cli("subscribers", "remove", "bob@example.org")
+    exported = project.cli("subscribers", "export")
+    assert exported.code == 0
+    assert (
+        exported.out
+        == 'email,name,status\nanna@example.org,"Anna ""Ä"", Jr.",active\nbob@example.org,,unsubscribed\n'
+    )
+    other = Project(project.root.parent / "other")
+    other.seeds.mkdir(parents=True)
+    other.configure("")
+    path = other.root / "in.csv"
+    path.write_text(exported.out, encoding="utf-8")
+    assert other.cli("subscribers", "import", str(path)).code == 0
+    assert other.cli("subscribers", "export").out.replace("unsubscribed", "active") == exported.out.replace(
+        "unsubscribed", "active"
+    )
+
+
+def test_export_runs_as_a_real_process(project: Project) -> None:
+    """The installed entry point writes UTF-8 CSV to a pipe."""
+    project.cli("subscribers", "add", "zoe@example.org", "--name", "Zoë")
+    done = subprocess.run(
+        [sys.executable, "-m", "publisher", "--config", str(project.config_path), "subscribers", "export"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "PYTHONIOENCODING": "utf-8"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode("utf-8") == "email,name,status\nzoe@example.org,Zoë,active\n"
