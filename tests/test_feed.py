@@ -330,3 +330,17 @@ def test_the_shared_sample_goes_through_ingest_and_store_into_three_valid_feeds(
     assert "Erdoğan" in rss_item.content[0].value and "doesn’t" in rss_item.content[0].value
     item = json.loads(feed.json_feed(entries, settings))["items"][0]
     assert item["content_html"] == want_body
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("plain “text” Erdoğan\tand\nlines\r", "plain “text” Erdoğan\tand\nlines\r"),
+        ("a\x00b\x08c\x0bd\x0ce\x1ff", "abcdef"),
+        ("non\ufffecharacters\uffff", "noncharacters"),
+        ("lone \ud800surrogate\udfff", "lone surrogate"),
+        ("astral 😀 stays", "astral 😀 stays"),
+    ],
+)
+def test_clean_drops_exactly_what_xml_cannot_carry(text: str, want: str) -> None:
+    assert feed.clean(text) == want
