@@ -24,7 +24,9 @@ from publisher.errors import ConfigError
 DEFAULT_CONFIG = "publisher.toml"
 
 # BCP 47 in the shape feeds and HTML need: "en", "en-GB", "pt-BR", "zh-Hant-TW"; never "en_US".
-_BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?(-[A-Za-z0-9]{5,8})*$")
+_BCP47 = re.compile(
+    r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?(-([A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*$"
+)
 
 
 class _Section(BaseModel):
@@ -322,10 +324,11 @@ def load_settings(path: Path | None = None, *, required: bool | None = None) -> 
         raw = config_path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{origin}: cannot read: {exc.strerror or exc}") from exc
+    bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{origin}: not UTF-8 (byte offset {exc.start})") from exc
+        text = raw[bom:].decode("utf-8")
+    except UnicodeDecodeError as exc:  # the offset counts from the file's first byte, BOM included
+        raise ConfigError(f"{origin}: not UTF-8 (byte offset {bom + exc.start})") from exc
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
