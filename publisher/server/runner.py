@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import socket
 import threading
 from collections.abc import Callable
+from types import FrameType
 
 import uvicorn
 
@@ -79,13 +81,23 @@ def run(
 ) -> None:
     """Serve until SIGINT/SIGTERM. `on_ready(url)` is called once the socket listens."""
     sock = bind(host, port)
+    # uvicorn stops gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler that was
+    # in place before it started; a quiet one makes a requested stop a clean exit (status 0).
+    main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
     try:
         server = _server(settings, clock, transport_factory)
         if on_ready is not None:
             on_ready(url_of(sock))
         server.run(sockets=[sock])
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         sock.close()
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    log.info("stopped by signal %d", signum)
 
 
 class Background:
