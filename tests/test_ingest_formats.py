@@ -145,6 +145,30 @@ def test_long_title_is_cut_at_a_word_and_not_on_a_little_word() -> None:
     assert len(title) <= 60
 
 
+@pytest.mark.parametrize(
+    ("sentence", "title"),
+    [
+        (
+            "The central library will stay open until 9pm on Thursdays from next month, the first "
+            "extension of its hours in more than a decade",
+            "The central library will stay open until 9pm on Thursdays from next month…",
+        ),
+        (
+            "Northfield councillors approved a budget on Tuesday night that raises council tax by 2.9 "
+            "per cent and keeps the libraries open",
+            "Northfield councillors approved a budget on Tuesday night that raises council tax…",
+        ),
+        (
+            "The minister said on Monday – after weeks of silence on the matter – that the plan would go "
+            "ahead in full",
+            "The minister said on Monday – after weeks of silence on the matter…",
+        ),
+    ],
+)
+def test_long_title_prefers_a_clause_break_and_never_ends_on_a_bare_number(sentence: str, title: str) -> None:
+    assert derive_title([sentence], 90) == title
+
+
 def test_shorten_never_exceeds_the_limit_and_keeps_whole_words() -> None:
     text = "Alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu"
     for limit in range(8, len(text) + 2):

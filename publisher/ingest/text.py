@@ -53,8 +53,10 @@ def lead_sentence(paragraph: str) -> str:
 def shorten(text: str, limit: int) -> str:
     """Cut at a word boundary to at most `limit` characters (ellipsis included).
 
-    It reads like a headline cut short, not a broken one: it does not stop in the middle of a name
-    ("… against letting Russian…" becomes "… against letting…") or on a little word such as "the".
+    It reads like a headline cut short, not a broken one. In order of preference it stops:
+    at a clause break (a comma, dash, colon or semicolon) late enough to keep most of the room;
+    else not in the middle of a name ("… against letting Russian…" becomes "… against letting…");
+    never on a bare number whose unit was cut off ("by 2.9…"), nor on a little word like "the".
     """
     text = squash(text)
     if len(text) <= limit:
@@ -66,16 +68,35 @@ def shorten(text: str, limit: int) -> str:
     words = text[: room + 1].split(" ")[:-1]
     if not words:  # one enormous word
         return text[:room] + "…"
-    following = all_words[len(words)] if len(words) < len(all_words) else ""
-    if _capitalised(words[-1]) and _capitalised(following):
-        kept = list(words)
-        while len(kept) > 1 and _capitalised(kept[-1]):
-            kept.pop()
-        if len(" ".join(kept)) >= limit // 2:
-            words = kept
-    while len(words) > 3 and words[-1].lower().strip(",;:—–-") in _DANGLING:
+    floor = limit // 2  # never give up more than half the room to read well
+    clause = _last_clause_break(words, int(limit * 0.6))
+    if clause is not None:
+        words = words[:clause]
+    else:
+        following = all_words[len(words)] if len(words) < len(all_words) else ""
+        if _capitalised(words[-1]) and _capitalised(following):
+            kept = list(words)
+            while len(kept) > 1 and _capitalised(kept[-1]):
+                kept.pop()
+            if len(" ".join(kept)) >= floor:
+                words = kept
+    while len(words) > 3 and (
+        words[-1].lower().strip(",;:—–-") in _DANGLING
+        or (any(c.isdigit() for c in words[-1]) and len(" ".join(words[:-1])) >= floor)
+    ):
         words.pop()
     return " ".join(words).rstrip(",;:—–- ") + "…"
+
+
+def _last_clause_break(words: list[str], earliest: int) -> int | None:
+    """How many words to keep to stop at the last clause break at or after `earliest` characters."""
+    for count in range(len(words), 0, -1):
+        length = len(" ".join(words[:count]))
+        if length < earliest:
+            return None
+        if words[count - 1].endswith((",", ";", ":")) or (count < len(words) and words[count] in ("–", "—")):
+            return count
+    return None
 
 
 def _capitalised(word: str) -> bool:
