@@ -97,7 +97,7 @@ def _render(
     plan: select.Plan,
     load: select.Loader | None,
 ) -> RenderedDigest | None:
-    loader = load or select.load_from_seeds
+    loader = load or select.load
     found = loader(conn, settings, plan.article_ids)
     published: list[Published] = content.order([found[i] for i in plan.article_ids if i in found])
     if not published:

@@ -7,10 +7,12 @@ here: the mail parts hold placeholder strings (see `Placeholders`) that are subs
 
 from __future__ import annotations
 
+import binascii
 import re
 import textwrap
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import css_inline
@@ -22,7 +24,7 @@ TEXT_TEMPLATE = "digest.txt.j2"
 WIDTH = 78
 # Room left in `digest.max_bytes` for the headers, the MIME scaffolding and what personalisation
 # adds (an unsubscribe URL longer than its placeholder, a name): far more than they take.
-HEADER_RESERVE = 6_000
+HEADER_RESERVE = 3_000
 
 _INLINER = css_inline.CSSInliner(
     inline_style_tags=True,
@@ -87,10 +89,8 @@ def one_line(text: str, limit: int | None = None) -> str:
 
 
 def encoded_size(text: str) -> int:
-    """Size of `text` as a base64 body part (76 characters + CRLF per 57 bytes): an upper bound
-    for the quoted-printable the mailer uses on mostly-ASCII text."""
-    n = len(text.encode("utf-8"))
-    return (n + 56) // 57 * 78
+    """Size of `text` as a quoted-printable body part with CRLF line ends, as the mailer sends it."""
+    return len(binascii.b2a_qp(text.encode("utf-8"))) + text.count("\n")
 
 
 def render_mail(templates: Templates, content: Content, ph: Placeholders, max_bytes: int) -> Parts:
@@ -171,6 +171,7 @@ def _inline(html: str) -> str:
     return inlined.replace("\r\n", "\n")
 
 
+@lru_cache(maxsize=8192)  # the size cap re-renders the same blocks several times
 def wrap(text: str, indent: str = "", first: str | None = None) -> str:
     """Wrap prose to 78 columns; words longer than a line are broken (they are never our URLs)."""
     wrapper = textwrap.TextWrapper(

@@ -21,6 +21,7 @@ from datetime import datetime
 from publisher.config import Settings
 from publisher.models import Identity, Published
 from publisher.store import articles as store_articles
+from publisher.store import cache
 from publisher.store import digests as store_digests
 from publisher.store.db import from_db_time
 
@@ -60,28 +61,48 @@ def plan(conn: sqlite3.Connection, settings: Settings, now: datetime, backfill: 
     return Plan(start, now, chosen, first=True, has_baseline=base is not None)
 
 
-def load_from_seeds(conn: sqlite3.Connection, settings: Settings, ids: Sequence[str]) -> dict[str, Published]:
-    """The articles' identities from the store and their content parsed from seeds/ (only the files
-    needed are read). Used until the build's parse cache can hand out stored articles by id."""
-    from publisher import ingest  # a stage: imported only here, by the fallback loader
+def load(conn: sqlite3.Connection, settings: Settings, ids: Sequence[str]) -> dict[str, Published]:
+    """The articles with their identities: content from the build's parse cache, and for any id the
+    cache does not hold (a cache just reset, or articles synced without a build), from seeds/."""
+    wanted = list(dict.fromkeys(ids))
+    identities = {i: identity for i, (identity, _source) in _identities(conn, wanted).items()}
+    articles = cache.load_articles(conn, wanted)
+    found = {i: Published(articles[i], identities[i]) for i in wanted if i in articles and i in identities}
+    missing = [i for i in wanted if i not in found and i in identities]
+    if missing:
+        found.update(load_from_seeds(conn, settings, missing))
+    return found
 
-    wanted = set(ids)
-    rows = conn.execute("SELECT id, slug, seq, first_seen, updated, source FROM articles").fetchall()
-    identities = {
-        str(r[5]): Identity(
-            id=str(r[0]),
-            slug=str(r[1]),
-            seq=int(r[2]),
-            first_seen=from_db_time(str(r[3])),
-            updated=from_db_time(str(r[4])),
+
+def _identities(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, tuple[Identity, str]]:
+    found: dict[str, tuple[Identity, str]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT id, slug, seq, first_seen, updated, source FROM articles WHERE id IN ({marks})", chunk
         )
-        for r in rows
-        if r[0] in wanted
-    }
+        for r in rows:
+            identity = Identity(
+                id=str(r[0]),
+                slug=str(r[1]),
+                seq=int(r[2]),
+                first_seen=from_db_time(str(r[3])),
+                updated=from_db_time(str(r[4])),
+            )
+            found[identity.id] = (identity, str(r[5]))
+    return found
+
+
+def load_from_seeds(conn: sqlite3.Connection, settings: Settings, ids: Sequence[str]) -> dict[str, Published]:
+    """The articles parsed from their files in seeds/ (only the files needed are read)."""
+    from publisher import ingest  # a stage: imported only here, for the rare fallback
+
+    by_source = {source: identity for identity, source in _identities(conn, ids).values()}
     files, _ = ingest.scan(settings)
     found: dict[str, Published] = {}
     for seed in files:
-        identity = identities.get(seed.rel)
+        identity = by_source.get(seed.rel)
         if identity is None:
             continue
         article, _problems = ingest.parse_file(seed, settings)

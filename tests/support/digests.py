@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from publisher import ingest
 from publisher.config import Settings
@@ -17,8 +18,9 @@ from publisher.store import articles, db
 def markdown(
     title: str, date: str, body: str = "A paragraph of the story.", author: str | None = None
 ) -> str:
-    """A Markdown article with front matter (the title quoted as a YAML string)."""
-    quoted = title.replace("\\", "\\\\").replace('"', '\\"')
+    """A Markdown article with front matter; the title goes in a YAML double-quoted string, so YAML
+    escapes in it (\\r, \\n, \\u2028) become the characters themselves."""
+    quoted = title.replace('"', '\\"')
     lines = ["---", f'title: "{quoted}"', f"date: {date}"]
     if author is not None:
         lines.append(f'author: "{author}"')
@@ -46,3 +48,9 @@ def connection(path: Path) -> Iterator[sqlite3.Connection]:
         yield conn
     finally:
         conn.close()
+
+
+def build(project: Any, at: datetime) -> None:
+    """Run the real `publisher build` at `at` (articles first going out get live_at = at)."""
+    result = project.cli("-q", "build", now=at)
+    assert result.code == 0, result.err
