@@ -220,15 +220,20 @@ def test_yaml_alias_bomb_is_rejected_before_it_expands(project: Project) -> None
 
 
 def test_deeply_nested_yaml_is_rejected(project: Project) -> None:
-    project.seed("deep.md", "---\nx: " + "[" * 5000 + "]" * 5000 + "\n---\nBody.\n")
+    """Flow style ([[[…) is refused by a linear pre-check; block style by the event walk."""
+    project.seed("flow.md", "---\nx: " + "[" * 3000 + "]" * 3000 + "\n---\nBody.\n")
+    project.seed("block.md", "---\n" + "".join(" " * i + f"k{i}:\n" for i in range(40)) + "---\nBody.\n")
     _, lines = run(project)
-    assert lines == ["seeds/deep.md: front matter: not valid YAML: nested too deeply"]
+    assert lines == [
+        "seeds/block.md: front matter: not valid YAML: nested too deeply",
+        "seeds/flow.md: front matter: not valid YAML: nested too deeply",
+    ]
 
 
 def test_oversized_front_matter_is_rejected(project: Project) -> None:
-    project.seed("big.md", "---\ntitle: x\ndate: 2025-02-19\n" + "#" * 70_000 + "\n---\nBody.\n")
+    project.seed("big.md", "---\ntitle: x\ndate: 2025-02-19\n" + "#" * 9_000 + "\n---\nBody.\n")
     _, lines = run(project)
-    assert lines == ["seeds/big.md: front matter: larger than 64 KB"]
+    assert lines == ["seeds/big.md: front matter: larger than 8 KB"]
 
 
 def test_unknown_front_matter_keys_are_errors(project: Project) -> None:
