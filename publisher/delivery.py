@@ -295,49 +295,37 @@ def deliver(
     try:
         while True:
             stopping = stop() or abort is not None
-            free = len(pool) - in_flight
-            now = clock.now()
             ready = None if due is None else max(due, paused_until)
-            if not stopping and free > 0 and ready is not None and ready <= now:
-                if interval:
-                    free = min(free, 1)
-                    wait = next_slot - time.monotonic()
-                    if wait > 0:
-                        time.sleep(min(wait, _POLL))
+            wait = _POLL if ready is None else (ready - clock.now()).total_seconds()
+            if interval:
+                wait = max(wait, next_slot - time.monotonic())
+            can_claim = not stopping and ready is not None and wait <= 0
+            batch: list[_Answer] = []
+            if in_flight:
+                if not can_claim or in_flight == len(pool):
+                    # Every connection busy: wait for one; else wait until a row becomes due.
+                    timeout = _POLL if can_claim or stopping else min(max(wait, 0.001), _POLL)
+                    try:
+                        batch.append(answers.get(timeout=timeout))
+                    except queue.Empty:
                         continue
-                    next_slot = max(next_slot + interval, time.monotonic() - interval)
-                rows, skipped = ledger.claim(conn, digest_id, free, now)
-                if skipped:
-                    state.skipped += skipped
-                    result.skipped += skipped
-                for row in rows:
-                    jobs.put(_Job(row))
-                in_flight += len(rows)
-                if len(rows) < free:
-                    due = ledger.next_retry(conn, digest_id)
-                    if due is not None and due <= now and not rows and not skipped:
-                        due = now + timedelta(seconds=_POLL)  # rows exist but are not due yet
-            if in_flight == 0:
+                while True:
+                    try:
+                        batch.append(answers.get_nowait())
+                    except queue.Empty:
+                        break
+            elif not can_claim:
                 if stopping or ready is None:
                     break
-                pause = (ready - clock.now()).total_seconds()
-                if pause > 0:
-                    time.sleep(min(pause, _POLL))
+                time.sleep(min(wait, _POLL))
                 continue
-            if free > 0 and not stopping and ready is not None:
-                timeout = max(0.0, min((ready - clock.now()).total_seconds(), _POLL))
-            else:
-                timeout = _POLL
-            try:
-                batch = [answers.get(timeout=timeout)]
-            except queue.Empty:
-                continue
-            while True:
-                try:
-                    batch.append(answers.get_nowait())
-                except queue.Empty:
-                    break
             in_flight -= len(batch)
+            free = len(pool) - in_flight
+            if interval:
+                free = min(free, 1)
+            rows: list[ledger.Claimed] = []
+            now = clock.now()
+            # One commit holds the outcomes just reported and the intent for the next messages.
             with transaction(conn):
                 for answer in batch:
                     before = unreachable
@@ -351,7 +339,21 @@ def deliver(
                     if retry_at is not None:
                         result.retries += 1
                         due = retry_at if due is None else min(due, retry_at)
-            if progress is not None:
+                if can_claim and abort is None and free > 0 and now >= paused_until:
+                    rows, skipped = ledger.claim(conn, digest_id, free, now)
+                    state.skipped += skipped
+                    result.skipped += skipped
+                    if len(rows) < free:
+                        due = ledger.next_retry(conn, digest_id)
+                        if due is not None and due <= now and not rows and not skipped:
+                            due = now + timedelta(seconds=_POLL)  # not due yet after all
+                    if rows and interval:
+                        next_slot = max(next_slot + interval, time.monotonic() - interval)
+            # Handed over only once the intent is committed.
+            for row in rows:
+                jobs.put(_Job(row))
+            in_flight += len(rows)
+            if progress is not None and (batch or rows):
                 progress(state)
     finally:
         for _ in pool:

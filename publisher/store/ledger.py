@@ -11,7 +11,8 @@ pending with a `retry_at` time; `attempts` counts the answers received.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -35,7 +36,9 @@ MIGRATIONS: list[str] = [
         updated_at TEXT NOT NULL,
         PRIMARY KEY (digest_id, subscriber_id)
     ) WITHOUT ROWID;
-    CREATE INDEX ledger_open ON ledger (digest_id, status, retry_at);
+    -- Only pending rows are indexed: claiming walks them in subscriber order, and a row leaves
+    -- the index for good when it is claimed.
+    CREATE INDEX ledger_pending ON ledger (digest_id, subscriber_id) WHERE status = 'pending';
     """,
 ]
 
@@ -52,6 +55,15 @@ class Claimed:
     token_secret: str
     bounces: int
     attempts: int
+
+
+@contextmanager
+def _tx(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    if conn.in_transaction:
+        yield conn
+    else:
+        with transaction(conn):
+            yield conn
 
 
 def enqueue(conn: sqlite3.Connection, digest_id: str, subscriber_ids: Iterable[int], now: datetime) -> int:
@@ -94,7 +106,8 @@ def recover(conn: sqlite3.Connection, digest_id: str, now: datetime) -> int:
 
 
 def claim(conn: sqlite3.Connection, digest_id: str, limit: int, now: datetime) -> tuple[list[Claimed], int]:
-    """Mark up to `limit` due pending rows `sending` (committed) and return them.
+    """Mark up to `limit` due pending rows `sending` and return them (joins the caller's
+    transaction when one is open, so an outcome and the next claim can share one commit).
 
     Rows whose subscriber is no longer active (unsubscribed or bounced since the digest was
     prepared) become `skipped` instead; the second value counts them.
@@ -102,10 +115,10 @@ def claim(conn: sqlite3.Connection, digest_id: str, limit: int, now: datetime) -
     stamp = to_db_time(now)
     claimed: list[Claimed] = []
     skipped = 0
-    with transaction(conn):
+    with _tx(conn):
         rows = conn.execute(
             "SELECT l.subscriber_id, s.email, s.name, s.token_secret, s.bounces, l.attempts, s.status "
-            "FROM ledger l JOIN subscribers s ON s.id = l.subscriber_id "
+            "FROM ledger l INDEXED BY ledger_pending JOIN subscribers s ON s.id = l.subscriber_id "
             "WHERE l.digest_id = ? AND l.status = 'pending' AND l.retry_at <= ? "
             "ORDER BY l.subscriber_id LIMIT ?",
             (digest_id, stamp, limit),
