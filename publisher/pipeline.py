@@ -407,11 +407,13 @@ def digest_send(
     backfill: int | None = None,
     progress: Callable[[delivery.Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    resume_only: bool = False,
 ) -> delivery.SendReport:
     """Finish every interrupted digest, then prepare and send the next one if there are new
     articles. Each message goes through the send ledger (see publisher.delivery); `should_stop()`
     is polled between messages and leaves the rest pending for the next call. `transport`: one
-    caller-owned transport (one connection) instead of `settings.delivery`'s own."""
+    caller-owned transport (one connection) instead of `settings.delivery`'s own. `resume_only`:
+    finish interrupted digests but start no new one (the daemon at start, between two slots)."""
     from publisher import digest
     from publisher.clock import OffsetClock
     from publisher.store import db
@@ -447,6 +449,8 @@ def digest_send(
         for digest_id in digest.unfinished(conn):
             if not send(digest.load(conn, digest_id)) or stop():
                 return report
+        if resume_only:
+            return report
         rendered = digest.prepare_next(conn, settings, clock.now(), backfill=backfill)
         if rendered is not None:
             send(rendered)
