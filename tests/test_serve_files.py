@@ -297,3 +297,15 @@ def test_large_files_stream_with_validators(site: Project, http: TestClient) -> 
     assert r.headers["content-type"].startswith("text/plain")
     etag = r.headers["etag"]
     assert http.get("/big.txt", headers={**IDENTITY, "If-None-Match": etag}).status_code == 304
+
+
+def test_feed_documents_get_a_policy_that_lets_atom_xsl_work(http: TestClient) -> None:
+    """atom.xml and rss.xml may load a same-origin XSLT (script-src 'self') whose output has an
+    inline <style>; HTML pages keep the strict policy: no script at all, no inline style."""
+    feed_csp = http.get("/atom.xml").headers["content-security-policy"]
+    assert "script-src 'self'" in feed_csp and "style-src 'self' 'unsafe-inline'" in feed_csp
+    assert "default-src 'none'" in feed_csp and "frame-ancestors 'none'" in feed_csp
+    assert http.get("/rss.xml").headers["content-security-policy"] == feed_csp
+    page_csp = http.get("/index.html").headers["content-security-policy"]
+    assert "script-src" not in page_csp and "unsafe-inline" not in page_csp
+    assert page_csp.startswith("default-src 'none'; style-src 'self';")

@@ -93,7 +93,7 @@ def test_security_headers(http: TestClient) -> None:
     for part in ("default-src 'none'", "style-src 'self'", "form-action 'self'", "frame-ancestors 'none'"):
         assert part in csp
     assert r.headers["x-content-type-options"] == "nosniff"
-    assert r.headers["referrer-policy"] == "no-referrer"
+    assert r.headers["referrer-policy"] == "same-origin"
     assert r.headers["x-frame-options"] == "DENY"
     css = http.get("/subscribe.css")
     assert css.status_code == 200 and css.headers["content-type"] == "text/css; charset=utf-8"

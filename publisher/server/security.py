@@ -41,11 +41,19 @@ CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
+# Atom and RSS documents carry <?xml-stylesheet href="atom.xsl"?>: browsers load an XSLT
+# stylesheet under script-src (only same-origin files served as text/xsl qualify; nosniff keeps
+# anything else from running as script), and the page it produces has an inline <style>.
+FEED_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 HEADERS = {
     "content-security-policy": CSP,
     "x-content-type-options": "nosniff",
-    # Token URLs must never leak to another site through Referer.
-    "referrer-policy": "no-referrer",
+    # Token URLs must never leak to another site through Referer. Not "no-referrer": with it,
+    # browsers send `Origin: null` on form posts, and the Origin check needs the real origin.
+    "referrer-policy": "same-origin",
     "x-frame-options": "DENY",
     "cross-origin-opener-policy": "same-origin",
 }

@@ -23,6 +23,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
+from publisher.server.security import FEED_CSP
+
 # Files above this size are streamed from disk (with ranges) instead of being held in memory.
 MAX_CACHED_FILE = 4 * 1024 * 1024
 # Total bytes (bodies + gzip forms) the cache may hold before the least recently used go.
@@ -48,6 +50,8 @@ _TYPES = {
     ".ico": "image/x-icon",
     ".woff2": "font/woff2",
 }
+# Documents a browser may render through atom.xsl: they get FEED_CSP instead of the default.
+_STYLED = ("application/atom+xml", "application/rss+xml", "application/xml", "text/xsl")
 _COMPRESSIBLE = ("text/", "application/json", "application/xml", "+xml", "+json", "image/svg+xml")
 
 
@@ -276,6 +280,8 @@ class FeedFiles:
         common = {"ETag": etag, "Last-Modified": entry.last_modified, "Cache-Control": self.cache_control}
         if _compressible(entry.content_type):
             common["Vary"] = "Accept-Encoding"
+        if entry.content_type.startswith(_STYLED):
+            common["Content-Security-Policy"] = FEED_CSP
         status = precondition(headers, etag, entry.mtime)
         if status == 304:
             return Response(status_code=304, headers=common)
