@@ -1,16 +1,37 @@
-"""`publisher run`: not written yet."""
+"""`publisher run`: the daemon in the foreground (by hand, under systemd, in a container)."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from publisher.cli.main import Context
 
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("run", help="(not available yet)", description="Not available yet.")
-    parser.set_defaults(handler=_run)
+    parser = sub.add_parser(
+        "run",
+        help="keep the feeds fresh and send the digest on schedule, until stopped",
+        description="Build once, then watch seeds/: a new or changed file is published once it has "
+        "stopped changing; an embargoed article goes live at its time; the digest goes out on "
+        "[digest] schedule in the site's timezone (a digest missed while stopped is sent at start when "
+        "it is within [digest] grace_period, else skipped). One instance per state folder. SIGTERM or "
+        "Ctrl-C finishes the current step and exits 0; SIGHUP reloads the configuration. Exit status: 0 "
+        "after a clean stop, 2 configuration error, 3 another publisher holds the lock.",
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="wait this long for another publisher to release the state folder (default: refuse at once)",
+    )
+    parser.set_defaults(handler=run)
 
 
-def _run(args: argparse.Namespace, ctx: Any) -> int:
-    print("publisher run: not available in this release yet")
-    return 1
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    from publisher.config import load_settings
+    from publisher.daemon.runner import run as run_daemon
+
+    return run_daemon(ctx.settings, ctx.clock, reload=lambda: load_settings(ctx.config_path), wait=args.wait)

@@ -1,0 +1,104 @@
+"""`publisher run` as a process: the lock, the signals, the watcher and the scheduler, until told to stop.
+
+Signals are not caught by handlers but blocked in every thread and taken one at a time by the main
+thread with `sigwait`: the main thread sleeps in the kernel (no polling), and a signal can never
+interrupt a job half-way. SIGTERM and SIGINT stop: the watcher first, then the scheduler, which
+lets the running job finish its current step (a digest stops between two messages). SIGHUP reads
+the configuration again; a file that does not load, or one that moves the state folder (whose lock
+we hold), is refused with a log line and the old configuration keeps running.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Callable
+
+from publisher.clock import Clock
+from publisher.config import Settings
+from publisher.daemon.scheduler import Daemon, parse_schedule
+from publisher.daemon.watch import SeedWatcher
+from publisher.errors import ConfigError
+from publisher.lock import state_lock
+from publisher.mailer import Transport
+
+log = logging.getLogger("publisher.daemon")
+
+_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
+
+class _Running:
+    """One configuration at work: its scheduler and its watcher (and the HTTP server if asked)."""
+
+    def __init__(self, settings: Settings, clock: Clock, transport: Transport | None) -> None:
+        self.daemon = Daemon(settings, clock, transport)
+        self.watcher = SeedWatcher(settings, self.daemon.files_ready)
+
+    def start(self) -> None:
+        # Watch before the first build, so a file dropped during that build is not missed.
+        self.watcher.start()
+        self.daemon.start()
+
+    def stop(self) -> None:
+        self.watcher.stop()
+        self.daemon.stop()
+
+
+def run(
+    settings: Settings,
+    clock: Clock,
+    *,
+    reload: Callable[[], Settings],
+    wait: float = 0,
+    transport: Transport | None = None,
+) -> int:
+    """Run until SIGTERM or SIGINT; return the exit status (0 after a clean stop)."""
+    parse_schedule(settings)  # a bad schedule is a configuration error before anything starts
+    with state_lock(settings, wait=wait, purpose="publisher run"):
+        # Blocked before any thread starts, so every thread inherits the mask.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        try:
+            running = _Running(settings, clock, transport)
+            log.info(
+                "daemon started (pid %d, state %s, timezone %s, digest %r)",
+                os.getpid(),
+                settings.state_dir,
+                settings.site.timezone,
+                settings.digest.schedule,
+            )
+            running.start()
+            while True:
+                received = signal.sigwait(_SIGNALS)
+                if received != signal.SIGHUP:
+                    log.info("%s received: stopping", signal.Signals(received).name)
+                    break
+                settings, running = _reload(settings, running, clock, reload, transport)
+            running.stop()
+            log.info("daemon stopped")
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return 0
+
+
+def _reload(
+    settings: Settings,
+    running: _Running,
+    clock: Clock,
+    load: Callable[[], Settings],
+    transport: Transport | None,
+) -> tuple[Settings, _Running]:
+    try:
+        fresh = load()
+        parse_schedule(fresh)
+    except ConfigError as exc:
+        log.error("SIGHUP: configuration not reloaded: %s", exc.one_line())
+        return settings, running
+    if fresh.state_dir != settings.state_dir:
+        log.error("SIGHUP: configuration not reloaded: paths.state changed; restart the daemon for that")
+        return settings, running
+    log.info("SIGHUP: reloading the configuration")
+    running.stop()
+    replacement = _Running(fresh, clock, transport)
+    replacement.start()
+    return fresh, replacement
