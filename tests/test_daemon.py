@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import feedparser
 import pytest
@@ -34,7 +33,17 @@ class Daemon:
             env["PUBLISHER_NOW"] = now.isoformat()
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-X", "faulthandler", "-m", "publisher", "--config", str(project.config_path), *args, "run"],
+            [
+                sys.executable,
+                "-X",
+                "faulthandler",
+                "-m",
+                "publisher",
+                "--config",
+                str(project.config_path),
+                *args,
+                "run",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=self._log,
             env=env,
@@ -121,7 +130,9 @@ def test_a_dropped_file_appears_in_the_feed_and_sigterm_exits_cleanly(
     assert any(e == "changed: seeds/second.txt" for e in events)
 
 
-def test_a_slow_writer_is_never_published_half_written(project: Project, daemons: Callable[..., Daemon]) -> None:
+def test_a_slow_writer_is_never_published_half_written(
+    project: Project, daemons: Callable[..., Daemon]
+) -> None:
     """The file grows in pieces with pauses shorter than `settle`; no version of atom.xml we see may
     hold the story without its last paragraph."""
     project.configure("[daemon]\nsettle = 1.0\n")
@@ -193,7 +204,9 @@ def test_a_pinned_clock_drives_the_embargo(project: Project, daemons: Callable[.
     assert daemon.stop() == 0
 
 
-def test_a_second_instance_is_refused_with_exit_code_3(project: Project, daemons: Callable[..., Daemon]) -> None:
+def test_a_second_instance_is_refused_with_exit_code_3(
+    project: Project, daemons: Callable[..., Daemon]
+) -> None:
     project.configure("[daemon]\nsettle = 0.1\n")
     first = daemons()
     first.wait_log("daemon started")
