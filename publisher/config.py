@@ -100,7 +100,11 @@ class PathSettings(_Section):
 class IngestSettings(_Section):
     """Limits applied to each file in seeds/."""
 
-    max_bytes: int = Field(2_000_000, ge=1, description="Files larger than this are rejected unread.")
+    # 256 KB is some 40,000 words, far beyond any article; it also bounds the time the Markdown
+    # parser can be made to spend on one hostile file (markdown-it-py: about 1 s per 100 KB at worst).
+    max_bytes: int = Field(
+        262_144, ge=1, description="Files larger than this (in bytes) are rejected without being read."
+    )
     title_max_chars: int = Field(90, ge=20, description="Derived titles are shortened to this length.")
     summary_max_chars: int = Field(300, ge=40, description="Derived summaries are shortened to this.")
 

@@ -48,7 +48,7 @@ def test_defaults_without_a_config_file(tmp_path: Path, monkeypatch: pytest.Monk
     assert settings.site.timezone == "UTC"
     assert settings.site.language == "en"
     assert settings.site.base_url == "https://news.example.org/"
-    assert settings.ingest.max_bytes == 2_000_000
+    assert settings.ingest.max_bytes == 262_144
     assert settings.ingest.title_max_chars == 90
 
 

@@ -321,7 +321,7 @@ def test_huge_file_is_rejected_without_being_opened(
     spy = ReadSpy(monkeypatch)
     articles, lines = run(project)
     assert list(articles) == ["small.txt"]
-    assert lines == ["seeds/huge.txt: file: too large: 8589934592 bytes (limit 2000000, ingest.max_bytes)"]
+    assert lines == ["seeds/huge.txt: file: too large: 8589934592 bytes (limit 262144, ingest.max_bytes)"]
     assert not any(p.endswith("huge.txt") for p in spy.opened)
     assert spy.bytes_read == len(GOOD_TXT)
 

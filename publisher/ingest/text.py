@@ -40,9 +40,11 @@ def is_furniture(paragraph: str) -> bool:
 
 
 def lead_sentence(paragraph: str) -> str:
-    start = 0
+    """The first sentence of a paragraph (looked for in its first 1,000 characters only: a title
+    needs no more, and an endless run of "Mr. Mr. …" must not cost quadratic time)."""
+    paragraph = paragraph[:1000]
     for match in _SENTENCE_END.finditer(paragraph):
-        candidate = paragraph[start : match.end()]
+        candidate = paragraph[max(0, match.end() - 40) : match.end()]
         last_word = candidate.rstrip("\"'”’)]").rstrip(".!?").rsplit(" ", 1)[-1].lower()
         if last_word in _ABBREVIATIONS or (len(last_word) == 1 and last_word.isalpha()):
             continue  # "Dr. Smith", "J. Smith"
