@@ -4,6 +4,7 @@ consecutive cut-offs, exact bytes on reload, and a preview that changes nothing.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from publisher import digest, pipeline
 from publisher.errors import DeliveryError
 from publisher.store import digests as store_digests
+from publisher.store.db import to_db_time
 from tests.conftest import NOW, Project
 from tests.support.digests import build, connection, markdown, publish
 
@@ -94,7 +96,9 @@ def test_consecutive_digests_cut_at_the_previous_cut_off(project: Project) -> No
     _seed(project, "a")
     build(project, NOW - DAY)
     _seed(project, "b")
-    publish(project.settings(), NOW)  # live exactly at the coming cut-off (a build's clock moves on)
+    build(project, NOW - DAY / 2)
+    with connection(project.settings().db_path) as conn:  # live exactly at the coming cut-off
+        conn.execute("UPDATE articles SET live_at = ? WHERE slug = 'b'", (to_db_time(NOW),))
     first = _next(project, NOW, backfill=5)
     _seed(project, "c")
     build(project, NOW + DAY)
@@ -149,12 +153,22 @@ def test_digest_id_is_stable_for_the_same_cut_off_and_articles(project: Project)
     )
 
 
-def test_articles_synced_without_a_build_load_from_seeds(project: Project) -> None:
-    """The fallback loader: identities from the store, content parsed from seeds/."""
+def test_live_articles_missing_from_the_cache_are_left_out_and_logged(
+    project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Articles synced without a build have no content in the parse cache: skipped, with a warning."""
     _seed(project, "a")
+    build(project, NOW - DAY)
+    project.seed("b.md", markdown("The story of b", "2025-02-01", "All about b."))
     publish(project.settings(), NOW - DAY)
-    rendered = _next(project, NOW, backfill=1)
-    assert rendered is not None and "The story of a" in rendered.text
+    logger = logging.getLogger("publisher.digest")
+    logger.addHandler(caplog.handler)  # the CLI's logging setup stops propagation to the root
+    try:
+        rendered = _next(project, NOW, backfill=5)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert rendered is not None and _slugs(rendered) == ["a"]
+    assert "1 live article(s) left out: not in the build's cache" in caplog.text
 
 
 def _state_fingerprint(project: Project) -> tuple[list[str], str]:

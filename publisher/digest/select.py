@@ -13,6 +13,7 @@ The rule (see docs/digest.md):
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from publisher.store import articles as store_articles
 from publisher.store import cache
 from publisher.store import digests as store_digests
 from publisher.store.db import from_db_time
+
+log = logging.getLogger("publisher.digest")
 
 # Loads the articles with these ids (those it cannot load, e.g. a file currently invalid, are absent).
 Loader = Callable[[sqlite3.Connection, Settings, Sequence[str]], dict[str, Published]]
@@ -62,50 +65,37 @@ def plan(conn: sqlite3.Connection, settings: Settings, now: datetime, backfill: 
 
 
 def load(conn: sqlite3.Connection, settings: Settings, ids: Sequence[str]) -> dict[str, Published]:
-    """The articles with their identities: content from the build's parse cache, and for any id the
-    cache does not hold (a cache just reset, or articles synced without a build), from seeds/."""
+    """The articles with their identities: content from the build's parse cache (`store.cache`),
+    identity from `store.articles`. An id the cache does not hold (its file is currently invalid)
+    is absent from the result, and said so in the log."""
     wanted = list(dict.fromkeys(ids))
-    identities = {i: identity for i, (identity, _source) in _identities(conn, wanted).items()}
+    identities = _identities(conn, wanted)
     articles = cache.load_articles(conn, wanted)
     found = {i: Published(articles[i], identities[i]) for i in wanted if i in articles and i in identities}
-    missing = [i for i in wanted if i not in found and i in identities]
+    missing = [i for i in wanted if i not in found]
     if missing:
-        found.update(load_from_seeds(conn, settings, missing))
+        log.warning(
+            "digest: %d live article(s) left out: not in the build's cache (file invalid or removed)",
+            len(missing),
+            extra={"ids": " ".join(missing[:5])},
+        )
     return found
 
 
-def _identities(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, tuple[Identity, str]]:
-    found: dict[str, tuple[Identity, str]] = {}
+def _identities(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, Identity]:
+    found: dict[str, Identity] = {}
     for start in range(0, len(ids), 500):
         chunk = list(ids[start : start + 500])
         marks = ",".join("?" * len(chunk))
         rows = conn.execute(
-            f"SELECT id, slug, seq, first_seen, updated, source FROM articles WHERE id IN ({marks})", chunk
+            f"SELECT id, slug, seq, first_seen, updated FROM articles WHERE id IN ({marks})", chunk
         )
         for r in rows:
-            identity = Identity(
+            found[str(r[0])] = Identity(
                 id=str(r[0]),
                 slug=str(r[1]),
                 seq=int(r[2]),
                 first_seen=from_db_time(str(r[3])),
                 updated=from_db_time(str(r[4])),
             )
-            found[identity.id] = (identity, str(r[5]))
-    return found
-
-
-def load_from_seeds(conn: sqlite3.Connection, settings: Settings, ids: Sequence[str]) -> dict[str, Published]:
-    """The articles parsed from their files in seeds/ (only the files needed are read)."""
-    from publisher import ingest  # a stage: imported only here, for the rare fallback
-
-    by_source = {source: identity for identity, source in _identities(conn, ids).values()}
-    files, _ = ingest.scan(settings)
-    found: dict[str, Published] = {}
-    for seed in files:
-        identity = by_source.get(seed.rel)
-        if identity is None:
-            continue
-        article, _problems = ingest.parse_file(seed, settings)
-        if article is not None:
-            found[identity.id] = Published(article, identity)
     return found
