@@ -63,7 +63,8 @@ def test_import_reports_bad_rows_by_line_and_imports_the_rest(project: Project) 
         f"{path}: line 10: name 'Mal\\x00lory': control characters are not allowed",
     ]
     assert result.out == "3 added, 0 already present, 3 bad rows\n"
-    listing = project.cli("-q", "subscribers", "list").out.splitlines()
+    assert project.cli("subscribers", "list", "-q").out == project.cli("-q", "subscribers", "list").out
+    listing = project.cli("subscribers", "list", "-q").out.splitlines()
     assert listing == [
         "anna@example.org           active        Anna",
         "eve@example.org            active",

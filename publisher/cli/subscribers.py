@@ -47,6 +47,17 @@ def register(sub: Any) -> None:
     imp.set_defaults(handler=_import)
     export = actions.add_parser("export", help="write every subscriber as CSV (email,name,status) to stdout")
     export.set_defaults(handler=_export)
+    for action in (add, remove, listing, imp, export):
+        _loudness(action)
+
+
+def _loudness(parser: argparse.ArgumentParser) -> None:
+    """`publisher subscribers list -q` works like `publisher -q subscribers list` (as in cli.main)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="say more (repeat for debug)"
+    )
+    group.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="say less")
 
 
 def _connect(ctx: Context) -> Any:
