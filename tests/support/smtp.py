@@ -33,6 +33,10 @@ class Behaviour:
     offered so far (1 on the first RCPT for it) and returns an SMTP reply or None for 250."""
 
     rcpt: Callable[[str, int], str | None] | None = None
+    # Reply to MAIL FROM (None: 250).
+    mail: Callable[[str], str | None] | None = None
+    # Advertise PIPELINING (aiosmtpd reads commands in order, so pipelined ones just work).
+    pipelining: bool = True
     # Close the connection (no reply) on the n-th MAIL FROM / after the n-th message's data
     # (counted over the server's life, 1-based).
     drop_on_mail: set[int] = field(default_factory=set)
@@ -45,6 +49,16 @@ class _Handler:
     def __init__(self, server: SmtpServer) -> None:
         self.server = server
 
+    async def handle_EHLO(
+        self, smtp: SMTP, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        with self.server.lock:
+            self.server.sessions += 1
+        if self.server.behaviour.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def handle_MAIL(self, smtp: SMTP, session: Any, envelope: Any, address: str, options: Any) -> str:
         with self.server.lock:
             self.server.mails += 1
@@ -52,6 +66,10 @@ class _Handler:
         if n in self.server.behaviour.drop_on_mail:
             smtp.transport.close()
             return "421 closing"
+        hook = self.server.behaviour.mail
+        answer = hook(address) if hook else None
+        if answer:
+            return answer
         envelope.mail_from = address
         return "250 OK"
 
@@ -89,6 +107,7 @@ class SmtpServer:
         self.received: list[Received] = []
         self.offered: Counter[str] = Counter()
         self.mails = 0
+        self.sessions = 0  # EHLOs: one per connection smtplib opens
         self.datas = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
