@@ -1,0 +1,94 @@
+"""`publisher digest`: its options, messages and exit codes, as a person meets them."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+from publisher.cli.digest import ProgressBar
+from publisher.delivery import Progress
+from publisher.lock import state_lock
+from tests.conftest import NOW, Project
+from tests.support.digests import markdown
+
+LATER = NOW + timedelta(minutes=1)
+
+
+def with_articles(project: Project) -> None:
+    project.seed("one.md", markdown("Talks resume in Geneva", "2025-02-27"))
+    assert project.cli("build").code == 0
+
+
+def test_one_action_is_required_and_they_exclude_each_other(project: Project) -> None:
+    none = project.cli("digest")
+    assert none.code == 2 and "one of the arguments --preview --send --to is required" in none.err
+    both = project.cli("digest", "--send", "--preview")
+    assert both.code == 2 and "not allowed with argument" in both.err
+    negative = project.cli("digest", "--send", "--backfill", "-1")
+    assert negative.code == 2 and "--backfill: must be 0 or more" in negative.err
+
+
+def test_preview_prints_the_files_and_changes_nothing(project: Project) -> None:
+    """--preview writes the next digest's parts under state/preview/ and records no digest."""
+    with_articles(project)
+    result = project.cli("digest", "--preview", "--backfill", "3", now=LATER)
+    assert result.code == 0, result.err
+    paths = result.out.split()
+    assert [p.rsplit("/", 1)[-1] for p in paths] == ["next-digest.html", "next-digest.txt"]
+    assert "Talks resume in Geneva" in (project.state / "preview" / "next-digest.txt").read_text()
+    assert project.cli("subscribers", "add", "ana@example.com").code == 0
+    sent = project.cli("digest", "--send", "--backfill", "3", now=LATER)
+    assert "sent 1, failed 0, skipped 0" in sent.out  # the preview took nothing away
+
+
+def test_send_without_new_articles_says_so(project: Project) -> None:
+    with_articles(project)
+    result = project.cli("digest", "--send", now=LATER)  # first run, no backfill: baseline only
+    assert result.code == 0
+    assert result.out == "No new articles since the last digest: nothing to send.\n"
+
+
+def test_summary_line_names_the_digest_and_the_counts(project: Project) -> None:
+    with_articles(project)
+    for who in ("ana@example.com", "bo@example.com"):
+        assert project.cli("subscribers", "add", who).code == 0
+    result = project.cli("digest", "--send", "--backfill", "1", now=LATER)
+    assert result.code == 0, result.err
+    line = result.out.strip()
+    assert (
+        line.startswith("Digest d-") and ": sent 2, failed 0, skipped 0 in " in line and line.endswith(" s")
+    )
+
+
+def test_send_refuses_while_another_process_holds_the_lock(project: Project) -> None:
+    with_articles(project)
+    with state_lock(project.settings(), purpose="publisher run"):
+        result = project.cli("digest", "--send", "--backfill", "1", now=LATER)
+    assert result.code == 3
+    assert "Error: " in result.err and "in use by another publisher process" in result.err
+
+
+def test_to_without_a_digest_to_send_is_one_error_line(project: Project) -> None:
+    with_articles(project)
+    result = project.cli("digest", "--to", "ana@example.com", now=LATER)
+    assert result.code == 1
+    assert result.err.strip().splitlines()[-1].startswith("Error: no digest to send: no new articles")
+
+
+def test_progress_bar_draws_one_line_and_ends_it() -> None:
+    stream = io.StringIO()
+    bar = ProgressBar(stream, width=10)
+    bar.update(Progress("d-1", total=4, sent=1, failed=1, deferred=1))
+    bar.update(Progress("d-1", total=4, sent=3, failed=1))
+    bar.finish()
+    text = stream.getvalue()
+    assert text.startswith("\r[#####·····] 2/4 sent 1 failed 1 retried 1")
+    assert "\r[##########] 4/4 sent 3 failed 1" in text
+    assert text.endswith("\n") and text.count("\n") == 1
+
+
+def test_help_documents_every_option(project: Project) -> None:
+    result = project.cli("digest", "--help")
+    assert result.code == 0
+    for option in ("--preview", "--send", "--to ADDRESS", "--backfill N", "Exit status"):
+        assert option in result.out
