@@ -19,6 +19,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from publisher import mailer, tokens
 from publisher.clock import Clock
@@ -30,6 +31,31 @@ from publisher.server.static import FeedFiles
 from publisher.server.subscribe import Subscriptions
 
 log = logging.getLogger("publisher.server")
+
+DYNAMIC = ("subscribe", "confirm/", "unsubscribe/")
+
+
+class FastFiles:
+    """ASGI middleware: a GET or HEAD for anything but the dynamic routes goes straight to feeds/,
+    skipping the router and the exception layer (a 304 is most of a feed server's traffic). Any
+    refusal falls through to the app, whose catch-all route renders the error page."""
+
+    def __init__(self, app: ASGIApp, files: FeedFiles, dynamic: tuple[str, ...]) -> None:
+        self.app = app
+        self.files = files
+        self.dynamic = dynamic
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        static = scope["type"] == "http" and scope["method"] in ("GET", "HEAD")
+        if static and not scope["path"].startswith(self.dynamic):
+            try:
+                response = await self.files.serve(Request(scope, receive))
+            except HTTPException:
+                pass
+            else:
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(
@@ -65,6 +91,7 @@ def create_app(
         log.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
         return pages.error(500)
 
+    # The same routes as DYNAMIC, which FastFiles leaves to the router.
     routes = [
         Route(f"{base}subscribe", subscriptions.subscribe, methods=["GET", "POST"]),
         Route(f"{base}subscribe.css", stylesheet, methods=["GET"]),
@@ -77,6 +104,7 @@ def create_app(
         middleware=[
             Middleware(SecurityHeaders),
             Middleware(BoundedRequests, limit=settings.serve.max_body_bytes),
+            Middleware(FastFiles, files=files, dynamic=tuple(f"{base}{name}" for name in DYNAMIC)),
         ],
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )

@@ -12,10 +12,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import re
 import stat
 from collections import OrderedDict
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
+from functools import lru_cache
 from pathlib import Path, PurePath
 
 from starlette.concurrency import run_in_threadpool
@@ -77,23 +79,19 @@ def _compressible(kind: str) -> bool:
     return any(base.startswith(p) or base.endswith(p) for p in _COMPRESSIBLE)
 
 
+# NUL and other control characters, DEL, backslashes (a path separator elsewhere), hidden names.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]|/\.")
+
+
 def safe_segments(url_path: str) -> list[str] | None:
     """The path's segments when it may name something inside feeds/, else None.
 
     `url_path` is already percent-decoded (so `%2e%2e` arrives as `..`). A trailing slash yields a
     final empty segment, meaning "the index of this folder".
     """
-    if not url_path.startswith("/"):
+    if not url_path.startswith("/") or "//" in url_path or _UNSAFE.search(url_path):
         return None
-    parts = url_path[1:].split("/")
-    for i, part in enumerate(parts):
-        if part == "":
-            if i == len(parts) - 1:
-                continue  # trailing slash
-            return None
-        if part.startswith(".") or "\\" in part or any(ord(c) < 0x20 or ord(c) == 0x7F for c in part):
-            return None
-    return parts
+    return url_path[1:].split("/")
 
 
 @dataclass(frozen=True)
@@ -108,6 +106,7 @@ class Entry:
     mtime: int
     body: bytes
     gzipped: bytes | None
+    extra: tuple[tuple[str, str], ...] = ()  # Vary and CSP, decided once per file
 
     @property
     def size(self) -> int:
@@ -128,7 +127,13 @@ def load_entry(path: str, st: os.stat_result) -> Entry:
     if _compressible(kind) and len(body) >= MIN_GZIP:
         packed = gzip.compress(body, compresslevel=6, mtime=0)
         gzipped = packed if len(packed) < len(body) else None
+    extra: list[tuple[str, str]] = []
+    if _compressible(kind):
+        extra.append(("Vary", "Accept-Encoding"))
+    if kind.startswith(_STYLED):
+        extra.append(("Content-Security-Policy", FEED_CSP))
     return Entry(
+        extra=tuple(extra),
         version=_version(st),
         content_type=kind,
         etag=f'"{digest}"',
@@ -140,6 +145,7 @@ def load_entry(path: str, st: os.stat_result) -> Entry:
     )
 
 
+@lru_cache(maxsize=256)
 def accepts_gzip(header: str | None) -> bool:
     """Whether Accept-Encoding allows gzip (an explicit q=0 refuses it; `*` counts)."""
     if not header:
@@ -214,49 +220,60 @@ class FeedFiles:
         self._cache: OrderedDict[str, Entry] = OrderedDict()
         self._cached_bytes = 0
 
-    def locate(self, url_path: str) -> tuple[str, os.stat_result] | str | None:
-        """(file path, stat) to serve, a redirect target for a folder without its slash, or None."""
+    def inside(self, candidate: str) -> bool:
+        """Whether `candidate`, symlinks followed, is feeds/ or lies inside it."""
+        root = os.path.realpath(self.root)
+        real = os.path.realpath(candidate)
+        return real == root or real.startswith(root + os.sep)
+
+    def locate(self, url_path: str) -> tuple[str, os.stat_result, Entry | None] | str | None:
+        """What a URL path names: (file path, stat, its cached entry when still current), a redirect
+        target for a folder asked for without its slash, or None (404).
+
+        The hot path is one `stat`: a cached entry is reused only for the very same file version
+        (device, inode, mtime, size), which was checked to lie inside feeds/ when it was loaded.
+        Anything else has its real path (symlinks followed) checked again.
+        """
         segments = safe_segments(url_path)
         if segments is None:
             return None
         # Plain strings and os.path here: this runs for every request, 304s included.
-        root = os.path.realpath(self.root)
-        candidate = os.path.join(root, *segments)  # noqa: PTH118
+        candidate = os.path.join(self.root, *segments)  # noqa: PTH118
         if segments[-1] == "":
-            candidate = os.path.join(candidate, "index.html")  # noqa: PTH118
-        real = os.path.realpath(candidate)
-        # Symlinks are followed, but whatever they point at must still be inside feeds/.
-        if real != root and not real.startswith(root + os.sep):
-            return None
+            candidate += "index.html"
         try:
-            st = os.stat(real)  # noqa: PTH116
+            st = os.stat(candidate)  # noqa: PTH116
         except (OSError, ValueError):
+            return None
+        if stat.S_ISREG(st.st_mode):
+            cached = self._cache.get(candidate)
+            if cached is not None and cached.version == _version(st):
+                self._cache.move_to_end(candidate)
+                return candidate, st, cached
+        elif not stat.S_ISDIR(st.st_mode):
+            return None
+        if not self.inside(candidate):
             return None
         if stat.S_ISDIR(st.st_mode):
             # Relative, so it can never point at another host.
             return segments[-1] + "/"
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        return real, st
+        return candidate, st, None
 
-    async def entry(self, path: str, st: os.stat_result) -> Entry | None:
-        """The cached entry for this exact version of the file, loaded when new; None when too big."""
+    async def load(self, path: str, st: os.stat_result) -> Entry | None:
+        """Read and cache this version of the file; None when it is too big to hold in memory."""
         if st.st_size > MAX_CACHED_FILE:
             return None
-        found = self._cache.get(path)
-        if found is not None and found.version == _version(st):
-            self._cache.move_to_end(path)
-            return found
         entry = await run_in_threadpool(load_entry, path, st)
         if entry.version != _version(st) or len(entry.body) > MAX_CACHED_FILE:
             return entry  # changed while being read: serve it, cache the next read
-        if found is not None:
-            self._cached_bytes -= self._cache.pop(path).size
+        old = self._cache.pop(path, None)
+        if old is not None:
+            self._cached_bytes -= old.size
         self._cache[path] = entry
         self._cached_bytes += entry.size
         while self._cached_bytes > CACHE_BYTES and len(self._cache) > 1:
-            _, old = self._cache.popitem(last=False)
-            self._cached_bytes -= old.size
+            _, dropped = self._cache.popitem(last=False)
+            self._cached_bytes -= dropped.size
         return entry
 
     async def serve(self, request: Request) -> Response:
@@ -270,18 +287,16 @@ class FeedFiles:
             raise HTTPException(404)
         if isinstance(found, str):
             return Response(status_code=301, headers={"Location": found, "Cache-Control": "no-cache"})
-        real, st = found
+        real, st, entry = found
         headers = {k: v for k, v in request.headers.items() if k.startswith("if-")}
-        entry = await self.entry(real, st)
         if entry is None:
-            return self._large(real, st, headers)
+            entry = await self.load(real, st)
+            if entry is None:
+                return self._large(real, st, headers)
         use_gzip = entry.gzipped is not None and accepts_gzip(request.headers.get("accept-encoding"))
         etag = entry.gzip_etag if use_gzip and entry.gzip_etag else entry.etag
         common = {"ETag": etag, "Last-Modified": entry.last_modified, "Cache-Control": self.cache_control}
-        if _compressible(entry.content_type):
-            common["Vary"] = "Accept-Encoding"
-        if entry.content_type.startswith(_STYLED):
-            common["Content-Security-Policy"] = FEED_CSP
+        common.update(entry.extra)
         status = precondition(headers, etag, entry.mtime)
         if status == 304:
             return Response(status_code=304, headers=common)

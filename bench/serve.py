@@ -1,0 +1,225 @@
+"""Benchmark of `publisher serve`: requests per second for atom.xml, full and conditional (304).
+
+Builds a real site (60 synthetic articles through `publisher build`, so atom.xml holds 50 entries
+with full content), starts `publisher serve` as a subprocess on 127.0.0.1, and loads it from a
+second process:
+
+- with `wrk` when it is installed (Debian: `apt-get install wrk`), for `--duration` seconds per
+  scenario over `--connections` keep-alive connections;
+- else with the asyncio client below (raw HTTP/1.1 keep-alive, no third-party code in the hot
+  path), bounded by `--requests` per scenario and by `--duration`.
+
+Scenarios: GET identity (200), GET gzip (200), GET with If-None-Match (304), and the same with gzip.
+It also measures the server's own cost per request in-process (the ASGI app called directly, no
+socket), which shows what a 304 saves regardless of the load generator.
+
+    python bench/serve.py                     # wrk if present, else the asyncio client
+    python bench/serve.py --client python --requests 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import re
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+NOW = "2026-01-01T12:00:00+00:00"
+
+
+def _build_site(folder: Path) -> Path:
+    spec = importlib.util.spec_from_file_location("bench_build", ROOT / "bench" / "build.py")
+    assert spec and spec.loader
+    corpus = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(corpus)
+    corpus.generate(folder, 60)
+    config = folder / "publisher.toml"
+    env = {**os.environ, "PUBLISHER_NOW": NOW}
+    subprocess.run(
+        [sys.executable, "-m", "publisher", "-q", "--config", str(config), "build"], check=True, env=env
+    )
+    return config
+
+
+def _start(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "publisher", "-q", "--config", str(config), "serve", "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    line = proc.stdout.readline().decode() if ready else ""
+    found = re.search(r"on (http://\S+)", line)
+    if not found:
+        proc.kill()
+        raise SystemExit(f"publisher serve did not start: {log.read_text()}")
+    return proc, found.group(1)
+
+
+# -- the asyncio load generator -----------------------------------------------------------------
+
+
+async def _connection(host: str, port: int, request: bytes, quota: list[int], deadline: float) -> int:
+    reader, writer = await asyncio.open_connection(host, port)
+    done = 0
+    try:
+        while quota[0] > 0 and time.perf_counter() < deadline:
+            quota[0] -= 1
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            found = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            length = int(found.group(1)) if found else 0
+            if length:
+                await reader.readexactly(length)
+            done += 1
+    finally:
+        writer.close()
+    return done
+
+
+async def _load(url: str, headers: dict[str, str], requests: int, connections: int, seconds: float) -> float:
+    host, port = url.removeprefix("http://").rstrip("/").rsplit(":", 1)
+    lines = ["GET /atom.xml HTTP/1.1", f"Host: {host}:{port}"] + [f"{k}: {v}" for k, v in headers.items()]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    quota = [requests]
+    start = time.perf_counter()
+    counts = await asyncio.gather(
+        *(_connection(host, int(port), request, quota, start + seconds) for _ in range(connections))
+    )
+    return sum(counts) / (time.perf_counter() - start)
+
+
+def python_client(url: str, headers: dict[str, str], args: argparse.Namespace) -> float:
+    # Warm up (the first request loads the file into the server's cache).
+    asyncio.run(_load(url, headers, 200, 2, 5))
+    return asyncio.run(_load(url, headers, args.requests, args.connections, args.duration))
+
+
+def wrk_client(url: str, headers: dict[str, str], args: argparse.Namespace) -> float:
+    command = ["wrk", "-t1", f"-c{args.connections}", f"-d{max(1, round(args.duration))}s", "--latency"]
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    subprocess.run([*command[:3], "-d1s", *command[4:], url + "atom.xml"], check=True, capture_output=True)
+    out = subprocess.run([*command, url + "atom.xml"], check=True, capture_output=True, text=True).stdout
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert found, out
+    if re.search(r"Non-2xx or 3xx responses", out):
+        raise SystemExit(f"errors under load:\n{out}")
+    return float(found.group(1))
+
+
+# -- the server's own cost, in-process -----------------------------------------------------------
+
+
+def in_process(config: Path, headers: dict[str, str], rounds: int) -> float:
+    """Median microseconds per request when the ASGI app is called directly."""
+    sys.path.insert(0, str(ROOT))
+    from publisher.clock import FixedClock
+    from publisher.config import load_settings
+    from publisher.server import create_app
+
+    app = create_app(load_settings(config), FixedClock(datetime(2026, 1, 1, tzinfo=UTC)))
+    raw = [(b"host", b"127.0.0.1")] + [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/atom.xml",
+        "raw_path": b"/atom.xml",
+        "root_path": "",
+        "query_string": b"",
+        "headers": raw,
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    async def run() -> list[float]:
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            await app(dict(scope), receive, send)
+            times.append(time.perf_counter() - start)
+        return times
+
+    asyncio.run(run())  # warm-up
+    return statistics.median(asyncio.run(run())) * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per scenario at most")
+    parser.add_argument("--requests", type=int, default=30_000, help="requests per scenario at most (python)")
+    parser.add_argument("--rounds", type=int, default=3000, help="in-process requests per scenario")
+    args = parser.parse_args()
+    client = args.client
+    if client == "auto":
+        client = "wrk" if shutil.which("wrk") else "python"
+    load = wrk_client if client == "wrk" else python_client
+
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        folder = Path(tmp)
+        config = _build_site(folder)
+        atom = (folder / "feeds" / "atom.xml").read_bytes()
+        proc, url = _start(config, folder / "serve.log")
+        try:
+            import urllib.request
+
+            def etag(encoding: str) -> str:
+                request = urllib.request.Request(url + "atom.xml", headers={"Accept-Encoding": encoding})
+                with urllib.request.urlopen(request) as response:
+                    return str(response.headers["ETag"])
+
+            identity, gz = etag("identity"), etag("gzip")
+            scenarios = [
+                ("GET atom.xml, identity (200)", {"Accept-Encoding": "identity"}),
+                ("GET atom.xml, gzip (200)", {"Accept-Encoding": "gzip"}),
+                ("If-None-Match, identity (304)", {"Accept-Encoding": "identity", "If-None-Match": identity}),
+                ("If-None-Match, gzip (304)", {"Accept-Encoding": "gzip", "If-None-Match": gz}),
+            ]
+            print(f"atom.xml: {len(atom):,} bytes; client: {client}, {args.connections} connections")
+            print(f"{'scenario':34} {'req/s':>10} {'server µs/req':>14}")
+            results = []
+            for name, headers in scenarios:
+                rate = load(url, headers, args)
+                cost = in_process(config, headers, args.rounds)
+                results.append((name, rate, cost))
+                print(f"{name:34} {rate:10,.0f} {cost:14,.1f}")
+            full, cond = results[0], results[2]
+            print(
+                f"304 vs 200 (identity): {cond[1] / full[1]:.1f}x the requests per second over the socket; "
+                f"server time per 304 is {100 * cond[2] / full[2]:.0f}% of a full response's"
+            )
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=15)
+
+
+if __name__ == "__main__":
+    main()
