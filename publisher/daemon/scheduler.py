@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
@@ -31,8 +31,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from publisher import pipeline
 from publisher.clock import Clock
 from publisher.config import Settings
-from publisher.daemon import catchup, cron, record
-from publisher.delivery import SendReport
+from publisher.daemon import catchup, cron, record, summaries
 from publisher.errors import ConfigError, PublisherError
 from publisher.mailer import Transport
 from publisher.store import db, digests
@@ -75,6 +74,7 @@ class Daemon:
         self._failures: dict[str, int] = {}
         self._problems: set[str] = set()
         self._digest_failures = 0
+        self._sent_something = False
 
     # ----- life cycle (main thread) -----
 
@@ -108,7 +108,9 @@ class Daemon:
 
     def files_ready(self, paths: list[Path]) -> None:
         """Called by the watcher once changed files have settled."""
-        shown = ", ".join(_rel(self.settings, p) for p in paths[:5]) + (" …" if len(paths) > 5 else "")
+        shown = ", ".join(summaries.rel(self.settings, p) for p in paths[:5]) + (
+            " …" if len(paths) > 5 else ""
+        )
         log.info("changed: %s", shown, extra={"files": len(paths)})
         self.request_build(f"{len(paths)} changed")
 
@@ -199,7 +201,7 @@ class Daemon:
             self._outcome("build", False, f"{type(exc).__name__}: {exc}")
             return
         self._log_problems([str(p) for p in report.problems])
-        summary = _build_summary(report)
+        summary = summaries.build(report)
         log.info("built: %s", summary, extra={"written": len(report.written), "rejected": report.rejected})
         self._outcome("build", True, summary)
         self._plan_embargo(report.next_embargo)
@@ -298,18 +300,21 @@ class Daemon:
         self._plan_digest(catchup.plan_after(self.schedule, self.tz, slot, now))
 
     def _send(self, slot: datetime) -> None:
-        ok = self._deliver()
-        if self.stopping.is_set():
-            return  # interrupted: the slot stays open; the next start finishes it
-        if ok:
+        outcome = self._deliver()
+        handled_as = "sent" if self._sent_something else "nothing new to send"
+        if outcome == "stopped":
+            return  # interrupted between two messages: the slot stays open; the next start finishes it
+        if outcome == "done":
             self._digest_failures = 0
-            self._handle(slot, "sent")
-            self._plan_digest(catchup.plan_after(self.schedule, self.tz, slot, self.clock.now()))
-        else:
+            self._handle(slot, handled_as)
+            if not self.stopping.is_set():
+                self._plan_digest(catchup.plan_after(self.schedule, self.tz, slot, self.clock.now()))
+        elif not self.stopping.is_set():
             self._retry(slot)
 
-    def _deliver(self, *, resume_only: bool = False) -> bool:
-        """Run digest_send; True when every digest it touched is finished."""
+    def _deliver(self, *, resume_only: bool = False) -> Literal["done", "failed", "stopped"]:
+        """Run digest_send: done when every digest it touched is finished."""
+        self._sent_something = False
         now = self.clock.now()
         try:
             report = pipeline.digest_send(
@@ -321,19 +326,23 @@ class Daemon:
             )
         except PublisherError as exc:
             self._outcome("digest", False, exc.one_line())
-            return False
+            return "failed"
         except Exception as exc:
             log.debug("digest failed", exc_info=True)
             self._outcome("digest", False, f"{type(exc).__name__}: {exc}")
-            return False
-        summary = _send_summary(report)
-        if report.pending and not report.stopped:
+            return "failed"
+        summary = summaries.send(report)
+        self._sent_something = bool(report.digests)
+        if report.stopped:
+            log.info("digest stopped: %s; the rest goes out at the next start", summary)
+            return "stopped"
+        if report.pending:
             # Messages deferred after temporary failures: the digest is unfinished; retry it.
             self._outcome("digest", False, f"{summary}; unfinished")
-            return False
+            return "failed"
         log.info("digest: %s", summary, extra={"sent": report.sent, "failed": report.failed})
         self._outcome("digest", True, summary)
-        return True
+        return "done"
 
     def _retry(self, slot: datetime) -> None:
         self._digest_failures += 1
@@ -356,48 +365,3 @@ class Daemon:
                 record.handle_slot(conn, slot, outcome, self.clock.now())
         except PublisherError as exc:
             log.error("could not record the digest slot: %s", exc.one_line())
-
-
-def _rel(settings: Settings, path: Path) -> str:
-    try:
-        return f"{settings.seeds_dir.name}/{path.relative_to(settings.seeds_dir).as_posix()}"
-    except ValueError:
-        return str(path)
-
-
-def _build_summary(report: pipeline.BuildReport) -> str:
-    if report.skipped:
-        return f"nothing changed ({report.published} published)"
-    changes = [
-        f"{n} {what}"
-        for n, what in (
-            (report.new, "new"),
-            (report.changed, "changed"),
-            (report.renamed, "renamed"),
-            (report.removed, "removed"),
-        )
-        if n
-    ]
-    parts = [", ".join(changes) or "no article changed", f"{len(report.written)} files written"]
-    parts.append(f"{report.published} published")
-    if report.rejected:
-        parts.append(f"{report.rejected} rejected")
-    return f"{'; '.join(parts)} in {report.seconds:.2f}s"
-
-
-def _send_summary(report: SendReport) -> str:
-    if not report.digests:
-        return "no new articles, nothing sent"
-    parts = [f"{report.sent} sent"]
-    parts += [
-        f"{n} {what}"
-        for n, what in (
-            (report.failed, "failed"),
-            (report.skipped, "skipped"),
-            (report.bounced, "bounced"),
-            (report.pending, "pending"),
-        )
-        if n
-    ]
-    which = ", ".join(report.digests)
-    return f"{'; '.join(parts)} (digest {which}) in {report.seconds:.1f}s"

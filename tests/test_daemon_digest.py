@@ -1,0 +1,72 @@
+"""The digest under `publisher run`: sent at its slot, never twice across restarts, caught up after
+downtime inside the grace period and skipped outside it. The clock is pinned with PUBLISHER_NOW; the
+outbox Maildir in state/ receives the messages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from tests.conftest import Project
+from tests.test_daemon import Daemon
+from tests.test_daemon import daemons as daemons  # the fixture
+
+PARIS = ZoneInfo("Europe/Paris")
+# Monday 2025-03-03, three seconds before the 08:00 digest.
+JUST_BEFORE = datetime(2025, 3, 3, 7, 59, 57, tzinfo=PARIS).astimezone(UTC)
+
+
+def outbox(project: Project) -> list[str]:
+    folder = project.state / "outbox" / "new"
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def test_the_digest_goes_out_at_its_time_once_and_restarts_respect_the_record(
+    project: Project, daemons: Callable[..., Daemon]
+) -> None:
+    project.configure(
+        """
+        [daemon]
+        settle = 0.1
+
+        [digest]
+        schedule = "0 8 * * 1"
+        grace_period = 3600
+        backfill = 10
+        """
+    )
+    project.seed("one.txt", "date 2025-03-01 The first story of the week.\n")
+    assert project.cli("subscribers", "add", "reader@example.org", now=JUST_BEFORE).code == 0
+
+    daemon = daemons(now=JUST_BEFORE)
+    daemon.wait_log("first start: no digest owed; next at 2025-03-03T08:00+01:00")
+    daemon.wait_for("the digest", lambda: len(outbox(project)) == 1)
+    daemon.wait_log("digest: 1 sent")
+    assert daemon.stop() == 0
+
+    # Restart half a minute later: the 08:00 slot is in the record, nothing is sent again.
+    again = daemons(now=JUST_BEFORE + timedelta(seconds=33))
+    again.wait_log("no digest owed; next at 2025-03-10T08:00+01:00")
+    assert again.stop() == 0
+    assert len(outbox(project)) == 1
+
+    # Down over the next Monday's slot, back 30 minutes later (inside the hour of grace): sent once.
+    project.seed("two.txt", "date 2025-03-08 The second story of the week.\n")
+    late = daemons(now=datetime(2025, 3, 10, 8, 30, tzinfo=PARIS).astimezone(UTC))
+    late.wait_log("digest due at 2025-03-10T08:00+01:00 was missed; sending it now")
+    late.wait_for("the catch-up digest", lambda: len(outbox(project)) == 2)
+    late.wait_log("digest: 1 sent")
+    assert late.stop() == 0
+
+    # Down for two weeks: the last missed slot is older than the grace period; nothing is sent.
+    project.seed("three.txt", "date 2025-03-20 The third story.\n")
+    away = daemons(now=datetime(2025, 3, 24, 12, 0, tzinfo=PARIS).astimezone(UTC))
+    away.wait_log(
+        "digest due at 2025-03-24T08:00+01:00 is older than the grace period; skipped (2 missed slots); "
+        "next at 2025-03-31T08:00+02:00"  # summer time by then
+    )
+    assert away.stop() == 0
+    assert len(outbox(project)) == 2
+    status = project.cli("status", "--json", now=datetime(2025, 3, 24, 12, 1, tzinfo=UTC))
+    assert '"last_digest_outcome": "skipped"' in status.out
