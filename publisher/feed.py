@@ -7,8 +7,9 @@ feed's `updated` is its newest entry's, and attribute order is fixed by the code
 
 feedgen 1.0 traps worked around here (see REFERENCE.md): entries are appended in order, every
 `updated` is set explicitly, datetimes are aware, documents come back as bytes (never `atom_file`),
-Atom entries never get `description()` (it overwrites `content`), no CDATA content type, and the
-entry link's `rel`/`type` that feedgen drops (upstream issue 135) are restored with lxml.
+Atom entries never get `description()` (it overwrites `content`), no CDATA content type, the
+entry link's `rel`/`type` that feedgen drops (upstream issue 135) are restored inside feedgen's own
+tree through its extension hooks, and the RSS channel link is added last (feedgen uses the last).
 """
 
 from __future__ import annotations
