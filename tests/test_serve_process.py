@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import httpx
+import pytest
 
 from publisher import tokens
 from publisher.store import db
@@ -83,3 +84,22 @@ def test_bad_port_is_a_usage_error(project: Project) -> None:
     result = project.cli("serve", "--port", "70000")
     assert result.code == 2
     assert "Error: --port: 70000 is not a port number" in result.err
+
+
+def test_background_server_for_publisher_run(project: Project) -> None:
+    """`server.Background` (what `publisher run` uses when daemon.serve is on) serves from a thread
+    and stops when told."""
+    from publisher.clock import FixedClock
+    from publisher.server import Background
+
+    write_feeds(project.feeds)
+    running = Background(project.settings(), FixedClock(NOW), "127.0.0.1", 0)
+    url = running.start()
+    try:
+        r = httpx.get(url + "rss.xml", timeout=10)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/rss+xml; charset=utf-8"
+    finally:
+        running.stop()
+    assert not running.thread.is_alive()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url + "rss.xml", timeout=2)
