@@ -13,7 +13,7 @@ import pytest
 from publisher.clock import FixedClock
 from publisher.server import create_app
 from publisher.server.static import accepts_gzip, safe_segments
-from tests.conftest import NOW, Project
+from tests.conftest import BASE_CONFIG, NOW, Project
 from tests.support.serving import FILES, TestClient, client, raw_get, tree, write_feeds
 
 IDENTITY = {"Accept-Encoding": "identity"}
@@ -309,3 +309,23 @@ def test_feed_documents_get_a_policy_that_lets_atom_xsl_work(http: TestClient) -
     page_csp = http.get("/index.html").headers["content-security-policy"]
     assert "script-src" not in page_csp and "unsafe-inline" not in page_csp
     assert page_csp.startswith("default-src 'none'; style-src 'self';")
+
+
+def test_a_site_under_a_path(project: Project) -> None:
+    """With base_url https://…/news/, everything lives under /news/ and nothing outside it."""
+    project.config_path.write_text(
+        BASE_CONFIG.replace("https://news.example.org/", "https://news.example.org/news/"), encoding="utf-8"
+    )
+    write_feeds(project.feeds)
+    with client(project.settings(), FixedClock(NOW)) as http:
+        assert http.get("/news/atom.xml").headers["content-type"] == "application/atom+xml; charset=utf-8"
+        assert http.get("/news/").text == FILES["index.html"]
+        assert http.get("/atom.xml").status_code == 404
+        assert http.get("/").status_code == 404
+        form = http.get("/news/subscribe")
+        assert 'action="/news/subscribe"' in form.text and 'href="/news/subscribe.css"' in form.text
+        r = http.post(
+            "/news/subscribe", data={"email": "a@example.org"}, headers={"Origin": "https://news.example.org"}
+        )
+        assert r.status_code == 200
+        assert http.get("/subscribe").status_code == 404
