@@ -64,9 +64,14 @@ def render(status: Status, tz: tzinfo, now: datetime) -> list[str]:
     ]
     lines += [f"  {line}" for line in status.rejected]
     last = _when(status.last_digest, tz, now)
-    if status.last_digest is not None and status.last_digest_outcome:
-        last += f": {status.last_digest_outcome}"
+    if status.last_digest is not None:
+        n = status.last_digest_articles
+        last += f", {status.last_digest_subject!r}, {n} article{'s' if n != 1 else ''}"
+        if not status.last_digest_complete:
+            last += ", UNFINISHED (the next `publisher digest --send` or daemon start finishes it)"
     lines.append(f"Last digest: {last}")
+    if status.last_slot is not None:
+        lines.append(f"Last slot:   {_when(status.last_slot, tz, now)}: {status.last_slot_outcome or '?'}")
     lines.append(f"Next digest: {_when(status.next_digest, tz, now)} (schedule {status.schedule!r})")
     if status.subscribers:
         counts = ", ".join(f"{n} {state}" for state, n in status.subscribers.items())

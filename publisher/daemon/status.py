@@ -16,7 +16,7 @@ from publisher import lock, pipeline
 from publisher.config import Settings
 from publisher.daemon import cron, record
 from publisher.errors import PublisherError
-from publisher.store import db, subscribers
+from publisher.store import db, digests, subscribers
 
 _SUBSCRIBER_STATES = ("active", "pending", "unsubscribed", "bounced")
 
@@ -30,9 +30,12 @@ class Status:
     rejected: list[str] = field(default_factory=list)  # one problem line per rejected file
     warnings: int = 0
     subscribers: dict[str, int] = field(default_factory=dict)
-    last_digest: datetime | None = None  # the last slot handled
-    last_digest_outcome: str | None = None
-    last_digest_at: datetime | None = None
+    last_digest: datetime | None = None  # when the newest digest was made
+    last_digest_subject: str | None = None
+    last_digest_articles: int = 0
+    last_digest_complete: bool = True  # False while some of its messages are still to go out
+    last_slot: datetime | None = None  # the last scheduled time the daemon dealt with
+    last_slot_outcome: str | None = None  # sent, nothing new to send, skipped, failed, baseline
     next_digest: datetime | None = None
     schedule: str = ""
     timezone: str = ""
@@ -101,11 +104,18 @@ def _from_database(conn: sqlite3.Connection, status: Status, now: datetime) -> N
     if "subscribers" in tables:
         counts = subscribers.counts(conn)
         status.subscribers = {state: counts.get(state, 0) for state in _SUBSCRIBER_STATES}
+    if "digests" in tables:
+        newest = digests.summaries(conn)[:1]
+        row = digests.get(conn, newest[0].id) if newest else None
+        if row is not None:
+            status.last_digest = row.created_at
+            status.last_digest_subject = row.subject
+            status.last_digest_articles = len(row.article_ids)
+            status.last_digest_complete = row.completed_at is not None
     if "meta" in tables:
         saved = record.load(conn)
-        status.last_digest = saved.last_slot
-        status.last_digest_outcome = saved.slot_outcome
-        status.last_digest_at = saved.slot_outcome_at
+        status.last_slot = saved.last_slot
+        status.last_slot_outcome = saved.slot_outcome
         status.daemon_started = saved.started
         status.daemon_stopped = saved.stopped
         status.last_work = saved.last_work

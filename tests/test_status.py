@@ -1,0 +1,81 @@
+"""`publisher status`: published and rejected files, digest times, subscribers, the daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+
+from publisher.lock import state_lock
+from publisher.store import db
+from tests.conftest import NOW, Project
+
+
+def test_a_fresh_project_says_nothing_has_run(project: Project) -> None:
+    result = project.cli("status")
+    assert result.code == 0
+    lines = result.out.splitlines()
+    assert lines[0] == "Articles:    0 published, 0 waiting (embargoed or draft), 0 removed"
+    assert lines[1] == "Files:       0 in seeds/, 0 rejected"
+    assert "Last digest: never" in lines
+    # NOW is Saturday 2025-03-01 13:00 in Paris; the default schedule is Mondays 08:00.
+    assert "Next digest: 2025-03-03 08:00 CET (in 43 h) (schedule '0 8 * * 1')" in lines
+    assert "Subscribers: none" in lines
+    assert "Daemon:      never run" in lines
+    assert lines[-1].startswith("State:       ") and "no state database yet" in lines[-1]
+    assert not (project.state / "publisher.sqlite3").exists()  # status writes nothing
+
+
+def test_after_a_build_it_counts_articles_rejects_and_subscribers(project: Project) -> None:
+    project.seed("good.txt", "date 2025-02-20 A good story.\n")
+    project.seed("later.txt", "date 2025-03-05 A story for next week.\n")
+    project.seed("bad.txt", "no date line here\n")
+    project.cli("build")
+    assert project.cli("subscribers", "add", "one@example.org").code == 0
+    assert project.cli("subscribers", "add", "two@example.org").code == 0
+    assert project.cli("subscribers", "remove", "two@example.org").code == 0
+
+    result = project.cli("status")
+    assert result.code == 1  # a file is rejected
+    lines = result.out.splitlines()
+    assert lines[0] == "Articles:    1 published, 1 waiting (embargoed or draft), 0 removed"
+    assert lines[1] == "Files:       3 in seeds/, 1 rejected"
+    assert lines[2].startswith("  seeds/bad.txt: ")
+    assert "Subscribers: 1 active, 0 pending, 1 unsubscribed, 0 bounced" in lines
+
+    data = json.loads(project.cli("status", "--json").out)
+    assert (data["published"], data["waiting"], data["files"]) == (1, 1, 3)
+    assert data["rejected"] == [lines[2].strip()]
+    assert data["subscribers"] == {"active": 1, "pending": 0, "unsubscribed": 1, "bounced": 0}
+    assert data["next_digest"] == "2025-03-03T07:00:00+00:00"
+    assert data["daemon_holder"] is None
+
+
+def test_it_names_the_process_holding_the_state_folder(project: Project) -> None:
+    settings = project.settings()
+    with state_lock(settings, purpose="publisher run"):
+        result = project.cli("status")
+        data = json.loads(project.cli("status", "--json").out)
+    assert f"Daemon:      running (pid {os.getpid()}, publisher run)" in result.out
+    assert data["daemon_holder"] == f"pid {os.getpid()}, publisher run"
+
+
+def test_it_shows_the_daemons_last_work_and_the_last_digest_slot(project: Project) -> None:
+    from publisher.daemon import record
+
+    conn = db.connect(project.settings().db_path)
+    try:
+        record.started(conn, 4242, datetime(2025, 3, 1, 9, 0, tzinfo=UTC))
+        record.worked(
+            conn, "build", datetime(2025, 3, 1, 11, 58, tzinfo=UTC), False, "feeds/atom.xml: disk full"
+        )
+        record.handle_slot(conn, datetime(2025, 2, 24, 7, 0, tzinfo=UTC), "skipped", NOW)
+    finally:
+        conn.close()
+    lines = project.cli("status").out.splitlines()
+    assert (
+        "Daemon:      not running (last started 2025-03-01 10:00 CET (3 h ago); did not stop cleanly)"
+        in lines
+    )
+    assert "Last work:   build 2025-03-01 12:58 CET (2 min ago), FAILED: feeds/atom.xml: disk full" in lines
+    assert "Last slot:   2025-02-24 08:00 CET (5 days ago): skipped" in lines
