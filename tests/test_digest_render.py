@@ -113,6 +113,19 @@ def test_golden_html_and_text(project: Project) -> None:
     _check_golden("digest.html", html)
     _check_golden("digest.txt", text)
     _check_golden("subject.txt", rendered.subject + "\n")
+    web = project.settings().feeds_dir / "digests" / f"{rendered.digest_id}.html"
+    _check_golden("web.html", web.read_text(encoding="utf-8"))
+
+
+def test_personalise_escapes_values_in_html_only(project: Project) -> None:
+    """The reference substitution: HTML-escaped in the HTML part, verbatim in the text part."""
+    _site(project)
+    rendered = _prepare(project)
+    odd = "https://news.example.org/unsubscribe/a&b"
+    html, text = digest.personalise(rendered, odd, "Eve")
+    assert 'href="https://news.example.org/unsubscribe/a&amp;b"' in html
+    assert "\nhttps://news.example.org/unsubscribe/a&b\n" in text
+    assert rendered.unsubscribe_placeholder not in html + text
 
 
 def test_html_survives_mail_clients(project: Project) -> None:
@@ -280,6 +293,20 @@ def test_web_version_and_index_have_no_personal_links(project: Project) -> None:
     index = (folder / "index.html").read_text(encoding="utf-8")
     assert f'href="{rendered.web_url}"' in index
     assert "Test Gazette: 3 new articles" in index and "3 articles" in index
+
+
+def test_index_lists_every_digest_newest_first(project: Project) -> None:
+    _site(project)
+    first = _prepare(project)
+    project.seed("later.md", markdown("A later story", "2025-03-02", "Later."))
+    build(project, NOW + timedelta(days=1))
+    with connection(project.settings().db_path) as conn:
+        second = digest.prepare_next(conn, project.settings(), NOW + timedelta(days=2))
+        assert second is not None
+        digest.write_archive(conn, project.settings())
+    index = (project.settings().feeds_dir / "digests" / "index.html").read_text(encoding="utf-8")
+    assert index.index(second.web_url) < index.index(first.web_url)
+    assert "Test Gazette: 1 new article<" in index and "1 March – 3 March 2025" in index
 
 
 def test_recipient_links_carry_a_verifiable_token(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
