@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import lxml.html
 import pytest
 from conftest import NOW, SAMPLE, Project
 from lxml import etree
@@ -129,3 +130,62 @@ def test_an_edit_keeps_the_id_and_moves_updated_and_a_removal_rewrites_one_archi
     ids, _ = _walk(feeds)
     assert gone_id not in ids and len(set(ids)) == 6
     assert gone_id not in (feeds / feed.RSS_FILE).read_text(encoding="utf-8")
+
+
+HOSTILE_SEEDS: dict[str, bytes] = {
+    # (A NUL byte or a non-UTF-8 file is refused by ingest; the rest must come out clean.)
+    "controls.txt": b"date 2025-02-10 Tab\there, bell\x07, escape\x1b[31m and a DEL\x7f in one story.\n\n"
+    b"A second paragraph with \x0c form feed and <script>alert(1)</script> & ampersands.\n",
+    "crlf-bom.txt": b"\xef\xbb\xbfdate 2025-02-11 Windows line ends and a byte-order mark.\r\n\r\n"
+    b"Second \xe2\x80\x9cpara\xe2\x80\x9d.\r\n",
+    "raw.md": (
+        "---\n"
+        'title: "<b>Bold</b> & <script>x</script> “quoted” Erdoğan"\n'
+        "date: 2025-02-13\n"
+        'author: "A & B <x@y>"\n'
+        'tags: ["<i>tag</i>", "R&D"]\n'
+        "---\n"
+        "Raw <script>alert('x')</script> HTML and a [bad link](javascript:alert(1)) "
+        "and a [relative one](other/page.html) and ![img](pic.png).\n\n"
+        "<div onclick='x()'>block html</div>\n"
+    ).encode(),
+}
+
+
+def test_hostile_seeds_end_in_valid_escaped_feeds(project: Project) -> None:
+    """Every hostile case from the ingest issue that ingest accepts gives valid, inert feeds."""
+    project.seed(SAMPLE.name, SAMPLE.read_bytes())
+    for name, data in HOSTILE_SEEDS.items():
+        project.seed(name, data)
+    settings = project.settings()
+    pipeline.build(settings, NOW)
+    feeds = settings.feeds_dir
+
+    atom = (feeds / feed.ATOM_FILE).read_bytes()
+    root = assert_atom_valid(atom)
+    entries = parse_clean(atom).entries
+    assert len(entries) == 4, pipeline.check(settings, NOW).problems  # sample + the three above
+    assert b"<script" not in atom and b"<div" not in atom and b"<b>" not in atom
+    for text in root.itertext():
+        assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f]", text)
+    for href in (el.get("href") for el in root.iter(f"{ATOM}link")):
+        assert href.startswith(BASE)
+    # The escaped HTML, once a reader unescapes it: no live script, handler or script URL, and
+    # every link absolute (hostile text may still be shown, as text).
+    for entry in root.iter(f"{ATOM}entry"):
+        body = lxml.html.fragment_fromstring(entry.findtext(f"{ATOM}content"), create_parent="div")
+        assert body.xpath("//script | //*[@*[starts-with(name(), 'on')]]") == []
+        for url in body.xpath("//@href | //@src"):
+            assert url.startswith(("http://", "https://", "mailto:")), url
+    raw = root.xpath(
+        "//atom:entry[contains(atom:title, 'Bold')]/atom:content", namespaces={"atom": ATOM[1:-1]}
+    )
+    assert "&lt;script&gt;" in raw[0].text  # the raw HTML of the Markdown file, shown as text
+
+    rss = (feeds / feed.RSS_FILE).read_bytes()
+    assert b"<script" not in rss
+    assert len(parse_clean(rss).entries) == len(entries)
+    doc = json.loads((feeds / feed.JSON_FILE).read_bytes())
+    assert [item["id"] for item in doc["items"]] == [e.id for e in entries]
+    titles = {e.title for e in entries}
+    assert any("Erdoğan" in t and "<b>Bold</b>" in t for t in titles)  # shown as text, not markup
