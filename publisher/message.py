@@ -63,6 +63,8 @@ class Recipient:
 
 def one_line(value: str) -> str:
     """Any run of white space or control characters (CR, LF, NUL, …) becomes one space."""
+    if value.isprintable():  # the common case, checked in C
+        return " ".join(value.split())
     cleaned = "".join(ch if ch.isprintable() else " " for ch in value)
     return " ".join(cleaned.split())
 

@@ -1,0 +1,321 @@
+"""The sending engine behind publisher.delivery: worker threads over the send ledger.
+
+Each of `workers` threads owns one transport connection and one SQLite connection, and loops:
+one commit records the outcome of its previous message and claims (marks `sending`) its next row,
+then it renders and sends that message outside any lock. So the intent is always committed
+before a message leaves and its outcome right after the answer, at most `workers` rows are ever
+`sending`, and no message waits for another thread to hand it over. A lock around the short
+transactions keeps SQLite from ever seeing two writers (its busy handler sleeps for milliseconds).
+
+Outcomes: accepted → sent (a run of bounces is reset). 5xx to the recipient → failed, counted
+toward the subscriber's bounce threshold. 5xx to the message → failed. 4xx, a dropped connection
+or a timeout → pending again after `retry_backoff * 2**(attempts-1)` seconds, failed once
+`max_attempts` answers were all temporary. A server that cannot be reached at all does not burn
+attempts: the row goes back to pending, dispatch pauses with the same backoff, and after
+`max_attempts` such failures in a row the run stops with a DeliveryError, leaving the rest pending.
+The same happens when the server refuses the session itself (login, sender). `should_stop()` is
+polled by the calling thread; the workers then finish the message in hand and claim no more.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from publisher import mailer
+from publisher.clock import Clock
+from publisher.config import DeliverySettings
+from publisher.errors import DeliveryError
+from publisher.message import MessageTemplate, Recipient
+from publisher.store import db, ledger, subscribers
+from publisher.store.db import transaction
+
+log = logging.getLogger("publisher.delivery")
+
+_POLL = 0.1  # longest sleep before looking again at should_stop() or a row becoming due
+
+LinkMaker = Callable[[subscribers.Subscriber], tuple[str, str]]
+TransportFactory = Callable[[], mailer.Transport]
+
+
+@dataclass
+class Progress:
+    """Where one digest's sending stands; handed to the progress callback after each answer
+    (from a sender thread, one call at a time)."""
+
+    digest_id: str
+    total: int
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    bounced: int = 0
+    deferred: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.failed + self.skipped
+
+
+@dataclass
+class Result:
+    """What one `deliver()` call did, and what the ledger holds for the digest at its end."""
+
+    digest_id: str
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    bounced: int = 0
+    retries: int = 0
+    pending: int = 0  # left for a later run (stopped, or the server was unreachable)
+    stopped: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return self.pending == 0
+
+
+@dataclass
+class _Answer:
+    row: ledger.Claimed
+    reply: str = ""
+    error: Exception | None = None
+
+
+class _Run:
+    """What the workers share; every field is read and written under `lock`."""
+
+    def __init__(
+        self,
+        digest_id: str,
+        template: MessageTemplate,
+        settings: DeliverySettings,
+        clock: Clock,
+        state: Progress,
+        progress: Callable[[Progress], None] | None,
+    ) -> None:
+        self.lock = threading.Lock()
+        self.digest_id = digest_id
+        self.template = template
+        self.settings = settings
+        self.clock = clock
+        self.state = state
+        self.progress = progress
+        self.retries = 0
+        self.unreachable = 0  # connection failures in a row
+        self.abort: DeliveryError | None = None
+        self.stopping = False
+        self.paused_until = clock.now()
+        self.interval = 1.0 / settings.rate_limit if settings.rate_limit > 0 else 0.0
+        self.next_slot = time.monotonic()
+
+
+class _Worker(threading.Thread):
+    def __init__(
+        self, run: _Run, database: Path, transports: TransportFactory, links: LinkMaker, sender: str
+    ) -> None:
+        super().__init__(daemon=True, name="publisher-sender")
+        self.run_state = run
+        self.database = database
+        self.transports = transports
+        self.links = links
+        self.sender = sender
+        self.transport: mailer.Transport | None = None
+
+    def run(self) -> None:
+        shared = self.run_state
+        try:
+            conn = db.connect(self.database)
+            try:
+                answer: _Answer | None = None
+                while True:
+                    row, wait = self._step(conn, answer)
+                    answer = None
+                    if row is not None:
+                        answer = self._send(row)
+                    elif wait is None:
+                        return
+                    else:
+                        time.sleep(wait)
+            finally:
+                conn.close()
+        except Exception as exc:  # the database failed under us: stop everyone, say why
+            log.error("sender thread failed", exc_info=exc)
+            with shared.lock:
+                if shared.abort is None:
+                    shared.abort = DeliveryError(f"sending failed: {exc}")
+        finally:
+            if self.transport is not None:
+                self.transport.close()
+
+    def _send(self, row: ledger.Claimed) -> _Answer:
+        try:
+            if self.transport is None:
+                self.transport = self.transports()
+            subscriber = subscribers.Subscriber(
+                id=row.subscriber_id,
+                email=row.email,
+                name=row.name,
+                token_secret=row.token_secret,
+                status="active",
+                bounces=row.bounces,
+            )
+            https, mailto = self.links(subscriber)
+            data = self.run_state.template.render(Recipient(row.email, row.name, https, mailto))
+            return _Answer(row, reply=self.transport.send(self.sender, (row.email,), data))
+        except Exception as exc:  # every failure is recorded; a bug must not hang the run
+            return _Answer(row, error=exc)
+
+    def _step(
+        self, conn: sqlite3.Connection, answer: _Answer | None
+    ) -> tuple[ledger.Claimed | None, float | None]:
+        """Record `answer` and claim the next row in one commit. Returns (row, None), or
+        (None, seconds to sleep before trying again), or (None, None) when this worker is done."""
+        shared = self.run_state
+        with shared.lock:
+            now = shared.clock.now()
+            rows: list[ledger.Claimed] = []
+            skipped = 0
+            wait: float | None = None
+            with transaction(conn):
+                if answer is not None:
+                    self._record(conn, answer, now)
+                slot_wait = shared.next_slot - time.monotonic() if shared.interval else 0.0
+                if shared.stopping or shared.abort is not None:
+                    wait = None
+                elif now < shared.paused_until or slot_wait > 0:
+                    pause = max((shared.paused_until - now).total_seconds(), slot_wait)
+                    wait = min(max(pause, 0.001), _POLL)
+                else:
+                    rows, skipped = ledger.claim(conn, shared.digest_id, 1, now)
+                    shared.state.skipped += skipped
+                    if rows and shared.interval:
+                        shared.next_slot = max(shared.next_slot, time.monotonic()) + shared.interval
+                    elif not rows and not skipped:
+                        due = ledger.next_retry(conn, shared.digest_id)
+                        if due is not None:
+                            wait = min(max((due - now).total_seconds(), 0.001), _POLL)
+                    elif skipped:
+                        wait = 0.0
+            if shared.progress is not None and (answer is not None or skipped):
+                shared.progress(shared.state)
+        return (rows[0] if rows else None), wait
+
+    def _record(self, conn: sqlite3.Connection, answer: _Answer, now: datetime) -> None:
+        """Commit one answer into the ledger (inside the transaction, under the lock)."""
+        shared, settings = self.run_state, self.run_state.settings
+        row, error, digest_id, state = answer.row, answer.error, shared.digest_id, shared.state
+        sid = row.subscriber_id
+        if error is None:
+            ledger.finish(conn, digest_id, sid, "sent", answer.reply, now)
+            if row.bounces:
+                subscribers.reset_failures(conn, sid, now)
+            state.sent += 1
+            shared.unreachable = 0
+        elif isinstance(error, mailer.PermanentFailure) and error.scope == "session":
+            ledger.defer(conn, digest_id, sid, str(error), now, now, counted=False)
+            shared.abort = shared.abort or error
+        elif isinstance(error, mailer.ConnectionFailure):
+            shared.unreachable += 1
+            retry_at = now + timedelta(seconds=settings.retry_backoff * 2 ** (shared.unreachable - 1))
+            ledger.defer(conn, digest_id, sid, error.reply, now, retry_at, counted=False)
+            shared.paused_until = max(shared.paused_until, retry_at)
+            shared.retries += 1
+            if shared.unreachable >= settings.max_attempts:
+                shared.abort = shared.abort or error
+        elif isinstance(error, mailer.PermanentFailure):
+            ledger.finish(conn, digest_id, sid, "failed", f"{error.code} {error.reply}", now)
+            state.failed += 1
+            shared.unreachable = 0
+            if error.recipient and subscribers.record_permanent_failure(
+                conn, sid, now, settings.bounce_after
+            ):
+                state.bounced += 1
+                log.warning("%s bounced after %d permanent failures", row.email, settings.bounce_after)
+        elif isinstance(error, mailer.TemporaryFailure):
+            shared.unreachable = 0
+            reply = f"{error.code} {error.reply}" if error.code else error.reply
+            if row.attempts + 1 >= settings.max_attempts:
+                reply = f"gave up after {row.attempts + 1} attempts: {reply}"
+                ledger.finish(conn, digest_id, sid, "failed", reply, now)
+                state.failed += 1
+            else:
+                retry_at = now + timedelta(seconds=settings.retry_backoff * 2**row.attempts)
+                ledger.defer(conn, digest_id, sid, reply, now, retry_at)
+                state.deferred += 1
+                shared.retries += 1
+        elif isinstance(error, DeliveryError):  # InvalidRecipient and the like: never retried
+            ledger.finish(conn, digest_id, sid, "failed", str(error), now, counted=False)
+            state.failed += 1
+        else:
+            # A bug in rendering or in a transport: keep the row, stop the run, say what happened.
+            log.error("sending to %s failed unexpectedly", row.email, exc_info=error)
+            ledger.defer(conn, digest_id, sid, f"internal error: {error!r}", now, now, counted=False)
+            shared.abort = shared.abort or DeliveryError(f"internal error while sending: {error!r}")
+
+
+def deliver(
+    conn: sqlite3.Connection,
+    database: Path,
+    digest_id: str,
+    template: MessageTemplate,
+    *,
+    links: LinkMaker,
+    transports: TransportFactory,
+    workers: int,
+    sender: str,
+    settings: DeliverySettings,
+    clock: Clock,
+    progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Result:
+    """Send every pending row of `digest_id` (enqueued beforehand) and record each outcome.
+
+    `conn` is the caller's connection to `database`; each worker opens its own."""
+    recovered = ledger.recover(conn, digest_id, clock.now())
+    if recovered:
+        log.warning(
+            "resuming digest %s: %d message(s) were in flight when the last run stopped; "
+            "sending them again (they may arrive twice)",
+            digest_id,
+            recovered,
+        )
+    before = ledger.counts(conn, digest_id)
+    state = Progress(digest_id, total=sum(before.values()), sent=before["sent"], failed=before["failed"])
+    state.skipped = before["skipped"]
+    shared = _Run(digest_id, template, settings, clock, state, progress)
+    pool = [_Worker(shared, database, transports, links, sender) for _ in range(max(1, workers))]
+    for worker in pool:
+        worker.start()
+    try:
+        for worker in pool:
+            while worker.is_alive():
+                worker.join(_POLL)
+                if should_stop is not None and not shared.stopping and should_stop():
+                    shared.stopping = True
+    except BaseException:
+        shared.stopping = True  # Ctrl-C without our handler: let the threads finish their message
+        raise
+    after = ledger.counts(conn, digest_id)
+    result = Result(
+        digest_id,
+        sent=after["sent"] - before["sent"],
+        failed=after["failed"] - before["failed"],
+        skipped=after["skipped"] - before["skipped"],
+        bounced=state.bounced,
+        retries=shared.retries,
+        pending=after["pending"] + after["sending"],
+    )
+    result.stopped = result.pending > 0 and shared.abort is None
+    if shared.abort is not None:
+        raise DeliveryError(
+            f"digest {digest_id}: stopped sending: {shared.abort}; {result.pending} message(s) left "
+            f"pending ({result.sent} sent in this run)",
+            hint="fix the mail server or settings, then run `publisher digest --send` again",
+        ) from shared.abort
+    return result
