@@ -64,10 +64,13 @@ class Settler:
         self.ready: set[Path] = set()
         self.waiting_since: float | None = None  # when the oldest settled path started waiting
 
-    def changed(self, path: Path) -> None:
+    def changed(self, path: Path, age: float = 0.0) -> None:
+        """Note a change to `path` that happened `age` seconds ago (its mtime, when known)."""
         now = self.clock()
         self.ready.discard(path)
-        self.pending[path] = _Pending(signature(path), now)
+        # Events arrive a little after the write (watchfiles batches them): count the quiet time
+        # from the write itself, but never more than a full settle period.
+        self.pending[path] = _Pending(signature(path), now - min(max(age, 0.0), self.settle))
 
     def due(self) -> float | None:
         """Seconds until a pending path should be looked at again; None when nothing is pending."""
@@ -176,7 +179,7 @@ class SeedWatcher:
         with self._wake:
             for path in paths:
                 log.debug("changed: %s", path)
-                self.settler.changed(path)
+                self.settler.changed(path, _age(path))
             self._wake.notify_all()
 
     def _settle_loop(self) -> None:
@@ -203,3 +206,11 @@ class SeedWatcher:
         self._last_nag = now
         busy = ", ".join(sorted(str(p.relative_to(self.root)) for p in self.settler.pending)[:5])
         log.warning("waiting for files still being written before publishing: %s", busy)
+
+
+def _age(path: Path) -> float:
+    """Seconds since `path` was last modified (0 when it is gone or its clock runs ahead)."""
+    try:
+        return max(0.0, time.time() - path.stat().st_mtime)
+    except OSError:
+        return 0.0
