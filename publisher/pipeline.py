@@ -343,13 +343,16 @@ def _publish(
         for name, data in site.static().items():
             batch.write(name, data)
         # Pages first, feeds after: a reader never follows a feed link to a page not yet there.
-        for start in range(0, len(work.render), 500):
-            chunk = work.render[start : start + 500]
-            for item in published([row[0] for row in chunk]):
-                batch.write(pages.page_path(item.identity.slug), site.article(item))
+        # Each article is loaded once: a page to render that sits in an archive being written is
+        # rendered with that archive (on a cold build, nearly all of them).
+        todo = {row[0] for row in work.render}
         for number in sorted(pending):
             members = archives.members(conn, number)
             entries = published(sorted(cache.published_among(conn, now, members)))
+            for item in entries:
+                if item.id in todo:
+                    todo.discard(item.id)
+                    batch.write(pages.page_path(item.identity.slug), site.article(item))
             data = feed.atom_archive(
                 entries,
                 settings,
@@ -358,6 +361,10 @@ def _publish(
                 next_archive=archive_url(number + 1),
             )
             batch.write(feed.archive_path(number), data)
+        rest = [row[0] for row in work.render if row[0] in todo]
+        for start in range(0, len(rest), 500):
+            for item in published(rest[start : start + 500]):
+                batch.write(pages.page_path(item.identity.slug), site.article(item))
         newest = cache.newest(conn, now, max(settings.feed.entries, settings.feed.index_entries))
         # atom.xml must also hold every live article not archived yet (store/archives.py).
         waiting = cache.published_among(conn, now, archives.unarchived(conn, now))

@@ -42,6 +42,7 @@ MIGRATIONS: list[str] = [
         format TEXT,
         title TEXT,
         date TEXT,                      -- UTC ISO 8601 (sorts as text)
+        date_local TEXT,                -- the article's own date and offset (ids carry its day)
         draft INTEGER,
         story_hash TEXT,
         content_hash TEXT,
@@ -120,13 +121,14 @@ def put(
     conn: sqlite3.Connection, seed: Seed, file_hash: str, article_json: str | None, problems: list[Problem]
 ) -> None:
     """Record what `seed` parsed into (`article_json` from `Article.model_dump_json`, or None)."""
-    fields: tuple[object, ...] = (None,) * 7
+    fields: tuple[object, ...] = (None,) * 8
     if article_json is not None:
         data = json.loads(article_json)
         fields = (
             data["format"],
             data["title"],
             to_db_time(datetime.fromisoformat(data["date"])),
+            data["date"],
             int(data["draft"]),
             data["story_hash"],
             data["content_hash"],
@@ -134,8 +136,8 @@ def put(
         )
     conn.execute(
         "INSERT OR REPLACE INTO parse_cache (path, size, mtime_ns, file_hash, problems, article, format, "
-        "title, date, draft, story_hash, content_hash, explicit_id, article_id) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+        "title, date, date_local, draft, story_hash, content_hash, explicit_id, article_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
         "(SELECT article_id FROM parse_cache WHERE path = ?))",
         (
             seed.rel,
@@ -171,7 +173,7 @@ def invalid_paths(conn: sqlite3.Connection) -> list[str]:
 def keys(conn: sqlite3.Connection) -> list[Key]:
     """Every valid file as identity sync needs it, in path order."""
     rows = conn.execute(
-        "SELECT path, format, title, date, explicit_id, story_hash, content_hash FROM parse_cache "
+        "SELECT path, format, title, date_local, explicit_id, story_hash, content_hash FROM parse_cache "
         "WHERE article IS NOT NULL ORDER BY path"
     )
     return [Key(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4], r[5], r[6]) for r in rows]
