@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -264,3 +266,22 @@ def test_sighup_reloads_the_configuration(project: Project, daemons: Callable[..
     project.seed("two.txt", story("Story two"))  # still running on the last good configuration
     daemon.wait_for("a later drop", lambda: "Story two" in feed_titles(project))
     assert daemon.stop() == 0
+
+
+def test_daemon_serve_runs_the_http_server_inside_the_daemon(
+    project: Project, daemons: Callable[..., Daemon]
+) -> None:
+    with socket.socket() as probe:  # a free port for the config (it wants 1-65535, not 0)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    project.configure(f"[daemon]\nsettle = 0.1\nserve = true\n\n[serve]\nhost = '127.0.0.1'\nport = {port}\n")
+    project.seed("one.txt", story("Served story"))
+    daemon = daemons()
+    daemon.wait_log(f"serving on http://127.0.0.1:{port}/")
+    daemon.wait_for("the first build", lambda: "Served story" in feed_titles(project))
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/atom.xml", timeout=10) as response:
+        assert response.status == 200
+        body = response.read()
+    assert [e.title for e in feedparser.parse(body).entries] == ["Served story"]
+    assert daemon.stop() == 0
+    assert "Traceback" not in daemon.log

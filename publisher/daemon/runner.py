@@ -1,4 +1,5 @@
-"""`publisher run` as a process: the lock, the signals, the watcher and the scheduler, until told to stop.
+"""`publisher run` as a process: the lock, the signals, the watcher, the scheduler and (with
+`daemon.serve`) the HTTP server in a thread, until told to stop.
 
 Signals are not caught by handlers but blocked in every thread and taken one at a time by the main
 thread with `sigwait`: the main thread sleeps in the kernel (no polling), and a signal can never
@@ -22,6 +23,7 @@ from publisher.daemon.watch import SeedWatcher
 from publisher.errors import ConfigError
 from publisher.lock import state_lock
 from publisher.mailer import Transport
+from publisher.server import Background
 
 log = logging.getLogger("publisher.daemon")
 
@@ -34,13 +36,21 @@ class _Running:
     def __init__(self, settings: Settings, clock: Clock, transport: Transport | None) -> None:
         self.daemon = Daemon(settings, clock, transport)
         self.watcher = SeedWatcher(settings, self.daemon.files_ready)
+        self.http: Background | None = None
+        if settings.daemon.serve:
+            # Binds now, so a taken port is an error before anything else starts.
+            self.http = Background(settings, clock, settings.serve.host, settings.serve.port)
 
     def start(self) -> None:
         # Watch before the first build, so a file dropped during that build is not missed.
         self.watcher.start()
         self.daemon.start()
+        if self.http is not None:
+            self.http.start()
 
     def stop(self) -> None:
+        if self.http is not None:
+            self.http.stop()
         self.watcher.stop()
         self.daemon.stop()
 
