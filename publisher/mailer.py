@@ -176,7 +176,7 @@ class SmtpTransport:
         try:
             try:
                 conn.send("".join(commands) if pipelined else commands[0])
-                code, reply = conn.getreply()
+                code, reply = _reply(conn)
             except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
                 raise _StaleConnection(_os_reason(exc)) from exc
             failure: DeliveryError | None = None
@@ -192,7 +192,7 @@ class SmtpTransport:
                     break
                 if not pipelined:
                     conn.send(command)
-                code, reply = conn.getreply()
+                code, reply = _reply(conn)
                 if failure is None and code not in (250, 251):
                     failure = (
                         PermanentFailure(code, _reply_text(reply), scope="recipient")
@@ -202,11 +202,11 @@ class SmtpTransport:
             if failure is None or pipelined:
                 if not pipelined:
                     conn.send(commands[-1])
-                code, reply = conn.getreply()
+                code, reply = _reply(conn)
                 if code == 354 and failure is not None:
                     # A server that said yes to DATA after refusing: send an empty message's end.
                     conn.send(b".\r\n")
-                    conn.getreply()
+                    _reply(conn)
                 elif code != 354 and failure is None:
                     failure = (
                         PermanentFailure(code, _reply_text(reply), scope="message")
@@ -225,7 +225,7 @@ class SmtpTransport:
             if not stuffed.endswith(b"\r\n"):
                 stuffed += b"\r\n"
             conn.send(stuffed + b".\r\n")
-            code, reply = conn.getreply()
+            code, reply = _reply(conn)
             if code != 250:
                 # Refused at the end of DATA (content or policy): not counted as a bounce.
                 if code >= 500:
@@ -259,6 +259,31 @@ class SmtpTransport:
 
 # What an envelope address may hold: no spaces, brackets or control characters (no injection).
 _ENVELOPE = re.compile(r"[^\s<>\x00-\x1f\x7f]+@[^\s<>\x00-\x1f\x7f@]+")
+
+
+_MAXLINE = 8192  # as smtplib's own limit on a reply line
+
+
+def _reply(conn: smtplib.SMTP) -> tuple[int, bytes]:
+    """One (possibly multi-line) reply, read like smtplib's getreply() from the same buffered
+    file, without its per-line bookkeeping (this runs four times per message)."""
+    if conn.file is None:
+        conn.file = conn.sock.makefile("rb")  # type: ignore[union-attr]
+    lines = []
+    while True:
+        line = conn.file.readline(_MAXLINE + 1)
+        if not line:
+            raise smtplib.SMTPServerDisconnected("connection unexpectedly closed")
+        if len(line) > _MAXLINE:
+            raise smtplib.SMTPResponseException(500, b"line too long")
+        lines.append(line[4:].strip())
+        if line[3:4] != b"-":
+            break
+    try:
+        code = int(line[:3])
+    except ValueError:
+        code = -1
+    return code, b"\n".join(lines)
 
 
 class _StaleConnection(Exception):
