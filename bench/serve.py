@@ -92,7 +92,9 @@ async def _connection(host: str, port: int, request: bytes, quota: list[int], de
     return done
 
 
-async def _load(url: str, headers: dict[str, str], requests: int, connections: int, seconds: float) -> float:
+async def _load(
+    url: str, headers: dict[str, str], requests: int, connections: int, seconds: float
+) -> tuple[float, int]:
     host, port = url.removeprefix("http://").rstrip("/").rsplit(":", 1)
     lines = ["GET /atom.xml HTTP/1.1", f"Host: {host}:{port}"] + [f"{k}: {v}" for k, v in headers.items()]
     request = ("\r\n".join(lines) + "\r\n\r\n").encode()
@@ -101,16 +103,16 @@ async def _load(url: str, headers: dict[str, str], requests: int, connections: i
     counts = await asyncio.gather(
         *(_connection(host, int(port), request, quota, start + seconds) for _ in range(connections))
     )
-    return sum(counts) / (time.perf_counter() - start)
+    return sum(counts) / (time.perf_counter() - start), sum(counts)
 
 
-def python_client(url: str, headers: dict[str, str], args: argparse.Namespace) -> float:
+def python_client(url: str, headers: dict[str, str], args: argparse.Namespace) -> tuple[float, int]:
     # Warm up (the first request loads the file into the server's cache).
     asyncio.run(_load(url, headers, 200, 2, 5))
     return asyncio.run(_load(url, headers, args.requests, args.connections, args.duration))
 
 
-def wrk_client(url: str, headers: dict[str, str], args: argparse.Namespace) -> float:
+def wrk_client(url: str, headers: dict[str, str], args: argparse.Namespace) -> tuple[float, int]:
     command = ["wrk", "-t1", f"-c{args.connections}", f"-d{max(1, round(args.duration))}s", "--latency"]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
@@ -120,7 +122,16 @@ def wrk_client(url: str, headers: dict[str, str], args: argparse.Namespace) -> f
     assert found, out
     if re.search(r"Non-2xx or 3xx responses", out):
         raise SystemExit(f"errors under load:\n{out}")
-    return float(found.group(1))
+    count = re.search(r"(\d+) requests in", out)
+    assert count, out
+    return float(found.group(1)), int(count.group(1))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (Linux /proc): unlike requests per
+    second, it barely depends on what else the machine is doing."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- the server's own cost, in-process -----------------------------------------------------------
@@ -204,17 +215,20 @@ def main() -> None:
                 ("If-None-Match, gzip (304)", {"Accept-Encoding": "gzip", "If-None-Match": gz}),
             ]
             print(f"atom.xml: {len(atom):,} bytes; client: {client}, {args.connections} connections")
-            print(f"{'scenario':34} {'req/s':>10} {'server µs/req':>14}")
+            print(f"{'scenario':32} {'req/s':>8} {'server CPU µs/req':>18} {'in-process µs/req':>18}")
             results = []
             for name, headers in scenarios:
-                rate = load(url, headers, args)
+                before = cpu_seconds(proc.pid)
+                rate, count = load(url, headers, args)
+                cpu = (cpu_seconds(proc.pid) - before) / count * 1e6
                 cost = in_process(config, headers, args.rounds)
-                results.append((name, rate, cost))
-                print(f"{name:34} {rate:10,.0f} {cost:14,.1f}")
+                results.append((rate, cpu, cost))
+                print(f"{name:32} {rate:8,.0f} {cpu:18,.0f} {cost:18,.1f}")
             full, cond = results[0], results[2]
             print(
-                f"304 vs 200 (identity): {cond[1] / full[1]:.1f}x the requests per second over the socket; "
-                f"server time per 304 is {100 * cond[2] / full[2]:.0f}% of a full response's"
+                f"304 vs 200 (identity): {cond[0] / full[0]:.1f}x the requests per second; a 304 costs the "
+                f"server {100 * cond[1] / full[1]:.0f}% of the CPU time of a full response "
+                f"({100 * cond[2] / full[2]:.0f}% in-process, without the socket)"
             )
         finally:
             proc.send_signal(signal.SIGTERM)
