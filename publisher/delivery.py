@@ -11,19 +11,30 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from publisher import mailer
-from publisher.clock import Clock
+from publisher.clock import Clock, OffsetClock
 from publisher.config import Settings
-from publisher.message import MessageTemplate
+from publisher.errors import DeliveryError
+from publisher.message import MessageTemplate, Recipient
 from publisher.sender import LinkMaker, Progress, Result, TransportFactory, deliver
 from publisher.store import ledger, subscribers
 
-__all__ = ["Progress", "Result", "SendReport", "send_digest", "template_for", "transports_for"]
+__all__ = [
+    "Progress",
+    "Result",
+    "SendReport",
+    "Session",
+    "send_copy",
+    "send_digest",
+    "template_for",
+    "transports_for",
+]
 
 log = logging.getLogger("publisher.delivery")
 
@@ -138,3 +149,74 @@ def send_digest(
         progress=progress,
         should_stop=should_stop,
     )
+
+
+class Session:
+    """One `digest --send` run: the clock, the transports and the report shared by every digest it
+    sends (the pipeline decides which digests; this class sends them)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        now: datetime,
+        links: LinkMaker,
+        transport: mailer.Transport | None = None,
+        progress: Callable[[Progress], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = OffsetClock(now)  # timestamps move on during a long send
+        self.links = links
+        self.transports, self.workers = transports_for(settings, transport)
+        self.progress = progress
+        self.should_stop = should_stop
+        self.report = SendReport()
+        self.started = time.monotonic()
+
+    def send(
+        self,
+        conn: sqlite3.Connection,
+        rendered: Digest,
+        mark_complete: Callable[[sqlite3.Connection, str, datetime], None],
+    ) -> bool:
+        """Send one digest; True when it is complete (then `mark_complete` is called) and the
+        caller may go on to the next one."""
+        result = send_digest(
+            conn,
+            rendered,
+            self.settings,
+            links=self.links,
+            transports=self.transports,
+            workers=self.workers,
+            clock=self.clock,
+            progress=self.progress,
+            should_stop=self.should_stop,
+        )
+        self.report.add(result)
+        self.report.seconds = time.monotonic() - self.started
+        if result.complete:
+            mark_complete(conn, rendered.digest_id, self.clock.now())
+        return result.complete and not (self.should_stop is not None and self.should_stop())
+
+
+def send_copy(
+    rendered: Digest | None,
+    settings: Settings,
+    address: str,
+    links: tuple[str, str],
+    now: datetime,
+    transport: mailer.Transport | None = None,
+) -> str:
+    """One message of `rendered` to `address`, outside the ledger; returns the server's reply."""
+    if rendered is None:
+        raise DeliveryError(
+            "no digest to send: no new articles since the last digest",
+            hint="--backfill N includes the N latest articles in a first digest",
+        )
+    data = template_for(rendered, settings, now).render(Recipient(address, "", *links))
+    used = transport or mailer.open_transport(settings)
+    try:
+        return used.send(settings.digest.from_address, [address], data)
+    finally:
+        if transport is None:
+            used.close()

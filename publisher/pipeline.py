@@ -6,6 +6,7 @@ Everything below receives `now` (and, for delivery, the transport) from the call
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -20,10 +21,7 @@ from pathlib import Path
 
 from publisher import delivery, ingest, mailer
 from publisher.config import Settings
-from publisher.errors import DeliveryError
-from publisher.message import Recipient
 from publisher.models import Article, Problem, Published
-from publisher.store.subscribers import Subscriber
 
 log = logging.getLogger("publisher.pipeline")
 
@@ -271,15 +269,14 @@ def _parse_fingerprint(settings: Settings) -> str:
 
 
 def _output_fingerprint(settings: Settings) -> str:
-    """What decides how outputs look: the release, the settings and every template's bytes."""
+    """What decides how outputs look: the release, the settings and the page templates' bytes."""
     from publisher import __version__, pages
 
     parts = [__version__, settings.model_dump_json(), str(settings.feeds_dir)]
-    for folder in pages.template_folders(settings):
-        if folder.is_dir():
-            for path in sorted(folder.iterdir()):
-                if path.is_file():
-                    parts.append(f"{path.name}:{hashlib.sha256(path.read_bytes()).hexdigest()}")
+    # Only the templates the pages use: editing a digest template must not re-render every page.
+    for name in (*pages.PAGE_TEMPLATES, *pages.STATIC_FILES):
+        path = pages.find_template(settings, name)
+        parts.append(f"{name}:{hashlib.sha256(path.read_bytes()).hexdigest() if path else '-'}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -417,54 +414,27 @@ def digest_send(
     resume_only: bool = False,
 ) -> delivery.SendReport:
     """Finish every interrupted digest, then prepare and send the next one if there are new
-    articles. Each message goes through the send ledger (see publisher.delivery); `should_stop()`
-    is polled between messages and leaves the rest pending for the next call. `transport`: one
-    caller-owned transport (one connection) instead of `settings.delivery`'s own. `resume_only`:
-    finish interrupted digests but start no new one (the daemon at start, between two slots)."""
+    articles, each message through the send ledger (publisher.delivery). `should_stop()` is polled
+    between messages; the rest stays pending for the next call. `transport`: one caller-owned
+    connection instead of `settings.delivery`'s. `resume_only`: start no new digest (the daemon at
+    start, between two slots)."""
     from publisher import digest
-    from publisher.clock import OffsetClock
     from publisher.store import db
 
-    started = time.monotonic()
-    clock = OffsetClock(now)  # timestamps move on during a long send
-    report = delivery.SendReport()
-    transports, workers = delivery.transports_for(settings, transport)
-    stop = should_stop or (lambda: False)
-
-    def links(subscriber: Subscriber) -> tuple[str, str]:
-        return digest.recipient_links(settings, subscriber)
-
-    def send(rendered: digest.RenderedDigest) -> bool:
-        result = delivery.send_digest(
-            conn,
-            rendered,
-            settings,
-            links=links,
-            transports=transports,
-            workers=workers,
-            clock=clock,
-            progress=progress,
-            should_stop=should_stop,
-        )
-        report.add(result)
-        if result.complete:
-            digest.mark_complete(conn, rendered.digest_id, clock.now())
-        return result.complete
-
+    links = functools.partial(digest.recipient_links, settings)
+    run = delivery.Session(settings, now, links, transport, progress, should_stop)
     conn = db.connect(settings.db_path)
     try:
         for digest_id in digest.unfinished(conn):
-            if not send(digest.load(conn, digest_id)) or stop():
-                return report
-        if resume_only:
-            return report
-        rendered = digest.prepare_next(conn, settings, clock.now(), backfill=backfill)
-        if rendered is not None:
-            send(rendered)
+            if not run.send(conn, digest.load(conn, digest_id), digest.mark_complete):
+                return run.report
+        if not resume_only:
+            rendered = digest.prepare_next(conn, settings, run.clock.now(), backfill=backfill)
+            if rendered is not None:
+                run.send(conn, rendered, digest.mark_complete)
     finally:
         conn.close()
-        report.seconds = time.monotonic() - started
-    return report
+    return run.report
 
 
 def digest_test(
@@ -487,18 +457,6 @@ def digest_test(
         rendered = digest.render_preview(conn, settings, now, backfill)
     finally:
         conn.close()
-    if rendered is None:
-        raise DeliveryError(
-            "no digest to send: no new articles since the last digest",
-            hint="--backfill N includes the N latest articles in a first digest",
-        )
     mailto = f"mailto:{settings.digest.unsubscribe_mailto}?subject=unsubscribe%20test"
-    who = Recipient(address, "", digest.unsubscribe_url(settings, "test"), mailto)
-    data = delivery.template_for(rendered, settings, now).render(who)
-    own = transport is None
-    used = mailer.open_transport(settings) if transport is None else transport
-    try:
-        return used.send(settings.digest.from_address, [address], data)
-    finally:
-        if own:
-            used.close()
+    links = (digest.unsubscribe_url(settings, "test"), mailto)
+    return delivery.send_copy(rendered, settings, address, links, now, transport)
