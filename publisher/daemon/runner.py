@@ -42,9 +42,9 @@ class _Running:
             self.http = Background(settings, clock, settings.serve.host, settings.serve.port)
 
     def start(self) -> None:
-        # Watch before the first build, so a file dropped during that build is not missed.
+        self.daemon.prepare()  # the first build, while this process has one thread
         self.watcher.start()
-        self.daemon.start()
+        self.daemon.start()  # builds again at once: catches files dropped during the first build
         if self.http is not None:
             self.http.start()
 

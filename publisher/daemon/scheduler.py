@@ -32,6 +32,7 @@ from publisher import pipeline
 from publisher.clock import Clock
 from publisher.config import Settings
 from publisher.daemon import catchup, cron, record, summaries
+from publisher.daemon.watch import wait_until_quiet
 from publisher.errors import ConfigError, PublisherError
 from publisher.mailer import Transport
 from publisher.store import db, digests
@@ -77,6 +78,20 @@ class Daemon:
         self._sent_something = False
 
     # ----- life cycle (main thread) -----
+
+    def prepare(self) -> None:
+        """Record the start and build once, in the calling thread, before `start()`.
+
+        Before any thread exists on purpose: the first build of a big corpus parses in forked
+        worker processes, and forking is only safe while the process has a single thread.
+        """
+        try:
+            with self._db() as conn:
+                record.started(conn, os.getpid(), self.clock.now())
+        except PublisherError as exc:
+            self._outcome("start", False, exc.one_line())
+        wait_until_quiet(self.settings, self.stopping)
+        self._build_once()
 
     def start(self) -> None:
         self.scheduler.start()
@@ -167,11 +182,8 @@ class Daemon:
     # ----- jobs (worker thread) -----
 
     def _start_job(self) -> None:
-        try:
-            with self._db() as conn:
-                record.started(conn, os.getpid(), self.clock.now())
-        except PublisherError as exc:
-            self._outcome("start", False, exc.one_line())
+        # Build again: files that changed during prepare()'s build came before the watcher started.
+        wait_until_quiet(self.settings, self.stopping)
         with self._mu:
             self._dirty = True
         self._build_job(queued=False)

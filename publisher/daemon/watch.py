@@ -24,7 +24,7 @@ from pathlib import Path
 import watchfiles
 
 from publisher.config import Settings
-from publisher.ingest import is_candidate, is_ignored
+from publisher.ingest import is_candidate, is_ignored, scan
 
 log = logging.getLogger("publisher.daemon.watch")
 
@@ -214,3 +214,21 @@ def _age(path: Path) -> float:
         return max(0.0, time.time() - path.stat().st_mtime)
     except OSError:
         return 0.0
+
+
+def wait_until_quiet(settings: Settings, stop: threading.Event) -> None:
+    """Return once no article file in seeds/ has been modified in the last `settle` seconds.
+
+    For builds that no event asked for (at start): a copy in progress when the daemon starts must
+    not be read half-written either. Files dated in the future (a copied mtime) are not "in
+    progress" and are left out, so this never waits forever.
+    """
+    settle = settings.daemon.settle
+    while settle > 0 and not stop.is_set():
+        files, _ = scan(settings)
+        now = time.time()
+        ages = [now - f.mtime_ns / 1e9 for f in files]
+        recent = [age for age in ages if -1.0 <= age < settle]
+        if not recent:
+            return
+        stop.wait(settle - min(recent) if min(recent) > 0 else settle)
