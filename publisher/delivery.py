@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from publisher import mailer
+from publisher import mailer, tokens
 from publisher.clock import Clock, OffsetClock
 from publisher.config import Settings
 from publisher.errors import DeliveryError
@@ -33,6 +33,7 @@ __all__ = [
     "send_copy",
     "send_digest",
     "template_for",
+    "token_links",
     "transports_for",
 ]
 
@@ -220,3 +221,15 @@ def send_copy(
     finally:
         if transport is None:
             used.close()
+
+
+def token_links(site_secret: bytes, https_prefix: str, mailto_prefix: str) -> LinkMaker:
+    """A LinkMaker signing each subscriber's unsubscribe token with the site secret read once
+    per digest: `https_prefix + token`, `mailto_prefix + token` (the same links as
+    `digest.recipient_links`, which reads the secret per call; a test keeps them equal)."""
+
+    def links(subscriber: subscribers.Subscriber) -> tuple[str, str]:
+        token = tokens.make_with(site_secret, subscriber.id, subscriber.token_secret, "unsubscribe")
+        return https_prefix + token, mailto_prefix + token
+
+    return links

@@ -6,7 +6,6 @@ Everything below receives `now` (and, for delivery, the transport) from the call
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -418,10 +417,11 @@ def digest_send(
     between messages; the rest stays pending for the next call. `transport`: one caller-owned
     connection instead of `settings.delivery`'s. `resume_only`: start no new digest (the daemon at
     start, between two slots)."""
-    from publisher import digest
+    from publisher import digest, tokens
     from publisher.store import db
 
-    links = functools.partial(digest.recipient_links, settings)
+    mailto = f"mailto:{settings.digest.unsubscribe_mailto}?subject=unsubscribe%20"
+    links = delivery.token_links(tokens.site_secret(settings), digest.unsubscribe_url(settings, ""), mailto)
     run = delivery.Session(settings, now, links, transport, progress, should_stop)
     conn = db.connect(settings.db_path)
     try:

@@ -275,3 +275,21 @@ def test_to_refuses_a_bad_address_in_one_line(project: Project, server: SmtpServ
     assert result.code == 1
     assert "Error: " in result.err and "Traceback" not in result.err
     assert server.messages() == []
+
+
+def test_fast_links_are_the_digest_modules_links(project: Project) -> None:
+    """delivery.token_links (secret read once per digest) gives exactly digest.recipient_links."""
+    from publisher import delivery, digest, tokens
+    from publisher.store import subscribers
+
+    for i in range(3):
+        assert project.cli("subscribers", "add", address(i), "--name", f"Reader {i}").code == 0
+    settings = project.settings()
+    mailto = f"mailto:{settings.digest.unsubscribe_mailto}?subject=unsubscribe%20"
+    fast = delivery.token_links(tokens.site_secret(settings), digest.unsubscribe_url(settings, ""), mailto)
+    conn = connect(project)
+    try:
+        for subscriber in subscribers.active(conn):
+            assert fast(subscriber) == digest.recipient_links(settings, subscriber)
+    finally:
+        conn.close()
