@@ -205,7 +205,7 @@ def test_a_pinned_clock_drives_the_embargo(project: Project, daemons: Callable[.
     assert daemon.stop() == 0
 
 
-def test_a_second_instance_is_refused_with_exit_code_3(
+def test_a_second_instance_and_a_cron_digest_are_refused_with_exit_code_3(
     project: Project, daemons: Callable[..., Daemon]
 ) -> None:
     project.configure("[daemon]\nsettle = 0.1\n")
@@ -223,6 +223,15 @@ def test_a_second_instance_is_refused_with_exit_code_3(
         f"(pid {first.proc.pid}, publisher run) "
         "(let it finish or stop the daemon; --wait SECONDS waits for the lock)"
     )
+    # A cron digest while the daemon runs: refused the same way, instead of a double send.
+    cron = subprocess.run(
+        [sys.executable, "-m", "publisher", "--config", str(project.config_path), "digest", "--send"],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    assert cron.returncode == 3
+    assert f"(pid {first.proc.pid}, publisher run)" in cron.stderr
     assert first.stop() == 0
 
 
