@@ -423,3 +423,20 @@ def test_a_failing_transport_still_answers_the_same(site: Project, clock: FixedC
         r = c.post("/subscribe", data={"email": "oz@example.org"}, headers=SAME)
     assert r.status_code == 200 and "Check your inbox" in r.text
     assert status_of(site, "oz@example.org") == "pending"
+
+
+def test_a_broken_template_is_a_500_page_and_a_log_line(
+    site: Project, clock: FixedClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An operator's broken template override: the visitor gets the 500 page, the log says why."""
+    custom = site.root / "custom"
+    custom.mkdir()
+    (custom / "subscribe.html.j2").write_text("{% if %}", encoding="utf-8")
+    settings = site.settings().model_copy(
+        update={"paths": site.settings().paths.model_copy(update={"templates": custom})}
+    )
+    with client(settings, clock, raise_server_exceptions=False) as c:
+        r = c.get("/subscribe")
+    assert r.status_code == 500
+    assert "Something went wrong" in r.text and "{% if %}" not in r.text
+    assert any("GET /subscribe failed" in m and "subscribe.html.j2" in m for m in caplog.messages)
