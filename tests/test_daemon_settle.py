@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from publisher.daemon.watch import SeedWatcher, Settler
+from publisher.daemon.watch import SeedWatcher, Settler, wait_until_quiet
 from tests.conftest import Project
 
 
@@ -90,3 +93,17 @@ def test_hidden_temporary_and_editor_files_are_not_relevant(project: Project) ->
     ):
         assert not watcher.relevant(seeds / junk), junk
     assert not watcher.relevant(seeds / "notes.pdf")
+
+
+def test_the_start_up_build_waits_for_a_quiet_folder(project: Project) -> None:
+    project.configure("[daemon]\nsettle = 30\n")
+    settings = project.settings()
+    stop = threading.Event()
+    busy = project.seed("busy.txt", "date 2025-03-01 Being copied")
+    assert not wait_until_quiet(settings, stop, limit=0)  # written just now: not quiet
+    old = time.time() - 60
+    os.utime(busy, (old, old))
+    assert wait_until_quiet(settings, stop, limit=0)
+    future = time.time() + 86_400  # a copied mtime from the future is not a copy in progress
+    os.utime(busy, (future, future))
+    assert wait_until_quiet(settings, stop, limit=0)

@@ -41,6 +41,7 @@ log = logging.getLogger("publisher.daemon")
 
 LOUD_AFTER = 3  # consecutive failures of one job before it is logged at CRITICAL
 _TIMER_MARGIN = timedelta(milliseconds=5)  # fire just after the moment, never just before it
+_PREPARE_WAIT = 10.0  # seconds the start-up build waits for seeds/ to be quiet before deferring
 _JOB_OPTIONS: dict[str, Any] = {"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
 
 
@@ -90,8 +91,11 @@ class Daemon:
                 record.started(conn, os.getpid(), self.clock.now())
         except PublisherError as exc:
             self._outcome("start", False, exc.one_line())
-        wait_until_quiet(self.settings, self.stopping)
-        self._build_once()
+        # Signals wait while this runs, so don't wait long: the start job builds (settled) anyway.
+        if wait_until_quiet(self.settings, self.stopping, limit=_PREPARE_WAIT):
+            self._build_once()
+        else:
+            log.info("seeds/ is still changing; the first build waits for it in the background")
 
     def start(self) -> None:
         self.scheduler.start()

@@ -216,19 +216,23 @@ def _age(path: Path) -> float:
         return 0.0
 
 
-def wait_until_quiet(settings: Settings, stop: threading.Event) -> None:
-    """Return once no article file in seeds/ has been modified in the last `settle` seconds.
+def wait_until_quiet(settings: Settings, stop: threading.Event, limit: float | None = None) -> bool:
+    """Wait until no article file in seeds/ has been modified in the last `settle` seconds; False
+    when `limit` seconds passed (or `stop` was set) first.
 
     For builds that no event asked for (at start): a copy in progress when the daemon starts must
     not be read half-written either. Files dated in the future (a copied mtime) are not "in
-    progress" and are left out, so this never waits forever.
+    progress" and are left out.
     """
     settle = settings.daemon.settle
-    while settle > 0 and not stop.is_set():
+    deadline = None if limit is None else time.monotonic() + limit
+    while settle > 0:
         files, _ = scan(settings)
         now = time.time()
-        ages = [now - f.mtime_ns / 1e9 for f in files]
-        recent = [age for age in ages if -1.0 <= age < settle]
+        recent = [age for f in files if -1.0 <= (age := now - f.mtime_ns / 1e9) < settle]
         if not recent:
-            return
+            return True
+        if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
+            return False
         stop.wait(settle - min(recent) if min(recent) > 0 else settle)
+    return True
