@@ -6,21 +6,16 @@ Everything below receives `now` (and, for delivery, the transport) from the call
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
-import sqlite3
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from publisher import delivery, ingest, mailer
 from publisher.config import Settings
-from publisher.models import Article, Problem, Published
+from publisher.models import Article, Problem
 
 log = logging.getLogger("publisher.pipeline")
 
@@ -121,27 +116,16 @@ class BuildReport:
         return sum(1 for p in self.problems if p.severity == "warning")
 
 
-# Meta keys of the build (store/db.py's meta table).
-_BUILD_FINGERPRINT = "build.fingerprint"
-_BUILD_COMPLETE = "build.complete"
-_BUILD_EMBARGO = "build.next_embargo"
-_BUILD_PUBLISHED = "build.published"
-_BUILD_PROBLEMS = "build.problems"
-_BUILD_ARCHIVES = "build.pending_archives"
-# Below this many files to parse, starting worker processes costs more than it saves.
-_POOL_FROM = 400
-
-
 def build(settings: Settings, now: datetime, *, full: bool = False) -> BuildReport:
     """seeds/ → feeds/: parse what changed, keep identities, write every output that differs.
 
-    Incremental: unchanged files come from the parse cache, only pages whose article changed are
-    rendered, and when no file changed, no embargo passed and the last build completed, nothing is
-    rendered at all. `full` re-renders every output (still writing only files whose bytes differ)
-    and deletes stray pages. The state records a build as complete only after its files are in
-    place, so the next build finishes the work of a killed one.
+    Incremental (see publisher/publish.py): unchanged files come from the parse cache, only pages
+    whose article changed are rendered, and when no file changed, no embargo passed and the last
+    build completed, nothing is rendered at all. `full` re-renders every output (still writing only
+    files whose bytes differ) and deletes stray pages. A build is recorded as complete only after
+    its files are in place, so the next build finishes the work of a killed one.
     """
-    from publisher import output
+    from publisher import output, publish
     from publisher.store import cache, db
 
     started = time.perf_counter()
@@ -150,256 +134,32 @@ def build(settings: Settings, now: datetime, *, full: bool = False) -> BuildRepo
     report.files = len(files)
     conn = db.connect(settings.db_path)
     try:
-        changed, report.parsed = _refresh_cache(conn, settings, files)
-        fingerprint = _output_fingerprint(settings)
-        complete = db.get_meta(conn, _BUILD_COMPLETE) == "1"
-        embargo_text = db.get_meta(conn, _BUILD_EMBARGO)
-        embargo = datetime.fromisoformat(embargo_text) if embargo_text else None
-        same_look = db.get_meta(conn, _BUILD_FINGERPRINT) == fingerprint
-        in_place = (settings.feeds_dir / "index.html").is_file()
-        if (
-            not full
-            and not changed
-            and complete
-            and same_look
-            and in_place
-            and (embargo is None or now < embargo)
-        ):
+        refresh = publish.refresh_cache(conn, settings, files)
+        report.parsed = refresh.parsed
+        state = publish.load_state(conn, settings)
+        if not full and not refresh.changed and state.up_to_date(settings, now):
             report.skipped = True
-            report.published = int(db.get_meta(conn, _BUILD_PUBLISHED) or 0)
-            report.next_embargo = embargo
+            report.published, report.next_embargo = state.published, state.embargo
         else:
-            with db.transaction(conn):
-                db.set_meta(conn, _BUILD_COMPLETE, "0")  # intent first: a killed build is resumed
-            if not complete:
+            publish.mark_started(conn)
+            if not state.complete:
                 output.remove_stale_temps(settings.feeds_dir)
-            _publish(conn, settings, now, report, full=full or not same_look or not in_place)
-            with db.transaction(conn):
-                db.set_meta(conn, _BUILD_FINGERPRINT, fingerprint)
-                db.set_meta(conn, _BUILD_COMPLETE, "1")
-        stored = json.loads(db.get_meta(conn, _BUILD_PROBLEMS) or "[]")
-        sync_problems = [Problem(*fields) for fields in stored]
-        report.problems = sorted(
-            [*scan_problems, *cache.problems(conn), *sync_problems],
-            key=lambda p: (p.path, p.severity != "error"),
-        )
+            counts = publish.identify(conn, settings, now, refresh, full=full or not state.complete)
+            report.new, report.changed, report.renamed, report.removed = (
+                counts.new, counts.changed, counts.renamed, counts.removed
+            )
+            new_look = not state.same_look
+            everything = full or new_look or not (settings.feeds_dir / "index.html").is_file()
+            written = publish.write_outputs(conn, settings, now, full=everything, new_look=new_look)
+            report.written, report.unchanged = written.paths, written.unchanged
+            report.published, report.next_embargo = written.published, written.next_embargo
+            publish.mark_complete(conn, state)
+        problems = [*scan_problems, *cache.problems(conn), *publish.identity_problems(conn)]
+        report.problems = sorted(problems, key=lambda p: (p.path, p.severity != "error"))
     finally:
         conn.close()
     report.seconds = time.perf_counter() - started
     return report
-
-
-def _refresh_cache(
-    conn: sqlite3.Connection, settings: Settings, files: list[ingest.SeedFile]
-) -> tuple[bool, int]:
-    """Bring the parse cache in line with seeds/; (did any article change, files parsed)."""
-    from publisher.store import cache, db
-
-    with db.transaction(conn):
-        reset = cache.reset_if_changed(conn, _parse_fingerprint(settings))
-        known = cache.stats(conn)
-    present = {seed.rel for seed in files}
-    gone = [path for path in known if path not in present]
-    suspects = [s for s in files if known.get(s.rel, (-1, -1, ""))[:2] != (s.size, s.mtime_ns)]
-    results = _parse_all(settings, suspects, {s.rel: known[s.rel][2] for s in suspects if s.rel in known})
-    changed = reset or bool(gone)
-    parsed = 0
-    with db.transaction(conn):
-        cache.forget(conn, gone)
-        for seed, file_hash, article_json, problems in results:
-            if article_json is None and problems is None:
-                cache.touch(conn, seed)  # same bytes as cached: a touch or a copy
-                continue
-            cache.put(conn, seed, file_hash, article_json, problems or [])
-            changed, parsed = True, parsed + 1
-    return changed, parsed
-
-
-_Parsed = tuple[ingest.SeedFile, str, str | None, list[Problem] | None]
-
-
-def _parse_one(seed: ingest.SeedFile, settings: Settings, known_hash: str | None) -> _Parsed:
-    """Hash a file; parse it unless the hash is the one cached (then problems is None)."""
-    if seed.size > settings.ingest.max_bytes:
-        file_hash = f"size:{seed.size}"  # never read a file that is too large
-    else:
-        try:
-            file_hash = hashlib.sha256(ingest.read_limited(seed, settings.ingest.max_bytes)).hexdigest()
-        except OSError:
-            file_hash = "unreadable"
-    if file_hash == known_hash:
-        return seed, file_hash, None, None
-    article, problems = ingest.parse_file(seed, settings)
-    return seed, file_hash, None if article is None else article.model_dump_json(), problems
-
-
-def _parse_chunk(chunk: list[tuple[ingest.SeedFile, str | None]], settings: Settings) -> list[_Parsed]:
-    return [_parse_one(seed, settings, known) for seed, known in chunk]
-
-
-def _parse_all(settings: Settings, seeds: list[ingest.SeedFile], known: dict[str, str]) -> list[_Parsed]:
-    """Parse `seeds`, on every core when there are many (a cold build of thousands of files)."""
-    work = [(seed, known.get(seed.rel)) for seed in seeds]
-    workers = min(os.cpu_count() or 1, 8)
-    if len(work) < _POOL_FROM or workers < 2:
-        return _parse_chunk(work, settings)
-    import concurrent.futures
-    import multiprocessing
-
-    size = max(50, len(work) // (workers * 8))
-    chunks = [work[i : i + size] for i in range(0, len(work), size)]
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        done = pool.map(_parse_chunk, chunks, [settings] * len(chunks))
-        return [item for chunk in done for item in chunk]
-
-
-def _parse_fingerprint(settings: Settings) -> str:
-    """What decides how a file parses: the release and the settings ingest reads."""
-    from publisher import __version__
-
-    relevant = [
-        __version__,
-        str(settings.seeds_dir),
-        settings.site.model_dump_json(),
-        settings.ingest.model_dump_json(),
-    ]
-    return hashlib.sha256(json.dumps(relevant).encode()).hexdigest()
-
-
-def _output_fingerprint(settings: Settings) -> str:
-    """What decides how outputs look: the release, the settings and the page templates' bytes."""
-    from publisher import __version__, pages
-
-    parts = [__version__, settings.model_dump_json(), str(settings.feeds_dir)]
-    # Only the templates the pages use: editing a digest template must not re-render every page.
-    for name in (*pages.PAGE_TEMPLATES, *pages.STATIC_FILES):
-        path = pages.find_template(settings, name)
-        parts.append(f"{name}:{hashlib.sha256(path.read_bytes()).hexdigest() if path else '-'}")
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
-
-def _publish(
-    conn: sqlite3.Connection, settings: Settings, now: datetime, report: BuildReport, *, full: bool
-) -> None:
-    """Identities, then every output that may differ, written atomically, then the record of it."""
-    from publisher import feed, output, pages, urls
-    from publisher.store import archives, articles, cache, db
-
-    def label(rel: str) -> str:
-        return ingest.display(settings, rel)
-
-    sync = articles.sync_sources(
-        conn,
-        cache.keys(conn),
-        now,
-        present_invalid=cache.invalid_paths(conn),
-        host=settings.site.host,
-        label=label,
-    )
-    report.new, report.changed, report.renamed, report.removed = (
-        sync.new,
-        sync.changed,
-        sync.renamed,
-        sync.removed,
-    )
-    with db.transaction(conn):
-        old = cache.claims(conn)
-        cache.set_claims(conn, {p: sync.claims.get(p) for p in old if old[p] != sync.claims.get(p)})
-        db.set_meta(
-            conn,
-            _BUILD_PROBLEMS,
-            json.dumps([[p.path, p.field, p.message, p.severity] for p in sync.problems]),
-        )
-    # Going out now: digests are cut along live_at, archives are filled in live order.
-    articles.mark_live(conn, cache.not_yet_live(conn, now), now)
-    pending = set(json.loads(db.get_meta(conn, _BUILD_ARCHIVES) or "[]"))
-    pending.update(archives.assign(conn, settings, now))
-    total = archives.count(conn)
-    if full:
-        pending.update(range(1, total + 1))
-    pending.update(
-        n for n in range(1, total + 1) if not (settings.feeds_dir / feed.archive_path(n)).is_file()
-    )
-    with db.transaction(conn):
-        db.set_meta(conn, _BUILD_ARCHIVES, json.dumps(sorted(pending)))
-
-    def published(ids: Sequence[str]) -> list[Published]:
-        found = cache.load_articles(conn, ids)
-        known = articles.identities(conn, list(found))
-        items = [Published(found[i], known[i]) for i in ids if i in found and i in known]
-        return sorted(items, key=lambda p: (p.published, p.id), reverse=True)
-
-    def archive_url(number: int) -> str | None:
-        return urls.absolute(settings.site, feed.archive_path(number)) if 1 <= number <= total else None
-
-    work = cache.page_work(conn, now, everything=full)
-    site = pages.Pages(settings)
-    with output.Batch(settings.feeds_dir) as batch:
-        for name, data in site.static().items():
-            batch.write(name, data)
-        # Pages first, feeds after: a reader never follows a feed link to a page not yet there.
-        # Each article is loaded once: a page to render that sits in an archive being written is
-        # rendered with that archive (on a cold build, nearly all of them).
-        todo = {row[0] for row in work.render}
-        for number in sorted(pending):
-            members = archives.members(conn, number)
-            entries = published(sorted(cache.published_among(conn, now, members)))
-            for item in entries:
-                if item.id in todo:
-                    todo.discard(item.id)
-                    batch.write(pages.page_path(item.identity.slug), site.article(item))
-            data = feed.atom_archive(
-                entries,
-                settings,
-                number=number,
-                prev_archive=archive_url(number - 1),
-                next_archive=archive_url(number + 1),
-            )
-            batch.write(feed.archive_path(number), data)
-        rest = [row[0] for row in work.render if row[0] in todo]
-        for start in range(0, len(rest), 500):
-            for item in published(rest[start : start + 500]):
-                batch.write(pages.page_path(item.identity.slug), site.article(item))
-        newest = cache.newest(conn, now, max(settings.feed.entries, settings.feed.index_entries))
-        # atom.xml must also hold every live article not archived yet (store/archives.py).
-        waiting = cache.published_among(conn, now, archives.unarchived(conn, now))
-        current = published(sorted(set(newest[: settings.feed.entries]) | waiting))
-        batch.write(feed.ATOM_FILE, feed.atom_current(current, settings, prev_archive=archive_url(total)))
-        batch.write(feed.RSS_FILE, feed.rss(current, settings))
-        batch.write(feed.JSON_FILE, feed.json_feed(current, settings))
-        batch.write(pages.INDEX, site.index(published(newest[: settings.feed.index_entries])))
-        for _, slug in work.delete:
-            batch.delete(pages.page_path(slug))
-        if full:
-            keep = {pages.page_path(slug) for _, slug, _ in work.render}
-            for stray in _stray_pages(settings, keep):
-                batch.delete(stray)
-        report.written = batch.commit()
-        report.unchanged = batch.unchanged
-    with db.transaction(conn):
-        cache.record_pages(conn, work.render, [article_id for article_id, _ in work.delete])
-        db.set_meta(conn, _BUILD_ARCHIVES, "[]")
-        report.published = cache.published_count(conn, now)
-        report.next_embargo = cache.next_embargo(conn, now)
-        db.set_meta(conn, _BUILD_PUBLISHED, str(report.published))
-        db.set_meta(conn, _BUILD_EMBARGO, report.next_embargo.isoformat() if report.next_embargo else "")
-
-
-def _stray_pages(settings: Settings, keep: set[str]) -> list[str]:
-    """Files in feeds/articles/ that are no published article's page (a --full build removes them)."""
-    from publisher import urls
-
-    folder = settings.feeds_dir / urls.ARTICLES_DIR
-    if not folder.is_dir():
-        return []
-    return sorted(
-        rel
-        for entry in os.scandir(folder)
-        if entry.is_file()
-        and entry.name.endswith(".html")
-        and (rel := f"{urls.ARTICLES_DIR}/{entry.name}") not in keep
-    )
 
 
 def digest_send(

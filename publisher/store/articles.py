@@ -120,12 +120,34 @@ def _slug_base(article: Source) -> str:
     return slugify(base, "article")
 
 
+_COLUMNS = "id, seq, slug, source, story_hash, content_hash, first_seen, updated, removed_at"
+
+
 def _load(conn: sqlite3.Connection) -> list[_Row]:
-    rows = conn.execute(
-        "SELECT id, seq, slug, source, story_hash, content_hash, first_seen, updated, removed_at "
-        "FROM articles"
-    ).fetchall()
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM articles").fetchall()
     return [_Row(*tuple(row)) for row in rows]
+
+
+@dataclass(frozen=True)
+class Related:
+    """What a partial sync may touch: records at these paths, with these stories or these ids."""
+
+    present: frozenset[str]  # every path present in seeds/, valid or not
+    sources: frozenset[str]  # the paths that changed or went, and the paths of the articles given
+    stories: frozenset[str]
+    ids: frozenset[str]
+
+
+def _load_related(conn: sqlite3.Connection, related: Related) -> list[_Row]:
+    found: dict[str, _Row] = {}
+    for column, values in (("source", related.sources), ("story_hash", related.stories), ("id", related.ids)):
+        ordered = sorted(values)
+        for start in range(0, len(ordered), 500):
+            chunk = ordered[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in conn.execute(f"SELECT {_COLUMNS} FROM articles WHERE {column} IN ({marks})", chunk):
+                found.setdefault(str(row[0]), _Row(*tuple(row)))
+    return sorted(found.values(), key=lambda row: row.seq)
 
 
 def sync(
@@ -154,11 +176,27 @@ def sync_sources(
     present_invalid: Iterable[str] = (),
     host: str,
     label: Callable[[str], str] = str,
+    related: Related | None = None,
 ) -> SyncReport:
-    """`sync` without building Published objects: `report.claims` maps each source to its id."""
+    """`sync` without building Published objects: `report.claims` maps each source to its id.
+
+    With `related`, `articles` is only the part of seeds/ that changed plus everything that shares
+    a story or an id with it (the caller closes that set), and only the records those can touch
+    are loaded: the outcome for them is the one a sync of everything would give, at a cost that
+    grows with the change instead of with the corpus.
+    """
     report = SyncReport()
     with transaction(conn):
-        rows = _load(conn)
+        if related is None:
+            rows = _load(conn)
+            slugs = {row.slug for row in rows}
+            next_seq = max((row.seq for row in rows), default=0) + 1
+            present = {article.source for article in articles} | set(present_invalid)
+        else:
+            rows = _load_related(conn, related)
+            slugs = {str(r[0]) for r in conn.execute("SELECT slug FROM articles")}
+            next_seq = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM articles").fetchone()[0]) + 1
+            present = set(related.present)
         by_id = {row.id: row for row in rows}
         by_source = {row.source: row for row in rows if row.removed_at is None}
         by_story: dict[str, list[_Row]] = {}
@@ -166,9 +204,6 @@ def sync_sources(
             # A file that comes back to its old path after being removed is the same article.
             by_source.setdefault(known.source, known)
             by_story.setdefault(known.story_hash, []).append(known)
-        slugs = {row.slug for row in rows}
-        next_seq = max((row.seq for row in rows), default=0) + 1
-        present = {article.source for article in articles} | set(present_invalid)
         winner_of_story: dict[str, str] = {}
 
         # Articles already known at their path go first, so a new copy is the one reported.

@@ -42,7 +42,6 @@ MIGRATIONS: list[str] = [
         format TEXT,
         title TEXT,
         date TEXT,                      -- UTC ISO 8601 (sorts as text)
-        date_local TEXT,                -- the article's own date and offset (ids carry its day)
         draft INTEGER,
         story_hash TEXT,
         content_hash TEXT,
@@ -56,6 +55,15 @@ MIGRATIONS: list[str] = [
         slug TEXT NOT NULL,             -- feeds/articles/<slug>.html
         stamp TEXT NOT NULL             -- content hash and updated it was rendered from
     );
+    """,
+    # The article's own date and offset: minted ids carry its local day, not the UTC one. The
+    # rows are dropped so every file is parsed again and the column filled. Indexes for the
+    # partial identity sync (files sharing a story or an id with what changed).
+    """
+    ALTER TABLE parse_cache ADD COLUMN date_local TEXT;
+    DELETE FROM parse_cache;
+    CREATE INDEX parse_cache_story ON parse_cache (story_hash);
+    CREATE INDEX parse_cache_explicit ON parse_cache (explicit_id);
     """,
 ]
 
@@ -177,6 +185,44 @@ def keys(conn: sqlite3.Connection) -> list[Key]:
         "WHERE article IS NOT NULL ORDER BY path"
     )
     return [Key(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4], r[5], r[6]) for r in rows]
+
+
+def _chunked_or(columns: dict[str, set[str]]) -> Iterator[tuple[str, list[str]]]:
+    for column, values in columns.items():
+        ordered = sorted(values)
+        for start in range(0, len(ordered), 500):
+            chunk = ordered[start : start + 500]
+            yield f"{column} IN ({','.join('?' * len(chunk))})", chunk
+
+
+def related_info(conn: sqlite3.Connection, paths: set[str]) -> tuple[set[str], set[str]]:
+    """(story hashes, ids: explicit and claimed) the files at `paths` had as last parsed."""
+    stories: set[str] = set()
+    ids: set[str] = set()
+    for where, values in _chunked_or({"path": paths}):
+        for story, explicit, claimed in conn.execute(
+            f"SELECT story_hash, explicit_id, article_id FROM parse_cache WHERE {where}", values
+        ):
+            stories.update(v for v in (story,) if v)
+            ids.update(v for v in (explicit, claimed) if v)
+    return stories, ids
+
+
+def related_keys(
+    conn: sqlite3.Connection, paths: set[str], stories: set[str], ids: set[str]
+) -> dict[str, tuple[Key, str | None]]:
+    """Valid files at `paths`, or sharing a story or an id (explicit or claimed) with them: path ->
+    (key, id it claimed)."""
+    found: dict[str, tuple[Key, str | None]] = {}
+    columns = {"path": paths, "story_hash": stories, "explicit_id": ids, "article_id": ids}
+    for where, values in _chunked_or(columns):
+        for r in conn.execute(
+            "SELECT path, format, title, date_local, explicit_id, story_hash, content_hash, article_id "
+            f"FROM parse_cache WHERE article IS NOT NULL AND {where}",
+            values,
+        ):
+            found[r[0]] = (Key(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4], r[5], r[6]), r[7])
+    return found
 
 
 def claims(conn: sqlite3.Connection) -> dict[str, str | None]:

@@ -1,0 +1,380 @@
+"""The steps of `publisher build`, sequenced by `pipeline.build`: bring the parse cache in line with
+seeds/, give what changed its identity, and write every output that may differ.
+
+Work grows with what changed: a file is read only when its size or mtime moved (and parsed only
+when its bytes did), the identity sync sees only the files that changed and those sharing a story
+or an id with them, and only pages whose article changed are rendered. The feeds and index need
+the newest entries only, loaded from the cache's JSON without validating again. A cold build
+parses on every core.
+
+The build's own records live in the meta table (`_META_*`): whether the last build completed (a
+killed one is finished by the next), the fingerprint of what shapes the outputs (settings,
+templates, release), the next embargo, the identity problems, archives still to write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from publisher import ingest
+from publisher.config import Settings
+from publisher.models import Problem, Published
+
+_META_FINGERPRINT = "build.fingerprint"
+_META_COMPLETE = "build.complete"
+_META_EMBARGO = "build.next_embargo"
+_META_PUBLISHED = "build.published"
+_META_PROBLEMS = "build.problems"
+_META_ARCHIVES = "build.pending_archives"
+# Below this many files to parse, starting worker processes costs more than it saves.
+POOL_FROM = 400
+
+
+@dataclass
+class State:
+    """What the state says of the last build."""
+
+    complete: bool
+    fingerprint: str  # of what shapes the outputs now
+    same_look: bool  # ... and it is the one the last build wrote with
+    embargo: datetime | None
+    published: int
+
+    def up_to_date(self, settings: Settings, now: datetime) -> bool:
+        """Nothing to render: the last build completed with the same look, no embargo has passed."""
+        in_place = (settings.feeds_dir / "index.html").is_file()
+        return self.complete and self.same_look and in_place and (self.embargo is None or now < self.embargo)
+
+
+def load_state(conn: sqlite3.Connection, settings: Settings) -> State:
+    from publisher.store import db
+
+    fingerprint = output_fingerprint(settings)
+    embargo = db.get_meta(conn, _META_EMBARGO)
+    return State(
+        complete=db.get_meta(conn, _META_COMPLETE) == "1",
+        fingerprint=fingerprint,
+        same_look=db.get_meta(conn, _META_FINGERPRINT) == fingerprint,
+        embargo=datetime.fromisoformat(embargo) if embargo else None,
+        published=int(db.get_meta(conn, _META_PUBLISHED) or 0),
+    )
+
+
+def mark_started(conn: sqlite3.Connection) -> None:
+    """Intent first: until `mark_complete`, the next build knows this one may have been killed."""
+    from publisher.store import db
+
+    with db.transaction(conn):
+        db.set_meta(conn, _META_COMPLETE, "0")
+
+
+def mark_complete(conn: sqlite3.Connection, state: State) -> None:
+    from publisher.store import db
+
+    with db.transaction(conn):
+        db.set_meta(conn, _META_FINGERPRINT, state.fingerprint)
+        db.set_meta(conn, _META_COMPLETE, "1")
+
+
+def identity_problems(conn: sqlite3.Connection) -> list[Problem]:
+    """Duplicates and id clashes found by the identity syncs, still true of seeds/."""
+    from publisher.store import db
+
+    return [Problem(*fields) for fields in json.loads(db.get_meta(conn, _META_PROBLEMS) or "[]")]
+
+
+@dataclass
+class Counts:
+    new: int = 0
+    changed: int = 0
+    renamed: int = 0
+    removed: int = 0
+
+
+@dataclass
+class Written:
+    paths: list[str]
+    unchanged: int
+    published: int
+    next_embargo: datetime | None
+
+
+@dataclass
+class Refresh:
+    """What bringing the parse cache up to date found."""
+
+    present: set[str]  # every candidate path in seeds/
+    paths: set[str] = field(default_factory=set)  # parsed anew or gone
+    stories: set[str] = field(default_factory=set)  # the stories and ids those paths had before
+    ids: set[str] = field(default_factory=set)
+    parsed: int = 0
+    reset: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return self.reset or bool(self.paths)
+
+
+def refresh_cache(conn: sqlite3.Connection, settings: Settings, files: list[ingest.SeedFile]) -> Refresh:
+    """Bring the parse cache in line with seeds/, reading only files whose size or mtime moved."""
+    from publisher.store import cache, db
+
+    refresh = Refresh(present={seed.rel for seed in files})
+    with db.transaction(conn):
+        refresh.reset = cache.reset_if_changed(conn, _parse_fingerprint(settings))
+        known = cache.stats(conn)
+    gone = {path for path in known if path not in refresh.present}
+    suspects = [s for s in files if known.get(s.rel, (-1, -1, ""))[:2] != (s.size, s.mtime_ns)]
+    results = _parse_all(settings, suspects, {s.rel: known[s.rel][2] for s in suspects if s.rel in known})
+    refreshed = {seed.rel for seed, _, _, problems in results if problems is not None}
+    with db.transaction(conn):
+        refresh.paths = gone | refreshed
+        refresh.stories, refresh.ids = cache.related_info(conn, refresh.paths)
+        cache.forget(conn, gone)
+        for seed, file_hash, article_json, problems in results:
+            if problems is None:
+                cache.touch(conn, seed)  # same bytes as cached: a touch or a copy
+                continue
+            cache.put(conn, seed, file_hash, article_json, problems)
+            refresh.parsed += 1
+    return refresh
+
+
+_Parsed = tuple[ingest.SeedFile, str, str | None, list[Problem] | None]
+
+
+def _parse_one(seed: ingest.SeedFile, settings: Settings, known_hash: str | None) -> _Parsed:
+    """Hash a file; parse it unless the hash is the one cached (then problems is None)."""
+    if seed.size > settings.ingest.max_bytes:
+        file_hash = f"size:{seed.size}"  # never read a file that is too large
+    else:
+        try:
+            file_hash = hashlib.sha256(ingest.read_limited(seed, settings.ingest.max_bytes)).hexdigest()
+        except (OSError, ingest.TooLarge):
+            file_hash = "unreadable"  # parse_file says why
+    if file_hash == known_hash:
+        return seed, file_hash, None, None
+    article, problems = ingest.parse_file(seed, settings)
+    return seed, file_hash, None if article is None else article.model_dump_json(), problems
+
+
+def _parse_chunk(chunk: list[tuple[ingest.SeedFile, str | None]], settings: Settings) -> list[_Parsed]:
+    return [_parse_one(seed, settings, known) for seed, known in chunk]
+
+
+def _parse_all(settings: Settings, seeds: list[ingest.SeedFile], known: dict[str, str]) -> list[_Parsed]:
+    """Parse `seeds`, on every core when there are many (a cold build of thousands of files)."""
+    work = [(seed, known.get(seed.rel)) for seed in seeds]
+    workers = min(os.cpu_count() or 1, 8)
+    if len(work) < POOL_FROM or workers < 2:
+        return _parse_chunk(work, settings)
+    import concurrent.futures
+    import multiprocessing
+
+    size = max(50, len(work) // (workers * 8))
+    chunks = [work[i : i + size] for i in range(0, len(work), size)]
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        done = pool.map(_parse_chunk, chunks, [settings] * len(chunks))
+        return [item for chunk in done for item in chunk]
+
+
+def _parse_fingerprint(settings: Settings) -> str:
+    """What decides how a file parses: the release and the settings ingest reads."""
+    from publisher import __version__
+
+    relevant = [
+        __version__,
+        str(settings.seeds_dir),
+        settings.site.model_dump_json(),
+        settings.ingest.model_dump_json(),
+    ]
+    return hashlib.sha256(json.dumps(relevant).encode()).hexdigest()
+
+
+def output_fingerprint(settings: Settings) -> str:
+    """What decides how outputs look: the release, the settings and the page templates' bytes."""
+    from publisher import __version__, pages
+
+    parts = [__version__, settings.model_dump_json(), str(settings.feeds_dir)]
+    # Only the templates the pages use: editing a digest template must not re-render every page.
+    for name in (*pages.PAGE_TEMPLATES, *pages.STATIC_FILES):
+        path = pages.find_template(settings, name)
+        parts.append(f"{name}:{hashlib.sha256(path.read_bytes()).hexdigest() if path else '-'}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def identify(
+    conn: sqlite3.Connection, settings: Settings, now: datetime, refresh: Refresh, *, full: bool
+) -> Counts:
+    """Identities for what changed (for everything when `full`), and the claims recorded."""
+    from publisher.store import articles, cache, db
+
+    def label(rel: str) -> str:
+        return ingest.display(settings, rel)
+
+    if not full and not refresh.reset and not refresh.paths:
+        return Counts()  # no file changed: no identity can have
+    subjects = None if full or refresh.reset else _related(conn, refresh)
+    host = settings.site.host
+    if subjects is None:
+        keys, invalid = cache.keys(conn), cache.invalid_paths(conn)
+        sync = articles.sync_sources(conn, keys, now, present_invalid=invalid, host=host, label=label)
+        scope = {key.source for key in keys} | set(invalid)
+    else:
+        keys, related = subjects
+        sync = articles.sync_sources(conn, keys, now, host=host, label=label, related=related)
+        scope = set(related.sources)
+    shown = {label(path) for path in scope}
+    with db.transaction(conn):
+        old = cache.claims(conn)
+        cache.set_claims(
+            conn, {p: sync.claims.get(p) for p in scope if p in old and old[p] != sync.claims.get(p)}
+        )
+        stored = json.loads(db.get_meta(conn, _META_PROBLEMS) or "[]")
+        kept = [fields for fields in stored if fields[0] not in shown]
+        fresh = [[p.path, p.field, p.message, p.severity] for p in sync.problems]
+        db.set_meta(conn, _META_PROBLEMS, json.dumps(sorted(kept + fresh)))
+    return Counts(sync.new, sync.changed, sync.renamed, sync.removed)
+
+
+def _related(conn: sqlite3.Connection, refresh: Refresh) -> tuple[list[Any], Any] | None:
+    """What a partial identity sync must see: the files that changed and, closed over, every file
+    sharing a story or an id with them. None when that is much of seeds/ (a full sync is cheaper)."""
+    from publisher.store import articles, cache
+
+    paths, stories, ids = set(refresh.paths), set(refresh.stories), set(refresh.ids)
+    found: dict[str, Any] = {}
+    for _ in range(8):
+        found = cache.related_keys(conn, paths, stories, ids)
+        grown = (
+            paths | found.keys(),
+            stories | {key.story_hash for key, _ in found.values()},
+            ids | {i for key, claimed in found.values() for i in (key.explicit_id, claimed) if i},
+        )
+        if grown == (paths, stories, ids):
+            break
+        paths, stories, ids = grown
+    else:
+        return None
+    if len(found) > max(1000, len(refresh.present) // 4):
+        return None
+    related = articles.Related(
+        present=frozenset(refresh.present),
+        sources=frozenset(paths),
+        stories=frozenset(stories),
+        ids=frozenset(ids),
+    )
+    return [key for key, _ in found.values()], related
+
+
+def write_outputs(
+    conn: sqlite3.Connection, settings: Settings, now: datetime, *, full: bool, new_look: bool
+) -> Written:
+    """Every output that may differ, written atomically, then the record of it.
+
+    `full`: every page and feed is rendered again (files whose bytes are unchanged stay untouched).
+    Archive documents are frozen (RFC 5005): they are rewritten when their membership changes,
+    when one is missing, or when the look changed (`new_look`: settings, templates, release), and
+    not by `full` alone, so a --full build never disagrees with the incremental ones.
+    """
+    from publisher import feed, output, pages, urls
+    from publisher.store import archives, articles, cache, db
+
+    # Going out now: digests are cut along live_at, archives are filled in live order.
+    articles.mark_live(conn, cache.not_yet_live(conn, now), now)
+    pending = set(json.loads(db.get_meta(conn, _META_ARCHIVES) or "[]"))
+    pending.update(archives.assign(conn, settings, now))
+    total = archives.count(conn)
+    if new_look:
+        pending.update(range(1, total + 1))
+    pending.update(
+        n for n in range(1, total + 1) if not (settings.feeds_dir / feed.archive_path(n)).is_file()
+    )
+    with db.transaction(conn):
+        db.set_meta(conn, _META_ARCHIVES, json.dumps(sorted(pending)))
+
+    def published(ids: Sequence[str]) -> list[Published]:
+        found = cache.load_articles(conn, ids)
+        known = articles.identities(conn, list(found))
+        items = [Published(found[i], known[i]) for i in ids if i in found and i in known]
+        return sorted(items, key=lambda p: (p.published, p.id), reverse=True)
+
+    def archive_url(number: int) -> str | None:
+        return urls.absolute(settings.site, feed.archive_path(number)) if 1 <= number <= total else None
+
+    work = cache.page_work(conn, now, everything=full)
+    site = pages.Pages(settings)
+    with output.Batch(settings.feeds_dir) as batch:
+        for name, data in site.static().items():
+            batch.write(name, data)
+        # Pages first, feeds after: a reader never follows a feed link to a page not yet there.
+        # Each article is loaded once: a page to render that sits in an archive being written is
+        # rendered with that archive (on a cold build, nearly all of them).
+        todo = {row[0] for row in work.render}
+        for number in sorted(pending):
+            members = archives.members(conn, number)
+            entries = published(sorted(cache.published_among(conn, now, members)))
+            for item in entries:
+                if item.id in todo:
+                    todo.discard(item.id)
+                    batch.write(pages.page_path(item.identity.slug), site.article(item))
+            data = feed.atom_archive(
+                entries,
+                settings,
+                number=number,
+                prev_archive=archive_url(number - 1),
+                next_archive=archive_url(number + 1),
+            )
+            batch.write(feed.archive_path(number), data)
+        rest = [row[0] for row in work.render if row[0] in todo]
+        for start in range(0, len(rest), 500):
+            for item in published(rest[start : start + 500]):
+                batch.write(pages.page_path(item.identity.slug), site.article(item))
+        newest = cache.newest(conn, now, max(settings.feed.entries, settings.feed.index_entries))
+        # atom.xml must also hold every live article not archived yet (store/archives.py).
+        waiting = cache.published_among(conn, now, archives.unarchived(conn, now))
+        current = published(sorted(set(newest[: settings.feed.entries]) | waiting))
+        batch.write(feed.ATOM_FILE, feed.atom_current(current, settings, prev_archive=archive_url(total)))
+        batch.write(feed.RSS_FILE, feed.rss(current, settings))
+        batch.write(feed.JSON_FILE, feed.json_feed(current, settings))
+        batch.write(pages.INDEX, site.index(published(newest[: settings.feed.index_entries])))
+        for _, slug in work.delete:
+            batch.delete(pages.page_path(slug))
+        if full:
+            keep = {pages.page_path(slug) for _, slug, _ in work.render}
+            for stray in stray_pages(settings, keep):
+                batch.delete(stray)
+        written = batch.commit()
+    with db.transaction(conn):
+        cache.record_pages(conn, work.render, [article_id for article_id, _ in work.delete])
+        db.set_meta(conn, _META_ARCHIVES, "[]")
+        count = cache.published_count(conn, now)
+        embargo = cache.next_embargo(conn, now)
+        db.set_meta(conn, _META_PUBLISHED, str(count))
+        db.set_meta(conn, _META_EMBARGO, embargo.isoformat() if embargo else "")
+    return Written(written, batch.unchanged, count, embargo)
+
+
+def stray_pages(settings: Settings, keep: set[str]) -> list[str]:
+    """Files in feeds/articles/ that are no published article's page (a --full build removes them)."""
+    from publisher import urls
+
+    folder = settings.feeds_dir / urls.ARTICLES_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(
+        rel
+        for entry in os.scandir(folder)
+        if entry.is_file()
+        and entry.name.endswith(".html")
+        and (rel := f"{urls.ARTICLES_DIR}/{entry.name}") not in keep
+    )
