@@ -79,7 +79,7 @@ def open_transport(settings: Settings) -> Transport:
     return OutboxTransport(settings.state_dir / "outbox")
 
 
-def _reply_text(raw: bytes | str) -> str:
+def reply_text(raw: bytes | str) -> str:
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     return " ".join(text.split())
 
@@ -125,12 +125,12 @@ class SmtpTransport:
                 conn.login(s.username, password)
         except smtplib.SMTPAuthenticationError as exc:
             self._discard(conn)
-            raise PermanentFailure(exc.smtp_code, _reply_text(exc.smtp_error), scope="session") from exc
+            raise PermanentFailure(exc.smtp_code, reply_text(exc.smtp_error), scope="session") from exc
         except smtplib.SMTPResponseException as exc:
             self._discard(conn)
             if 400 <= exc.smtp_code < 500:
-                raise ConnectionFailure(exc.smtp_code, _reply_text(exc.smtp_error)) from exc
-            raise PermanentFailure(exc.smtp_code, _reply_text(exc.smtp_error), scope="session") from exc
+                raise ConnectionFailure(exc.smtp_code, reply_text(exc.smtp_error)) from exc
+            raise PermanentFailure(exc.smtp_code, reply_text(exc.smtp_error), scope="session") from exc
         except (OSError, smtplib.SMTPException) as exc:
             self._discard(conn)
             reason = _os_reason(exc)
@@ -169,7 +169,7 @@ class SmtpTransport:
         address with the email package; our messages already have CRLF line ends, so only the dot
         stuffing is done here, with one bytes.replace."""
         for address in (sender, *recipients):
-            if not _ENVELOPE.fullmatch(address):
+            if not ENVELOPE.fullmatch(address):
                 raise PermanentFailure(0, f"{address!r} cannot be used in an SMTP command", scope="message")
         commands = [f"MAIL FROM:<{sender}>\r\n", *(f"RCPT TO:<{r}>\r\n" for r in recipients), "DATA\r\n"]
         pipelined = conn.has_extn("pipelining")
@@ -183,9 +183,9 @@ class SmtpTransport:
             if code != 250:
                 # The server refuses the sender itself: no subscriber's fault.
                 failure = (
-                    PermanentFailure(code, _reply_text(reply), scope="session")
+                    PermanentFailure(code, reply_text(reply), scope="session")
                     if code >= 500
-                    else TemporaryFailure(code, _reply_text(reply))
+                    else TemporaryFailure(code, reply_text(reply))
                 )
             for command in commands[1:-1]:
                 if failure is not None and not pipelined:
@@ -195,9 +195,9 @@ class SmtpTransport:
                 code, reply = _reply(conn)
                 if failure is None and code not in (250, 251):
                     failure = (
-                        PermanentFailure(code, _reply_text(reply), scope="recipient")
+                        PermanentFailure(code, reply_text(reply), scope="recipient")
                         if code >= 500
-                        else TemporaryFailure(code, _reply_text(reply))
+                        else TemporaryFailure(code, reply_text(reply))
                     )
             if failure is None or pipelined:
                 if not pipelined:
@@ -209,9 +209,9 @@ class SmtpTransport:
                     _reply(conn)
                 elif code != 354 and failure is None:
                     failure = (
-                        PermanentFailure(code, _reply_text(reply), scope="message")
+                        PermanentFailure(code, reply_text(reply), scope="message")
                         if code >= 500
-                        else TemporaryFailure(code, _reply_text(reply))
+                        else TemporaryFailure(code, reply_text(reply))
                     )
             if failure is not None:
                 if getattr(failure, "code", 0) == 421:
@@ -229,17 +229,17 @@ class SmtpTransport:
             if code != 250:
                 # Refused at the end of DATA (content or policy): not counted as a bounce.
                 if code >= 500:
-                    raise PermanentFailure(code, _reply_text(reply), scope="message")
+                    raise PermanentFailure(code, reply_text(reply), scope="message")
                 if code == 421:
                     self.close()
-                raise TemporaryFailure(code, _reply_text(reply))
+                raise TemporaryFailure(code, reply_text(reply))
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self.close()
             raise TemporaryFailure(0, f"connection to {self._where} lost: {_os_reason(exc)}") from exc
         except smtplib.SMTPResponseException as exc:
             self.close()
-            raise TemporaryFailure(exc.smtp_code, _reply_text(exc.smtp_error)) from exc
-        return f"{code} {_reply_text(reply)}"
+            raise TemporaryFailure(exc.smtp_code, reply_text(exc.smtp_error)) from exc
+        return f"{code} {reply_text(reply)}"
 
     def _rset(self, conn: smtplib.SMTP) -> None:
         try:
@@ -258,7 +258,7 @@ class SmtpTransport:
 
 
 # What an envelope address may hold: no spaces, brackets or control characters (no injection).
-_ENVELOPE = re.compile(r"[^\s<>\x00-\x1f\x7f]+@[^\s<>\x00-\x1f\x7f@]+")
+ENVELOPE = re.compile(r"[^\s<>\x00-\x1f\x7f]+@[^\s<>\x00-\x1f\x7f@]+")
 
 
 _MAXLINE = 8192  # as smtplib's own limit on a reply line
