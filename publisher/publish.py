@@ -235,7 +235,7 @@ def identify(
         scope = set(related.sources)
     shown = {label(path) for path in scope}
     with db.transaction(conn):
-        old = cache.claims(conn)
+        old = cache.claims(conn, None if subjects is None else scope)
         cache.set_claims(
             conn, {p: sync.claims.get(p) for p in scope if p in old and old[p] != sync.claims.get(p)}
         )

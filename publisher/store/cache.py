@@ -6,9 +6,10 @@ or a copy does not re-parse). A file whose mtime is within `_RACY_NS` of the mom
 could still change within the same clock tick, so it is stored as "verify by hash next time"
 (git's racy-clean rule).
 
-Each row also holds the article as JSON plus the columns the build queries (date, draft, hashes,
-explicit id) and `article_id`, the identity the file claimed in the last sync (NULL for rejected
-files and duplicates). The build reads only the few Articles it renders: `load_articles` rebuilds
+Each row also holds the columns the build queries (date, draft, hashes, explicit id) and
+`article_id`, the identity the file claimed in the last sync (NULL for rejected files and
+duplicates); the article itself is kept as JSON in `parse_articles`, out of the way of queries
+over every file. The build reads only the few Articles it renders: `load_articles` rebuilds
 them with `Article.model_construct` from JSON already validated when it was stored.
 
 The whole cache is dropped when anything that changes how a file parses changes (`fingerprint`).
@@ -38,7 +39,7 @@ MIGRATIONS: list[str] = [
         mtime_ns INTEGER NOT NULL,      -- -1: verify by hash next time (racy)
         file_hash TEXT NOT NULL,        -- sha256 of the file's bytes
         problems TEXT NOT NULL,         -- JSON [[path, field, message, severity], ...]
-        article TEXT,                   -- Article as JSON; NULL when the file was rejected
+        article TEXT,                   -- unused since migration 3 (see parse_articles)
         format TEXT,
         title TEXT,
         date TEXT,                      -- UTC ISO 8601 (sorts as text)
@@ -64,6 +65,16 @@ MIGRATIONS: list[str] = [
     DELETE FROM parse_cache;
     CREATE INDEX parse_cache_story ON parse_cache (story_hash);
     CREATE INDEX parse_cache_explicit ON parse_cache (explicit_id);
+    """,
+    # The article JSON (~10 KB) moves to its own table: columns stored after it in a row sat
+    # behind its overflow pages, so every query over all files read every article.
+    """
+    CREATE TABLE parse_articles (
+        path TEXT PRIMARY KEY,          -- parse_cache.path of a valid file
+        json TEXT NOT NULL              -- the Article as JSON
+    );
+    ALTER TABLE parse_cache ADD COLUMN valid INTEGER NOT NULL DEFAULT 0;
+    DELETE FROM parse_cache;
     """,
 ]
 
@@ -100,6 +111,7 @@ def reset_if_changed(conn: sqlite3.Connection, fingerprint: str) -> bool:
     if get_meta(conn, _FINGERPRINT_KEY) == fingerprint:
         return False
     conn.execute("DELETE FROM parse_cache")
+    conn.execute("DELETE FROM parse_articles")
     set_meta(conn, _FINGERPRINT_KEY, fingerprint)
     return True
 
@@ -143,7 +155,7 @@ def put(
             data["explicit_id"],
         )
     conn.execute(
-        "INSERT OR REPLACE INTO parse_cache (path, size, mtime_ns, file_hash, problems, article, format, "
+        "INSERT OR REPLACE INTO parse_cache (path, size, mtime_ns, file_hash, problems, valid, format, "
         "title, date, date_local, draft, story_hash, content_hash, explicit_id, article_id) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
         "(SELECT article_id FROM parse_cache WHERE path = ?))",
@@ -153,15 +165,23 @@ def put(
             _stat_to_store(seed),
             file_hash,
             json.dumps([[p.path, p.field, p.message, p.severity] for p in problems], ensure_ascii=False),
-            article_json,
+            int(article_json is not None),
             *fields,
             seed.rel,
         ),
     )
+    if article_json is None:
+        conn.execute("DELETE FROM parse_articles WHERE path = ?", (seed.rel,))
+    else:
+        conn.execute(
+            "INSERT OR REPLACE INTO parse_articles (path, json) VALUES (?, ?)", (seed.rel, article_json)
+        )
 
 
 def forget(conn: sqlite3.Connection, paths: Iterable[str]) -> None:
-    conn.executemany("DELETE FROM parse_cache WHERE path = ?", ((p,) for p in paths))
+    gone = [(p,) for p in paths]
+    conn.executemany("DELETE FROM parse_cache WHERE path = ?", gone)
+    conn.executemany("DELETE FROM parse_articles WHERE path = ?", gone)
 
 
 def problems(conn: sqlite3.Connection) -> list[Problem]:
@@ -175,14 +195,14 @@ def problems(conn: sqlite3.Connection) -> list[Problem]:
 
 
 def invalid_paths(conn: sqlite3.Connection) -> list[str]:
-    return [str(r[0]) for r in conn.execute("SELECT path FROM parse_cache WHERE article IS NULL")]
+    return [str(r[0]) for r in conn.execute("SELECT path FROM parse_cache WHERE valid = 0")]
 
 
 def keys(conn: sqlite3.Connection) -> list[Key]:
     """Every valid file as identity sync needs it, in path order."""
     rows = conn.execute(
         "SELECT path, format, title, date_local, explicit_id, story_hash, content_hash FROM parse_cache "
-        "WHERE article IS NOT NULL ORDER BY path"
+        "WHERE valid = 1 ORDER BY path"
     )
     return [Key(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4], r[5], r[6]) for r in rows]
 
@@ -218,16 +238,24 @@ def related_keys(
     for where, values in _chunked_or(columns):
         for r in conn.execute(
             "SELECT path, format, title, date_local, explicit_id, story_hash, content_hash, article_id "
-            f"FROM parse_cache WHERE article IS NOT NULL AND {where}",
+            f"FROM parse_cache WHERE valid = 1 AND {where}",
             values,
         ):
             found[r[0]] = (Key(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4], r[5], r[6]), r[7])
     return found
 
 
-def claims(conn: sqlite3.Connection) -> dict[str, str | None]:
-    """path -> article id it claimed in the last sync."""
-    return {str(r[0]): r[1] for r in conn.execute("SELECT path, article_id FROM parse_cache")}
+def claims(conn: sqlite3.Connection, paths: set[str] | None = None) -> dict[str, str | None]:
+    """path -> article id it claimed in the last sync (for `paths`, or every file)."""
+    if paths is None:
+        return {str(r[0]): r[1] for r in conn.execute("SELECT path, article_id FROM parse_cache")}
+    found: dict[str, str | None] = {}
+    for where, values in _chunked_or({"path": paths}):
+        found.update(
+            (str(r[0]), r[1])
+            for r in conn.execute(f"SELECT path, article_id FROM parse_cache WHERE {where}", values)
+        )
+    return found
 
 
 def set_claims(conn: sqlite3.Connection, changes: dict[str, str | None]) -> None:
@@ -252,7 +280,9 @@ def load_articles(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, Art
         chunk = list(ids[start : start + 500])
         marks = ",".join("?" * len(chunk))
         for article_id, text in conn.execute(
-            f"SELECT article_id, article FROM parse_cache WHERE article_id IN ({marks})", chunk
+            "SELECT c.article_id, j.json FROM parse_cache c JOIN parse_articles j ON j.path = c.path "
+            f"WHERE c.article_id IN ({marks})",
+            chunk,
         ):
             found[str(article_id)] = article_from_json(text)
     return found
