@@ -134,9 +134,9 @@ def build(settings: Settings, now: datetime, *, full: bool = False) -> BuildRepo
     report.files = len(files)
     conn = db.connect(settings.db_path)
     try:
+        state = publish.load_state(conn, settings)  # before the cache marks this build as started
         refresh = publish.refresh_cache(conn, settings, files)
         report.parsed = refresh.parsed
-        state = publish.load_state(conn, settings)
         if not full and not refresh.changed and state.up_to_date(settings, now):
             report.skipped = True
             report.published, report.next_embargo = state.published, state.embargo

@@ -19,7 +19,7 @@ import json
 import os
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -124,7 +124,12 @@ class Refresh:
 
 
 def refresh_cache(conn: sqlite3.Connection, settings: Settings, files: list[ingest.SeedFile]) -> Refresh:
-    """Bring the parse cache in line with seeds/, reading only files whose size or mtime moved."""
+    """Bring the parse cache in line with seeds/, reading only files whose size or mtime moved.
+
+    Results are stored a batch at a time as they come (memory stays flat on a cold build, and no
+    transaction is held open while files are parsed). The first change to the cache also marks
+    the build as started: if it is killed now, the next build syncs every identity.
+    """
     from publisher.store import cache, db
 
     refresh = Refresh(present={seed.rel for seed in files})
@@ -133,18 +138,33 @@ def refresh_cache(conn: sqlite3.Connection, settings: Settings, files: list[inge
         known = cache.stats(conn)
     gone = {path for path in known if path not in refresh.present}
     suspects = [s for s in files if known.get(s.rel, (-1, -1, ""))[:2] != (s.size, s.mtime_ns)]
-    results = _parse_all(settings, suspects, {s.rel: known[s.rel][2] for s in suspects if s.rel in known})
-    refreshed = {seed.rel for seed, _, _, problems in results if problems is not None}
     with db.transaction(conn):
-        refresh.paths = gone | refreshed
-        refresh.stories, refresh.ids = cache.related_info(conn, refresh.paths)
-        cache.forget(conn, gone)
-        for seed, file_hash, article_json, problems in results:
-            if problems is None:
-                cache.touch(conn, seed)  # same bytes as cached: a touch or a copy
-                continue
-            cache.put(conn, seed, file_hash, article_json, problems)
-            refresh.parsed += 1
+        # What the files about to change held before: a partial sync must look at those too.
+        refresh.stories, refresh.ids = cache.related_info(conn, gone | {s.rel for s in suspects})
+        if gone:
+            db.set_meta(conn, _META_COMPLETE, "0")
+            cache.forget(conn, gone)
+    refresh.paths = set(gone)
+    pending: list[_Parsed] = []
+
+    def store() -> None:
+        with db.transaction(conn):
+            for seed, file_hash, article_json, problems in pending:
+                if problems is None:
+                    cache.touch(conn, seed)  # same bytes as cached: a touch or a copy
+                    continue
+                if refresh.parsed == 0:
+                    db.set_meta(conn, _META_COMPLETE, "0")
+                cache.put(conn, seed, file_hash, article_json, problems)
+                refresh.parsed += 1
+                refresh.paths.add(seed.rel)
+        pending.clear()
+
+    for item in _parse_all(settings, suspects, {s.rel: known[s.rel][2] for s in suspects if s.rel in known}):
+        pending.append(item)
+        if len(pending) >= 500:
+            store()
+    store()
     return refresh
 
 
@@ -170,21 +190,22 @@ def _parse_chunk(chunk: list[tuple[ingest.SeedFile, str | None]], settings: Sett
     return [_parse_one(seed, settings, known) for seed, known in chunk]
 
 
-def _parse_all(settings: Settings, seeds: list[ingest.SeedFile], known: dict[str, str]) -> list[_Parsed]:
-    """Parse `seeds`, on every core when there are many (a cold build of thousands of files)."""
+def _parse_all(settings: Settings, seeds: list[ingest.SeedFile], known: dict[str, str]) -> Iterator[_Parsed]:
+    """Parse `seeds` in order, on every core when there are many (a cold build of thousands)."""
     work = [(seed, known.get(seed.rel)) for seed in seeds]
     workers = min(os.cpu_count() or 1, 8)
     if len(work) < POOL_FROM or workers < 2:
-        return _parse_chunk(work, settings)
+        yield from (_parse_one(seed, settings, known_hash) for seed, known_hash in work)
+        return
     import concurrent.futures
     import multiprocessing
 
-    size = max(50, len(work) // (workers * 8))
+    size = 100
     chunks = [work[i : i + size] for i in range(0, len(work), size)]
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        done = pool.map(_parse_chunk, chunks, [settings] * len(chunks))
-        return [item for chunk in done for item in chunk]
+        for done in pool.map(_parse_chunk, chunks, [settings] * len(chunks)):
+            yield from done
 
 
 def _parse_fingerprint(settings: Settings) -> str:

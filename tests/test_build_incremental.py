@@ -9,10 +9,12 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from conftest import BASE_CONFIG, NOW
 
 from publisher import pipeline
 from publisher.config import load_settings
+from publisher.store import articles
 
 
 def _text(rng: random.Random, n: int) -> str:
@@ -90,3 +92,27 @@ def test_incremental_builds_end_where_full_builds_end(tmp_path: Path) -> None:
         assert (quick.published, quick.next_embargo) == (full.published, full.next_embargo), step
         assert _state(roots[0]) == _state(roots[1]), step
         _step(rng, roots[0] / "seeds", counter)
+
+
+def test_adding_one_file_neither_loads_every_identity_nor_renders_every_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the first build, one new file means a partial sync, one new page and the feeds."""
+    root = tmp_path / "site"
+    (root / "seeds").mkdir(parents=True)
+    (root / "publisher.toml").write_text(BASE_CONFIG)
+    rng = random.Random(1)
+    for n in range(30):
+        (root / "seeds" / f"a{n}.txt").write_text(_text(rng, n), encoding="utf-8")
+    settings = load_settings(root / "publisher.toml")
+    pipeline.build(settings, NOW)
+    (root / "seeds" / "new.txt").write_text(_text(rng, 99), encoding="utf-8")
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("a full identity sync was not needed")
+
+    monkeypatch.setattr(articles, "_load", refuse)
+    report = pipeline.build(settings, NOW)
+    assert (report.parsed, report.new, report.published) == (1, 1, 31)
+    pages = [p for p in report.written if p.startswith("articles/")]
+    assert len(pages) == 1 and pages[0].startswith("articles/notice-99-")
