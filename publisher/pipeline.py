@@ -132,11 +132,13 @@ def build(settings: Settings, now: datetime, *, full: bool = False) -> BuildRepo
     report = BuildReport()
     files, scan_problems = ingest.scan(settings)
     report.files = len(files)
+    phases = {"scan": time.perf_counter() - started}
     conn = db.connect(settings.db_path)
     try:
         state = publish.load_state(conn, settings)  # before the cache marks this build as started
         refresh = publish.refresh_cache(conn, settings, files)
         report.parsed = refresh.parsed
+        phases["cache"] = time.perf_counter() - started - sum(phases.values())
         if not full and not refresh.changed and state.up_to_date(settings, now):
             report.skipped = True
             report.published, report.next_embargo = state.published, state.embargo
@@ -145,6 +147,7 @@ def build(settings: Settings, now: datetime, *, full: bool = False) -> BuildRepo
             if not state.complete:
                 output.remove_stale_temps(settings.feeds_dir)
             counts = publish.identify(conn, settings, now, refresh, full=full or not state.complete)
+            phases["identity"] = time.perf_counter() - started - sum(phases.values())
             report.new, report.changed, report.renamed, report.removed = (
                 counts.new, counts.changed, counts.renamed, counts.removed
             )
@@ -154,11 +157,18 @@ def build(settings: Settings, now: datetime, *, full: bool = False) -> BuildRepo
             report.written, report.unchanged = written.paths, written.unchanged
             report.published, report.next_embargo = written.published, written.next_embargo
             publish.mark_complete(conn, state)
+            phases["outputs"] = time.perf_counter() - started - sum(phases.values())
         problems = [*scan_problems, *cache.problems(conn), *publish.identity_problems(conn)]
         report.problems = sorted(problems, key=lambda p: (p.path, p.severity != "error"))
     finally:
         conn.close()
     report.seconds = time.perf_counter() - started
+    log.info(
+        "build: %s; %d parsed, %d written",
+        ", ".join(f"{name} {seconds:.2f} s" for name, seconds in phases.items()),
+        report.parsed,
+        len(report.written),
+    )
     return report
 
 
