@@ -86,6 +86,9 @@ def encode_display_name(name: str) -> str:
             return name
         if len(name) <= 60:
             return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    encoded = name.encode("utf-8")
+    if len(encoded) <= _ENCODED_WORD_BYTES:  # the common case: one encoded-word
+        return f"=?utf-8?b?{b64encode(encoded).decode('ascii')}?="
     words = []
     chunk = b""
     for ch in name:
@@ -205,6 +208,9 @@ class MessageTemplate:
         self._end = f"\r\n--{boundary}--\r\n".encode("ascii")
         self._text = _body_pieces(text, roles)
         self._html = _body_pieces(html_body, roles)
+        # Only the roles a body really holds are encoded per recipient.
+        self._text_roles = {p for p in self._text if isinstance(p, str)}
+        self._html_roles = {p for p in self._html if isinstance(p, str)}
 
     def message_id(self, address: str) -> str:
         """Stable for a (digest, recipient): a resend after a crash carries the same id."""
@@ -213,7 +219,8 @@ class MessageTemplate:
 
     def render(self, recipient: Recipient) -> bytes:
         address = check_address(recipient.email)
-        display = encode_display_name(recipient.name)
+        name = one_line(recipient.name)
+        display = encode_display_name(name)
         if not display:
             to = f"To: {address}\r\n"
         elif len(display) + len(address) < 70 and "\n" not in display:
@@ -222,12 +229,9 @@ class MessageTemplate:
             to = f"To: {display}\r\n <{address}>\r\n"
         https = safe_url(recipient.unsubscribe_url)
         mailto = safe_url(recipient.unsubscribe_mailto)
-        name = one_line(recipient.name)
-        text_values = {"unsubscribe": qp(https) + SOFT_BREAK, "name": qp(name) + SOFT_BREAK}
-        html_values = {
-            "unsubscribe": qp(html.escape(https)) + SOFT_BREAK,
-            "name": qp(html.escape(name)) + SOFT_BREAK,
-        }
+        plain = {"unsubscribe": https, "name": name}
+        text_values = {role: qp(plain[role]) + SOFT_BREAK for role in self._text_roles}
+        html_values = {role: qp(html.escape(plain[role])) + SOFT_BREAK for role in self._html_roles}
         out = [
             self._date,
             self._head,
