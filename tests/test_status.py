@@ -39,7 +39,7 @@ def test_after_a_build_it_counts_articles_rejects_and_subscribers(project: Proje
     assert result.code == 1  # a file is rejected
     lines = result.out.splitlines()
     assert lines[0] == "Articles:    1 published, 1 waiting (embargoed or draft), 0 removed"
-    assert lines[1] == "Files:       3 in seeds/, 1 rejected"
+    assert lines[1] == "Files:       3 in seeds/, 1 rejected (as of the last build)"
     assert lines[2].startswith("  seeds/bad.txt: ")
     assert "Subscribers: 1 active, 0 pending, 1 unsubscribed, 0 bounced" in lines
 
@@ -79,3 +79,14 @@ def test_it_shows_the_daemons_last_work_and_the_last_digest_slot(project: Projec
     )
     assert "Last work:   build 2025-03-01 12:58 CET (2 min ago), FAILED: feeds/atom.xml: disk full" in lines
     assert "Last slot:   2025-02-24 08:00 CET (5 days ago): skipped" in lines
+
+
+def test_check_reads_seeds_afresh_instead_of_the_last_build(project: Project) -> None:
+    project.seed("good.txt", "date 2025-02-20 A good story.\n")
+    project.cli("build")
+    project.seed("bad.txt", "no date line here\n")  # after the build
+    assert "Files:       1 in seeds/, 0 rejected (as of the last build)" in project.cli("status").out
+    result = project.cli("status", "--check")
+    assert result.code == 1
+    assert "Files:       2 in seeds/, 1 rejected" in result.out.splitlines()
+    assert "  seeds/bad.txt: date: missing: " in result.out

@@ -22,6 +22,12 @@ def register(sub: Any) -> None:
         "daemon runs. Exit status: 0, or 1 when any file is rejected.",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="read every file in seeds/ now for rejected files (default: as of the last build; slow "
+        "for a large folder)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -30,7 +36,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
     settings = ctx.settings
     now = ctx.clock.now()
-    status = collect(settings, now)
+    status = collect(settings, now, fresh=args.check)
     if args.json:
         print(json.dumps(status.as_json(), indent=2, ensure_ascii=False))
     else:
@@ -60,6 +66,7 @@ def render(status: Status, tz: tzinfo, now: datetime) -> list[str]:
         f"Articles:    {status.published} published, {status.waiting} waiting (embargoed or draft), "
         f"{status.removed} removed",
         f"Files:       {status.files} in seeds/, {len(status.rejected)} rejected"
+        + (f" (as of {status.problems_from})" if status.problems_from == "the last build" else "")
         + (f", {status.warnings} warning{'s' if status.warnings != 1 else ''}" if status.warnings else ""),
     ]
     lines += [f"  {line}" for line in status.rejected]
