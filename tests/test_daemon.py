@@ -294,3 +294,11 @@ def test_daemon_serve_runs_the_http_server_inside_the_daemon(
     assert [e.title for e in feedparser.parse(body).entries] == ["Served story"]
     assert daemon.stop() == 0
     assert "Traceback" not in daemon.log
+
+
+def test_a_bad_digest_schedule_stops_run_before_it_starts(project: Project) -> None:
+    project.configure('[digest]\nschedule = "0 25 * * *"\n')
+    result = project.cli("run")
+    assert result.code == 2
+    assert result.err.strip() == "Error: digest.schedule: hour: 25 is out of range 0-23"
+    assert not (project.state / "lock").exists()
