@@ -174,3 +174,19 @@ def test_outbox_that_cannot_be_written_is_a_temporary_failure(tmp_path: Path) ->
     transport = mailer.open_transport(Settings(base_dir=tmp_path))
     with pytest.raises(mailer.TemporaryFailure, match="cannot write to outbox"):
         transport.send("news@news.example.org", ["a@example.org"], MESSAGE)
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_login_with_the_password_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AUTH with smtp.username and $PUBLISHER_SMTP_PASSWORD; a wrong password is a session failure."""
+    with SmtpServer(Behaviour(login=("news", "s3cret"))) as server:
+        monkeypatch.setenv("PUBLISHER_SMTP_PASSWORD", "s3cret")
+        transport = mailer.open_transport(smtp_settings(server.port, username="news"))
+        assert transport.send("news@news.example.org", ["a@example.org"], MESSAGE).startswith("250")
+        transport.close()
+        monkeypatch.setenv("PUBLISHER_SMTP_PASSWORD", "wrong")
+        refused = mailer.open_transport(smtp_settings(server.port, username="news"))
+        with pytest.raises(mailer.PermanentFailure) as failure:
+            refused.send("news@news.example.org", ["b@example.org"], MESSAGE)
+        assert failure.value.scope == "session" and failure.value.code == 535
+        assert [m.recipients for m in server.messages()] == [("a@example.org",)]

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ class Behaviour:
     drop_after_data: set[int] = field(default_factory=set)
     # Stall (answer nothing, keep the connection open) after the n-th message's data.
     stall_after_data: set[int] = field(default_factory=set)
+    # Require AUTH with this (user, password) before MAIL (over plain TCP: tests only).
+    login: tuple[str, str] | None = None
 
 
 class _Handler:
@@ -120,9 +122,19 @@ class SmtpServer:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         handler = _Handler(self)
+        login = self.behaviour.login
+        auth = {}
+        if login is not None:
+            auth = {
+                "auth_required": True,
+                "auth_require_tls": False,
+                "authenticator": lambda server, session, envelope, mechanism, data: AuthResult(
+                    success=(data.login.decode(), data.password.decode()) == login, handled=False
+                ),
+            }
         self._server = self.loop.run_until_complete(
             self.loop.create_server(
-                lambda: SMTP(handler, hostname="mx.test", data_size_limit=0), sock=self.sock
+                lambda: SMTP(handler, hostname="mx.test", data_size_limit=0, **auth), sock=self.sock
             )
         )
         self._started.set()
