@@ -323,3 +323,25 @@ def test_golden_eml_of_a_real_digest(project: Project, monkeypatch: pytest.Monke
     digest_id = only_digest(conn).encode()
     conn.close()
     check_golden("real-digest.eml", data.replace(digest_id, digest_id[:-8] + b"XXXXXXXX"))
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_a_refused_login_stops_the_run_and_bounces_nobody(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """535 to AUTH concerns the whole session: the run stops at once with everything pending,
+    and no subscriber's bounce count moves."""
+    monkeypatch.setenv("PUBLISHER_SMTP_PASSWORD", "wrong")
+    with SmtpServer(Behaviour(login=("news", "right"))) as server:
+        setup(project, server.port, 4)
+        settings = project.settings()
+        settings = settings.model_copy(update={"smtp": settings.smtp.model_copy(update={"username": "news"})})
+        with pytest.raises(
+            Exception, match=r"stopped sending: permanent failure: 535 .*4 message\(s\) left pending"
+        ):
+            pipeline.digest_send(settings, SEND_AT, backfill=5)
+        assert server.messages() == []
+    assert set(statuses(project).values()) == {"pending"}
+    conn = connect(project)
+    assert conn.execute("SELECT MAX(bounces) FROM subscribers").fetchone()[0] == 0
+    conn.close()
