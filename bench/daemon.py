@@ -122,6 +122,7 @@ def main() -> None:
                 latencies.append(time.monotonic() - closed)
             if index == 9:
                 rss_after_10 = rss_mb(proc.pid)
+                print(f"  10 drops, RSS {rss_after_10:.1f} MB", flush=True)
             if index + 1 == args.drops:
                 ordered = sorted(latencies)
                 print(
