@@ -44,27 +44,53 @@ def sending_rows(project: Project) -> set[str]:
         conn.close()
 
 
+def prepare(project: Project, port: int) -> list[str]:
+    """SMTP to `port` at 150 messages/s (so a signal lands mid-digest), one article, READERS people."""
+    project.configure(
+        f"""
+        [delivery]
+        transport = "smtp"
+        concurrency = {CONCURRENCY}
+        rate_limit = 150
+
+        [smtp]
+        host = "127.0.0.1"
+        port = {port}
+        timeout = 5
+        """
+    )
+    project.seed("one.md", markdown("Talks resume in Geneva", "2025-02-27"))
+    assert project.cli("build").code == 0
+    people = [f"reader{i:03d}@example.org" for i in range(READERS)]
+    (project.root / "people.csv").write_text("email\n" + "\n".join(people) + "\n", encoding="utf-8")
+    assert project.cli("subscribers", "import", str(project.root / "people.csv")).code == 0
+    return people
+
+
+def test_sigterm_stops_between_messages_and_the_next_run_finishes_without_duplicates(
+    project: Project,
+) -> None:
+    """SIGTERM: the run finishes the messages in hand, leaves no row `sending`, exits 1 saying
+    what is pending; the next run sends the rest, and nobody gets two."""
+    with SmtpServer() as server:
+        people = prepare(project, server.port)
+        process = start_send(project)
+        server.wait_for(40, timeout=60)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+        assert process.returncode == 1, err.decode()
+        assert b"pending: run `publisher digest --send` to resume" in err
+        assert sending_rows(project) == set()
+        assert len(server.messages()) < READERS
+        final = start_send(project)
+        final.communicate(timeout=60)
+        assert final.returncode == 0
+    assert server.by_recipient() == dict.fromkeys(people, 1)
+
+
 def test_sigkill_mid_send_then_resume_reaches_everyone_once(project: Project) -> None:
     with SmtpServer() as server:
-        project.configure(
-            f"""
-            [delivery]
-            transport = "smtp"
-            concurrency = {CONCURRENCY}
-            rate_limit = 150
-
-            [smtp]
-            host = "127.0.0.1"
-            port = {server.port}
-            timeout = 5
-            """
-        )
-        project.seed("one.md", markdown("Talks resume in Geneva", "2025-02-27"))
-        assert project.cli("build").code == 0
-        people = [f"reader{i:03d}@example.org" for i in range(READERS)]
-        (project.root / "people.csv").write_text("email\n" + "\n".join(people) + "\n", encoding="utf-8")
-        assert project.cli("subscribers", "import", str(project.root / "people.csv")).code == 0
-
+        people = prepare(project, server.port)
         in_flight_at_kills: set[str] = set()
         for kill_after in (30, 110):
             process = start_send(project)

@@ -113,10 +113,13 @@ def _send(args: argparse.Namespace, ctx: Context) -> int:
 
 @contextmanager
 def _stop_on_sigterm() -> Iterator[Callable[[], bool]]:
-    """SIGTERM (and Ctrl-C) ask the send to stop between messages, leaving the ledger consistent."""
+    """SIGTERM (and Ctrl-C) ask the send to stop between messages, leaving the ledger consistent;
+    a second Ctrl-C interrupts at once (messages in flight then count as the duplicate window)."""
     flag = {"stop": False}
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        if flag["stop"] and signum == signal.SIGINT:
+            raise KeyboardInterrupt
         flag["stop"] = True
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
