@@ -1,6 +1,6 @@
-"""SIGKILL in the middle of sending a 200-recipient digest, twice, then a run to the end: at the
-server, every recipient has the digest, and only messages that were `sending` at a kill (at most
-one per connection) came twice."""
+"""Signals to a real `publisher digest --send` process mid-digest (200 recipients). SIGKILL, twice,
+then a run to the end: every recipient has the digest, and only messages that were `sending` at a
+kill (at most one per connection) came twice. SIGTERM: a clean stop, and no duplicates at all."""
 
 from __future__ import annotations
 
