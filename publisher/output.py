@@ -182,6 +182,19 @@ class Batch:
             _fsync_dir(folder)
         return changed
 
+    def detach(self) -> tuple[list[tuple[str, str, str]], int]:
+        """Hand the temporary files written so far to another Batch (`adopt`), e.g. from a worker
+        process: (temp, target, rel) for each, and the count of files found unchanged."""
+        files = [(str(temp), str(target), rel) for temp, target, rel in self._pending]
+        self._pending.clear()
+        unchanged, self.unchanged = self.unchanged, 0
+        return files, unchanged
+
+    def adopt(self, files: list[tuple[str, str, str]], unchanged: int) -> None:
+        """Take over temporary files another Batch detached; they are renamed at `commit`."""
+        self._pending.extend((Path(temp), Path(target), rel) for temp, target, rel in files)
+        self.unchanged += unchanged
+
     def abort(self) -> None:
         for temp, _, _ in self._pending:
             _remove_quietly(temp)
@@ -224,4 +237,8 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # A killed worker may linger as a zombie until someone reaps it: it writes nothing any more.
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except OSError:
+        return True

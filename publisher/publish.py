@@ -203,7 +203,11 @@ def _parse_all(settings: Settings, seeds: list[ingest.SeedFile], known: dict[str
     size = 100
     chunks = [work[i : i + size] for i in range(0, len(work), size)]
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+    from publisher.publish_units import die_with_parent
+
+    with concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)
+    ) as pool:
         for done in pool.map(_parse_chunk, chunks, [settings] * len(chunks)):
             yield from done
 
@@ -307,7 +311,7 @@ def write_outputs(
     when one is missing, or when the look changed (`new_look`: settings, templates, release), and
     not by `full` alone, so a --full build never disagrees with the incremental ones.
     """
-    from publisher import feed, output, pages, urls
+    from publisher import feed, output, pages, publish_units, urls
     from publisher.store import archives, articles, cache, db
 
     # Going out now: digests are cut along live_at, archives are filled in live order.
@@ -324,10 +328,7 @@ def write_outputs(
         db.set_meta(conn, _META_ARCHIVES, json.dumps(sorted(pending)))
 
     def published(ids: Sequence[str]) -> list[Published]:
-        found = cache.load_articles(conn, ids)
-        known = articles.identities(conn, list(found))
-        items = [Published(found[i], known[i]) for i in ids if i in found and i in known]
-        return sorted(items, key=lambda p: (p.published, p.id), reverse=True)
+        return publish_units.published(conn, ids)
 
     def archive_url(number: int) -> str | None:
         return urls.absolute(settings.site, feed.archive_path(number)) if 1 <= number <= total else None
@@ -338,28 +339,8 @@ def write_outputs(
         for name, data in site.static().items():
             batch.write(name, data)
         # Pages first, feeds after: a reader never follows a feed link to a page not yet there.
-        # Each article is loaded once: a page to render that sits in an archive being written is
-        # rendered with that archive (on a cold build, nearly all of them).
-        todo = {row[0] for row in work.render}
-        for number in sorted(pending):
-            members = archives.members(conn, number)
-            entries = published(sorted(cache.published_among(conn, now, members)))
-            for item in entries:
-                if item.id in todo:
-                    todo.discard(item.id)
-                    batch.write(pages.page_path(item.identity.slug), site.article(item))
-            data = feed.atom_archive(
-                entries,
-                settings,
-                number=number,
-                prev_archive=archive_url(number - 1),
-                next_archive=archive_url(number + 1),
-            )
-            batch.write(feed.archive_path(number), data)
-        rest = [row[0] for row in work.render if row[0] in todo]
-        for start in range(0, len(rest), 500):
-            for item in published(rest[start : start + 500]):
-                batch.write(pages.page_path(item.identity.slug), site.article(item))
+        units = publish_units.plan(conn, sorted(pending), [row[0] for row in work.render])
+        publish_units.render_all(conn, settings, site, batch, units, now, total)
         newest = cache.newest(conn, now, max(settings.feed.entries, settings.feed.index_entries))
         # atom.xml must also hold every live article not archived yet (store/archives.py).
         waiting = cache.published_among(conn, now, archives.unarchived(conn, now))
