@@ -153,7 +153,9 @@ def build(settings: Settings, now: datetime, *, full: bool = False) -> BuildRepo
             )
             new_look = not state.same_look
             everything = full or new_look or not (settings.feeds_dir / "index.html").is_file()
-            written = publish.write_outputs(conn, settings, now, full=everything, new_look=new_look)
+            written = publish.write_outputs(
+                conn, settings, now, full=everything, new_look=new_look, candidates=counts.ids
+            )
             report.written, report.unchanged = written.paths, written.unchanged
             report.published, report.next_embargo = written.published, written.next_embargo
             publish.mark_complete(conn, state)

@@ -97,6 +97,9 @@ class Counts:
     changed: int = 0
     renamed: int = 0
     removed: int = 0
+    # The articles whose page may have changed (touched, or claimed or released by a changed
+    # file); None: any of them (a full sync).
+    ids: set[str] | None = field(default_factory=set)
 
 
 @dataclass
@@ -265,10 +268,15 @@ def identify(
             conn, {p: sync.claims.get(p) for p in scope if p in old and old[p] != sync.claims.get(p)}
         )
         stored = json.loads(db.get_meta(conn, _META_PROBLEMS) or "[]")
-        kept = [fields for fields in stored if fields[0] not in shown]
+        # A full sync found every problem there is; a partial one only those in its scope.
+        kept = [] if subjects is None else [fields for fields in stored if fields[0] not in shown]
         fresh = [[p.path, p.field, p.message, p.severity] for p in sync.problems]
         db.set_meta(conn, _META_PROBLEMS, json.dumps(sorted(kept + fresh)))
-    return Counts(sync.new, sync.changed, sync.renamed, sync.removed)
+    ids = None
+    if subjects is not None:
+        # related.ids holds the ids the changed and removed files claimed before this sync.
+        ids = set(sync.touched) | {i for i in old.values() if i} | set(sync.claims.values()) | related.ids
+    return Counts(sync.new, sync.changed, sync.renamed, sync.removed, ids)
 
 
 def _related(conn: sqlite3.Connection, refresh: Refresh) -> tuple[list[Any], Any] | None:
@@ -302,7 +310,13 @@ def _related(conn: sqlite3.Connection, refresh: Refresh) -> tuple[list[Any], Any
 
 
 def write_outputs(
-    conn: sqlite3.Connection, settings: Settings, now: datetime, *, full: bool, new_look: bool
+    conn: sqlite3.Connection,
+    settings: Settings,
+    now: datetime,
+    *,
+    full: bool,
+    new_look: bool,
+    candidates: set[str] | None = None,
 ) -> Written:
     """Every output that may differ, written atomically, then the record of it.
 
@@ -315,7 +329,10 @@ def write_outputs(
     from publisher.store import archives, articles, cache, db
 
     # Going out now: digests are cut along live_at, archives are filled in live order.
-    articles.mark_live(conn, cache.not_yet_live(conn, now), now)
+    going_live = cache.not_yet_live(conn, now)
+    articles.mark_live(conn, going_live, now)
+    if candidates is not None:
+        candidates = candidates | set(going_live)
     pending = set(json.loads(db.get_meta(conn, _META_ARCHIVES) or "[]"))
     pending.update(archives.assign(conn, settings, now))
     total = archives.count(conn)
@@ -333,7 +350,9 @@ def write_outputs(
     def archive_url(number: int) -> str | None:
         return urls.absolute(settings.site, feed.archive_path(number)) if 1 <= number <= total else None
 
-    work = cache.page_work(conn, now, everything=full)
+    if candidates is not None and len(candidates) > 5_000:
+        candidates = None  # one scan of everything is cheaper than a long IN list
+    work = cache.page_work(conn, now, everything=full, candidates=candidates)
     site = pages.Pages(settings)
     with output.Batch(settings.feeds_dir) as batch:
         for name, data in site.static().items():

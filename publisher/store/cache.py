@@ -76,6 +76,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE parse_cache ADD COLUMN valid INTEGER NOT NULL DEFAULT 0;
     DELETE FROM parse_cache;
     """,
+    # Covers "what is published now" (counting it, finding the newest) without reading rows.
+    """
+    CREATE INDEX parse_cache_published ON parse_cache (draft, date, article_id);
+    """,
 ]
 
 _RACY_NS = 2_000_000_000
@@ -303,7 +307,11 @@ _PUBLISHED = (
 
 
 def published_count(conn: sqlite3.Connection, now: datetime) -> int:
-    row = conn.execute(f"SELECT COUNT(*) FROM ({_PUBLISHED})", {"now": to_db_time(now)}).fetchone()
+    # A claimed id always has its articles row: no join needed (and the index covers it).
+    row = conn.execute(
+        "SELECT COUNT(*) FROM parse_cache WHERE draft = 0 AND date <= ? AND article_id IS NOT NULL",
+        (to_db_time(now),),
+    ).fetchone()
     return int(row[0])
 
 
@@ -357,18 +365,32 @@ class PageWork:
     delete: list[tuple[str, str]]
 
 
-def page_work(conn: sqlite3.Connection, now: datetime, *, everything: bool) -> PageWork:
-    """Pages whose article is new, changed or newly published; pages no longer published."""
-    params = {"now": to_db_time(now)}
-    condition = "" if everything else " WHERE g.stamp IS NULL OR g.stamp != p.stamp OR g.slug != p.slug"
+def page_work(
+    conn: sqlite3.Connection, now: datetime, *, everything: bool, candidates: set[str] | None = None
+) -> PageWork:
+    """Pages whose article is new, changed or newly published; pages no longer published.
+
+    `candidates`: the only articles whose page can have changed (what an incremental build
+    touched); None looks at every article. `everything`: render every published page.
+    """
+    params: dict[str, object] = {"now": to_db_time(now)}
+    stale = "(g.stamp IS NULL OR g.stamp != p.stamp OR g.slug != p.slug)"
+    if candidates is not None:
+        ordered = sorted(candidates)
+        marks = ",".join(f":c{i}" for i in range(len(ordered)))
+        params.update({f"c{i}": value for i, value in enumerate(ordered)})
+        among, among_pages = f" AND p.id IN ({marks})", f" AND g.article_id IN ({marks})"
+    else:
+        among = among_pages = ""
+    condition = "" if everything else f" WHERE {stale}{among}"
     render = conn.execute(
         f"SELECT p.id, p.slug, p.stamp FROM ({_PUBLISHED}) p LEFT JOIN pages g ON g.article_id = p.id"
         f"{condition} ORDER BY p.date, p.id",
         params,
     ).fetchall()
     delete = conn.execute(
-        f"SELECT g.article_id, g.slug FROM pages g WHERE g.article_id NOT IN (SELECT id FROM ({_PUBLISHED})) "
-        "ORDER BY g.slug",
+        f"SELECT g.article_id, g.slug FROM pages g WHERE g.article_id NOT IN (SELECT id FROM ({_PUBLISHED}))"
+        f"{'' if everything else among_pages} ORDER BY g.slug",
         params,
     ).fetchall()
     return PageWork([(r[0], r[1], r[2]) for r in render], [(r[0], r[1]) for r in delete])
