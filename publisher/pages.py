@@ -13,13 +13,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from publisher import urls
 from publisher.config import Settings
 from publisher.errors import OutputError
 from publisher.models import Published
-from publisher.render import BUNDLED, Templates
+
+if TYPE_CHECKING:
+    from publisher.render import Templates
+
+# render.BUNDLED, without importing Jinja2: a build with nothing to do only fingerprints the
+# templates, and Jinja2 costs 50 ms to import (tests/test_pages.py checks the two agree).
+BUNDLED = Path(__file__).resolve().parent.parent / "templates"
 
 INDEX = "index.html"
 STYLESHEET = "style.css"
@@ -69,7 +75,11 @@ class Pages:
     def __init__(self, settings: Settings, templates: Templates | None = None) -> None:
         self.settings = settings
         self.site = settings.site
-        self.templates = templates or Templates(settings)
+        if templates is None:
+            from publisher.render import Templates
+
+            templates = Templates(settings)
+        self.templates = templates
         self.tz = settings.site.tz
         self.links = {
             "home": urls.absolute(self.site, ""),
