@@ -136,7 +136,10 @@ def bench(folder: Path, count: int, runs: int, cold_runs: int) -> None:
         for name in ("state", "feeds"):
             shutil.rmtree(folder / name, ignore_errors=True)
         cold.append(run_build(folder))
-    print(f"cold build            {_median(cold)}\n    {cold[-1][2]}", flush=True)
+    if cold:
+        print(f"cold build            {_median(cold)}\n    {cold[-1][2]}", flush=True)
+    else:
+        run_build(folder)  # --cold-runs 0: reuse the state of an earlier run (built here if missing)
     same = [run_build(folder) for _ in range(runs)]
     print(f"nothing changed       {_median(same)}\n    {same[-1][2]}", flush=True)
     added = []
@@ -158,7 +161,9 @@ def main() -> None:
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000])
     parser.add_argument("--runs", type=int, default=5, help="runs of each rebuild")
-    parser.add_argument("--cold-runs", type=int, default=3, help="runs of the cold build")
+    parser.add_argument(
+        "--cold-runs", type=int, default=3, help="runs of the cold build (0: keep the existing state)"
+    )
     parser.add_argument("--folder", type=Path, default=Path("/tmp/publisher-bench"))
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
