@@ -254,3 +254,16 @@ def test_a_newer_schema_is_refused_without_a_traceback(project: Project) -> None
     result = project.cli("build")
     assert result.code == 1
     assert result.err.startswith("Error: state database has cache schema version 99, newer than this release")
+
+
+def test_an_edit_within_the_same_clock_tick_is_still_seen(project: Project) -> None:
+    """Same size, same mtime, different bytes right after a build (git's racy-clean case)."""
+    path = project.seed("s1.txt", _story(1, "Version A."))
+    settings = project.settings()
+    pipeline.build(settings, NOW)
+    stamp = path.stat().st_mtime_ns
+    path.write_text(_story(1, "Version B."), encoding="utf-8")
+    os.utime(path, ns=(stamp, stamp))
+    report = pipeline.build(settings, NOW)
+    assert (report.parsed, report.changed) == (1, 1)
+    assert any("Version B." in p.read_text(encoding="utf-8") for p in (project.feeds / "articles").iterdir())
