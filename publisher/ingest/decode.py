@@ -18,6 +18,8 @@ _FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
 
 # C0 control bytes that text files do not contain (tab, LF, VT, FF, CR and ESC are left out).
 _BINARY_BYTES = frozenset(set(range(0x20)) - {0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1B})
+# bytes.translate(None, delete) keeps only the binary bytes: counting them at C speed.
+_NOT_BINARY = bytes(b for b in range(256) if b not in _BINARY_BYTES)
 
 
 class DecodeProblem(FieldProblem):
@@ -38,7 +40,7 @@ def decode(data: bytes) -> tuple[str, list[str]]:
     if nul != -1:
         raise DecodeProblem("file", f"binary data, not text (NUL byte at byte offset {nul})")
     head = data[skip : skip + 4096]
-    controls = sum(1 for byte in head if byte in _BINARY_BYTES)
+    controls = len(head.translate(None, _NOT_BINARY))
     if controls * 20 > len(head):  # > 5 %: no text file has that many; images and archives do
         raise DecodeProblem(
             "file", f"binary data, not text ({controls} control bytes in the first {len(head)})"
