@@ -140,7 +140,7 @@ def refresh_cache(conn: sqlite3.Connection, settings: Settings, files: list[inge
         refresh.reset = cache.reset_if_changed(conn, _parse_fingerprint(settings))
         known = cache.stats(conn)
     gone = {path for path in known if path not in refresh.present}
-    suspects = [s for s in files if known.get(s.rel, (-1, -1, ""))[:2] != (s.size, s.mtime_ns)]
+    suspects = [s for s in files if known.get(s.rel) != f"{s.size}:{s.mtime_ns}"]
     with db.transaction(conn):
         # What the files about to change held before: a partial sync must look at those too.
         refresh.stories, refresh.ids = cache.related_info(conn, gone | {s.rel for s in suspects})
@@ -163,7 +163,8 @@ def refresh_cache(conn: sqlite3.Connection, settings: Settings, files: list[inge
                 refresh.paths.add(seed.rel)
         pending.clear()
 
-    for item in _parse_all(settings, suspects, {s.rel: known[s.rel][2] for s in suspects if s.rel in known}):
+    hashes = cache.file_hashes(conn, {s.rel for s in suspects if s.rel in known})
+    for item in _parse_all(settings, suspects, hashes):
         pending.append(item)
         if len(pending) >= 500:
             store()

@@ -138,6 +138,27 @@ class Related:
     ids: frozenset[str]
 
 
+class _Slugs(Protocol):
+    def __contains__(self, slug: object) -> bool: ...
+    def add(self, slug: str) -> None: ...
+
+
+class _SlugsInDb:
+    """The slugs taken, asked of the database one at a time (a partial sync mints a few)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.minted: set[str] = set()
+
+    def __contains__(self, slug: object) -> bool:
+        if slug in self.minted:
+            return True
+        return self.conn.execute("SELECT 1 FROM articles WHERE slug = ?", (slug,)).fetchone() is not None
+
+    def add(self, slug: str) -> None:
+        self.minted.add(slug)
+
+
 def _load_related(conn: sqlite3.Connection, related: Related) -> list[_Row]:
     found: dict[str, _Row] = {}
     for column, values in (("source", related.sources), ("story_hash", related.stories), ("id", related.ids)):
@@ -186,6 +207,7 @@ def sync_sources(
     grows with the change instead of with the corpus.
     """
     report = SyncReport()
+    slugs: _Slugs
     with transaction(conn):
         if related is None:
             rows = _load(conn)
@@ -194,7 +216,7 @@ def sync_sources(
             present = {article.source for article in articles} | set(present_invalid)
         else:
             rows = _load_related(conn, related)
-            slugs = {str(r[0]) for r in conn.execute("SELECT slug FROM articles")}
+            slugs = _SlugsInDb(conn)
             next_seq = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM articles").fetchone()[0]) + 1
             present = set(related.present)
         by_id = {row.id: row for row in rows}
@@ -260,7 +282,7 @@ def _match(
 
 
 def _mint(
-    conn: sqlite3.Connection, article: Source, now: datetime, seq: int, slugs: set[str], host: str
+    conn: sqlite3.Connection, article: Source, now: datetime, seq: int, slugs: _Slugs, host: str
 ) -> _Row:
     base = _slug_base(article)
     slug, n = base, 2
