@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +29,8 @@ from typing import Any
 from publisher import ingest
 from publisher.config import Settings
 from publisher.models import Problem, Published
+
+log = logging.getLogger("publisher.publish")
 
 _META_FINGERPRINT = "build.fingerprint"
 _META_COMPLETE = "build.complete"
@@ -360,7 +364,9 @@ def write_outputs(
             batch.write(name, data)
         # Pages first, feeds after: a reader never follows a feed link to a page not yet there.
         units = publish_units.plan(conn, sorted(pending), [row[0] for row in work.render])
+        started = time.perf_counter()
         publish_units.render_all(conn, settings, site, batch, units, now, total)
+        rendered = time.perf_counter() - started
         newest = cache.newest(conn, now, max(settings.feed.entries, settings.feed.index_entries))
         # atom.xml must also hold every live article not archived yet (store/archives.py).
         waiting = cache.published_among(conn, now, archives.unarchived(conn, now))
@@ -375,7 +381,9 @@ def write_outputs(
             keep = {pages.page_path(slug) for _, slug, _ in work.render}
             for stray in stray_pages(settings, keep):
                 batch.delete(stray)
+        started = time.perf_counter()
         written = batch.commit()
+        log.info("outputs: pages and archives %.2f s, commit %.2f s", rendered, time.perf_counter() - started)
     with db.transaction(conn):
         cache.record_pages(conn, work.render, [article_id for article_id, _ in work.delete])
         db.set_meta(conn, _META_ARCHIVES, "[]")
