@@ -12,10 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from publisher import delivery, ingest, mailer
+from publisher import ingest
 from publisher.config import Settings
 from publisher.models import Article, Problem
+
+if TYPE_CHECKING:  # imported when a digest is sent: a build should not pay for them at start
+    from publisher import delivery, mailer
 
 log = logging.getLogger("publisher.pipeline")
 
@@ -189,7 +193,7 @@ def digest_send(
     between messages; the rest stays pending for the next call. `transport`: one caller-owned
     connection instead of `settings.delivery`'s. `resume_only`: start no new digest (the daemon at
     start, between two slots)."""
-    from publisher import digest, tokens
+    from publisher import delivery, digest, tokens
     from publisher.store import db
 
     mailto = f"mailto:{settings.digest.unsubscribe_mailto}?subject=unsubscribe%20"
@@ -219,7 +223,7 @@ def digest_test(
 ) -> str:
     """Send one copy of the next digest to `address` only, outside the ledger, recording nothing
     (its unsubscribe links carry a token that unsubscribes nobody). Returns the server's reply."""
-    from publisher import digest
+    from publisher import delivery, digest
     from publisher.store import db
     from publisher.subscribers import normalise_address
 

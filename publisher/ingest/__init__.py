@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 
 from publisher.config import Settings
-from publisher.ingest import markdown, plaintext
+from publisher.ingest import plaintext
 from publisher.ingest.decode import DecodeProblem, decode
 from publisher.ingest.fields import FieldProblem, FieldProblems, Fields
 from publisher.ingest.text import content_hash, paragraphs_html, story_hash
@@ -256,6 +256,10 @@ def parse_file(seed: SeedFile, settings: Settings) -> tuple[Article | None, list
     limits = {"title_max": settings.ingest.title_max_chars, "summary_max": settings.ingest.summary_max_chars}
     try:
         if seed.rel.lower().endswith(MARKDOWN_SUFFIXES):
+            # Imported on first use: markdown-it and PyYAML cost ~0.15 s of start-up, which a
+            # rebuild with nothing to parse should not pay.
+            from publisher.ingest import markdown
+
             fields = markdown.parse(text, tz, settings.site.base_url, **limits)
             kind = "markdown"
         else:
