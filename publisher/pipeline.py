@@ -169,7 +169,7 @@ def build(settings: Settings, now: datetime, *, full: bool = False) -> BuildRepo
     finally:
         conn.close()
     report.seconds = time.perf_counter() - started
-    log.info(
+    log.debug(  # the CLI and the daemon each print their own summary line
         "build: %s; %d parsed, %d written",
         ", ".join(f"{name} {seconds:.2f} s" for name, seconds in phases.items()),
         report.parsed,

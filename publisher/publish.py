@@ -383,7 +383,7 @@ def write_outputs(
                 batch.delete(stray)
         started = time.perf_counter()
         written = batch.commit()
-        log.info("outputs: pages and archives %.2f s, commit %.2f s", rendered, time.perf_counter() - started)
+        log.debug("outputs: pages and archives %.2f s, commit %.2f s", rendered, time.perf_counter() - started)
     with db.transaction(conn):
         cache.record_pages(conn, work.render, [article_id for article_id, _ in work.delete])
         db.set_meta(conn, _META_ARCHIVES, "[]")

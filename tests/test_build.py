@@ -201,11 +201,11 @@ def test_cli_reports_problems_and_strict_fails_on_rejected_files(project: Projec
     assert result.code == 0
     lines = result.out.splitlines()
     assert any(line.startswith("seeds/bad.txt: date: missing") for line in lines)
-    assert "seeds/zcopy.txt: same story text as seeds/good.txt; not published" in lines
+    assert "seeds/zcopy.txt: body: same story text as seeds/good.txt; not published" in lines
     assert lines[-1].startswith("1 published, ") and ", 2 rejected, " in lines[-1]
     again = project.cli("build", "--strict")
     assert again.code == 1
-    assert "seeds/zcopy.txt: same story text as seeds/good.txt; not published" in again.out.splitlines()
+    assert "seeds/zcopy.txt: body: same story text as seeds/good.txt; not published" in again.out.splitlines()
     assert ", 0 written, " in again.out
 
 

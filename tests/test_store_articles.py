@@ -97,7 +97,7 @@ def test_duplicates_are_reported_and_the_known_one_kept(project: Project, conn: 
     report = _sync(conn, project)
     assert _ids(report) == {"m.txt": known}
     assert [str(p) for p in report.problems] == [
-        "seeds/a-copy.txt: same story text as seeds/m.txt; not published"
+        "seeds/a-copy.txt: body: same story text as seeds/m.txt; not published"
     ]
 
 

@@ -234,7 +234,7 @@ def sync_sources(
             first = winner_of_story.get(article.story_hash)
             if first is not None:
                 report.problems.append(
-                    Problem(label(article.source), "", f"same story text as {label(first)}; not published")
+                    Problem(label(article.source), "body", f"same story text as {label(first)}; not published")
                 )
                 continue
             row = _match(article, by_id, by_source, by_story, present)
