@@ -94,3 +94,32 @@ def test_wait_gives_up_after_its_time(project: Project) -> None:
         state_lock(settings, wait=0.5),
     ):
         pass
+
+
+@pytest.mark.parametrize("command", [["build"], ["digest", "--send"]])
+def test_cron_commands_wait_for_the_lock_when_asked(project: Project, command: list[str]) -> None:
+    """`build --wait` and `digest --send --wait` take the lock once its holder lets go; without
+    enough patience they exit 3 with one line, like a cron run that finds the daemon busy."""
+    settings = project.settings()
+    project.seed("a.txt", "date 2025-02-19 A story about the harbour reopening after the storm.\n")
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(project.config_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "locked\n"
+        refused = project.cli(*command, "--wait", "0.2")
+        assert refused.code == 3
+        assert refused.err.startswith(f"Error: {settings.state_dir} is in use by another publisher process")
+        assert "after waiting 0.2 s" in refused.err
+        release = threading.Timer(0.3, lambda: (child.stdin.write("\n"), child.stdin.flush()))  # type: ignore[union-attr]
+        release.start()
+        waited = project.cli(*command, "--wait", "30")
+        release.join()
+        assert waited.code == 0, waited.err
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from publisher.cli.options import add_wait
+
 if TYPE_CHECKING:
     from publisher.cli.main import Context
 
@@ -27,6 +29,7 @@ def register(sub: Any) -> None:
         help="re-render every output and remove stray pages (after a manual edit)",
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when any file was rejected")
+    add_wait(parser)
     parser.set_defaults(handler=run)
 
 
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from publisher.pipeline import build
 
     settings = ctx.settings
-    with state_lock(settings, purpose="publisher build"):
+    with state_lock(settings, wait=args.wait, purpose="publisher build"):
         report = build(settings, ctx.clock.now(), full=args.full)
     for problem in report.problems:
         print(problem, file=sys.stdout)

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
+from publisher.cli.options import add_wait
+
 if TYPE_CHECKING:
     from publisher.cli.main import Context
     from publisher.delivery import Progress
@@ -41,6 +43,7 @@ def register(sub: Any) -> None:
         metavar="N",
         help="the very first digest includes the N latest articles (default: digest.backfill)",
     )
+    add_wait(parser)
     parser.set_defaults(handler=run)
 
 
@@ -79,7 +82,10 @@ def _send(args: argparse.Namespace, ctx: Context) -> int:
 
     settings = ctx.settings
     bar = ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.quiet else None
-    with state_lock(settings, purpose="publisher digest --send"), _stop_on_sigterm() as stopping:
+    with (
+        state_lock(settings, wait=args.wait, purpose="publisher digest --send"),
+        _stop_on_sigterm() as stopping,
+    ):
         try:
             report = pipeline.digest_send(
                 settings,

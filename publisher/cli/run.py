@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from publisher.cli.options import add_wait
+
 if TYPE_CHECKING:
     from publisher.cli.main import Context
 
@@ -20,13 +22,7 @@ def register(sub: Any) -> None:
         "Ctrl-C finishes the current step and exits 0; SIGHUP reloads the configuration. Exit status: 0 "
         "after a clean stop, 2 configuration error, 3 another publisher holds the lock.",
     )
-    parser.add_argument(
-        "--wait",
-        type=float,
-        default=0,
-        metavar="SECONDS",
-        help="wait this long for another publisher to release the state folder (default: refuse at once)",
-    )
+    add_wait(parser)
     parser.set_defaults(handler=run)
 
 
