@@ -108,6 +108,7 @@ class BuildReport:
     parsed: int = 0  # files read and parsed this time (the others came from the parse cache)
     skipped: bool = False  # nothing had changed: not a single output was rendered
     next_embargo: datetime | None = None  # earliest future date of a valid non-draft article
+    unsettled: list[str] = field(default_factory=list)  # changed too recently: left for the next build
     seconds: float = 0.0
     problems: list[Problem] = field(default_factory=list)
 
@@ -120,7 +121,9 @@ class BuildReport:
         return sum(1 for p in self.problems if p.severity == "warning")
 
 
-def build(settings: Settings, now: datetime, *, full: bool = False) -> BuildReport:
+def build(
+    settings: Settings, now: datetime, *, full: bool = False, settled_before: float | None = None
+) -> BuildReport:
     """seeds/ → feeds/: parse what changed, keep identities, write every output that differs.
 
     Incremental (see publisher/publish.py): unchanged files come from the parse cache, only pages
@@ -128,6 +131,10 @@ def build(settings: Settings, now: datetime, *, full: bool = False) -> BuildRepo
     build completed, nothing is rendered at all. `full` re-renders every output (still writing only
     files whose bytes differ) and deletes stray pages. A build is recorded as complete only after
     its files are in place, so the next build finishes the work of a killed one.
+
+    `settled_before` (a file-system timestamp, seconds): files changed after it are left for a later
+    build (`BuildReport.unsettled`), so a file still being copied is never published half-written.
+    The daemon passes its wall-clock time less `daemon.settle`; the CLI reads every file.
     """
     from publisher import output, publish
     from publisher.store import cache, db
@@ -140,7 +147,9 @@ def build(settings: Settings, now: datetime, *, full: bool = False) -> BuildRepo
     conn = db.connect(settings.db_path)
     try:
         state = publish.load_state(conn, settings)  # before the cache marks this build as started
-        refresh = publish.refresh_cache(conn, settings, files)
+        settled_ns = None if settled_before is None else int(settled_before * 1e9)
+        refresh = publish.refresh_cache(conn, settings, files, settled_before_ns=settled_ns)
+        report.unsettled = refresh.unsettled
         report.parsed = refresh.parsed
         phases["cache"] = time.perf_counter() - started - sum(phases.values())
         if not full and not refresh.changed and state.up_to_date(settings, now):
@@ -153,7 +162,10 @@ def build(settings: Settings, now: datetime, *, full: bool = False) -> BuildRepo
             counts = publish.identify(conn, settings, now, refresh, full=full or not state.complete)
             phases["identity"] = time.perf_counter() - started - sum(phases.values())
             report.new, report.changed, report.renamed, report.removed = (
-                counts.new, counts.changed, counts.renamed, counts.removed
+                counts.new,
+                counts.changed,
+                counts.renamed,
+                counts.removed,
             )
             new_look = not state.same_look
             everything = full or new_look or not (settings.feeds_dir / "index.html").is_file()

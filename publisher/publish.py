@@ -124,14 +124,25 @@ class Refresh:
     ids: set[str] = field(default_factory=set)
     parsed: int = 0
     reset: bool = False
+    unsettled: list[str] = field(default_factory=list)  # changed too recently to be read yet
 
     @property
     def changed(self) -> bool:
         return self.reset or bool(self.paths)
 
 
-def refresh_cache(conn: sqlite3.Connection, settings: Settings, files: list[ingest.SeedFile]) -> Refresh:
+def refresh_cache(
+    conn: sqlite3.Connection,
+    settings: Settings,
+    files: list[ingest.SeedFile],
+    *,
+    settled_before_ns: int | None = None,
+) -> Refresh:
     """Bring the parse cache in line with seeds/, reading only files whose size or mtime moved.
+
+    With `settled_before_ns` (the daemon's), a changed file modified after that moment may still be
+    being written: it is not read this time, and whatever the cache held for it (its previous
+    complete version, or nothing) stands until a later build, when it has stopped changing.
 
     Results are stored a batch at a time as they come (memory stays flat on a cold build, and no
     transaction is held open while files are parsed). The first change to the cache also marks
@@ -145,6 +156,9 @@ def refresh_cache(conn: sqlite3.Connection, settings: Settings, files: list[inge
         known = cache.stats(conn)
     gone = {path for path in known if path not in refresh.present}
     suspects = [s for s in files if known.get(s.rel) != f"{s.size}:{s.mtime_ns}"]
+    if settled_before_ns is not None:
+        refresh.unsettled = sorted(s.rel for s in suspects if s.mtime_ns > settled_before_ns)
+        suspects = [s for s in suspects if s.mtime_ns <= settled_before_ns]
     with db.transaction(conn):
         # What the files about to change held before: a partial sync must look at those too.
         refresh.stories, refresh.ids = cache.related_info(conn, gone | {s.rel for s in suspects})
@@ -383,7 +397,8 @@ def write_outputs(
                 batch.delete(stray)
         started = time.perf_counter()
         written = batch.commit()
-        log.debug("outputs: pages and archives %.2f s, commit %.2f s", rendered, time.perf_counter() - started)
+        committed = time.perf_counter() - started
+        log.debug("outputs: pages and archives %.2f s, commit %.2f s", rendered, committed)
     with db.transaction(conn):
         cache.record_pages(conn, work.render, [article_id for article_id, _ in work.delete])
         db.set_meta(conn, _META_ARCHIVES, "[]")

@@ -18,6 +18,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
@@ -208,7 +209,11 @@ class Daemon:
     def _build_once(self) -> None:
         now = self.clock.now()
         try:
-            report = pipeline.build(self.settings, now)
+            # Files another process started writing while the watcher waited are left alone until
+            # they, too, have settled (the watcher reports them, and asks for the next build).
+            report = pipeline.build(
+                self.settings, now, settled_before=time.time() - self.settings.daemon.settle
+            )
         except PublisherError as exc:
             self._outcome("build", False, exc.one_line())
             return
@@ -221,6 +226,19 @@ class Daemon:
         log.info("built: %s", summary, extra={"written": len(report.written), "rejected": report.rejected})
         self._outcome("build", True, summary)
         self._plan_embargo(report.next_embargo)
+        if report.unsettled:
+            log.debug("still changing, left for the next build: %s", ", ".join(report.unsettled[:5]))
+            # A safety net besides the watcher: look again once they should have settled.
+            self._at(
+                self.clock.now() + timedelta(seconds=self.settings.daemon.settle),
+                self._recheck_unsettled,
+                "build",
+            )
+
+    def _recheck_unsettled(self) -> None:
+        with self._mu:
+            self._dirty = True
+        self._build_job(queued=False)
 
     def _log_problems(self, problems: list[str]) -> None:
         # Every build reports every bad file; say each problem once, when it first appears.
