@@ -24,8 +24,23 @@ if TYPE_CHECKING:  # imported when a digest is sent: a build should not pay for 
 log = logging.getLogger("publisher.pipeline")
 
 
+class _ProblemCounts:
+    """The counts of a report's summary line, from its `problems`."""
+
+    problems: list[Problem]
+
+    @property
+    def rejected(self) -> int:
+        """Files with at least one error (rejected, not published)."""
+        return len({p.path for p in self.problems if p.severity == "error"})
+
+    @property
+    def warnings(self) -> int:
+        return sum(1 for p in self.problems if p.severity == "warning")
+
+
 @dataclass
-class CheckReport:
+class CheckReport(_ProblemCounts):
     """What `publisher check` found: every problem, and counts for the summary line."""
 
     files: int = 0
@@ -34,14 +49,6 @@ class CheckReport:
     scheduled: int = 0
     problems: list[Problem] = field(default_factory=list)
     articles: list[Article] = field(default_factory=list)
-
-    @property
-    def rejected(self) -> int:
-        return len({p.path for p in self.problems if p.severity == "error"})
-
-    @property
-    def warnings(self) -> int:
-        return sum(1 for p in self.problems if p.severity == "warning")
 
 
 def check(settings: Settings, now: datetime) -> CheckReport:
@@ -94,7 +101,7 @@ def digest_preview(settings: Settings, now: datetime, *, backfill: int | None = 
 
 
 @dataclass
-class BuildReport:
+class BuildReport(_ProblemCounts):
     """What `publisher build` did: every problem, what changed, and what was written."""
 
     files: int = 0
@@ -111,14 +118,6 @@ class BuildReport:
     unsettled: list[str] = field(default_factory=list)  # changed too recently: left for the next build
     seconds: float = 0.0
     problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def rejected(self) -> int:
-        return len({p.path for p in self.problems if p.severity == "error"})
-
-    @property
-    def warnings(self) -> int:
-        return sum(1 for p in self.problems if p.severity == "warning")
 
 
 def build(
