@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from publisher.store.db import from_db_time, to_db_time, transaction
+from publisher.store.db import from_db_time, joined, to_db_time
 
 MIGRATIONS: list[str] = [
     """
@@ -53,15 +52,6 @@ class Subscriber:
     bounces: int = 0
     created_at: datetime | None = None
     updated_at: datetime | None = None
-
-
-@contextmanager
-def _tx(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    if conn.in_transaction:
-        yield conn
-    else:
-        with transaction(conn):
-            yield conn
 
 
 def _row(row: sqlite3.Row | tuple[object, ...]) -> Subscriber:
@@ -126,7 +116,7 @@ def add(
     or "unchanged" (already in that status; a given non-empty name replaces the old one).
     """
     stamp = to_db_time(now)
-    with _tx(conn):
+    with joined(conn):
         known = by_email(conn, email)
         if known is None:
             conn.execute(
@@ -156,7 +146,7 @@ def add_many(conn: sqlite3.Connection, rows: Iterable[tuple[str, str]], now: dat
     so an import never re-subscribes someone who unsubscribed or bounced. Returns (added, existing)."""
     stamp = to_db_time(now)
     added = existing = 0
-    with _tx(conn):
+    with joined(conn):
         for email, name in rows:
             cursor = conn.execute(
                 _INSERT + " ON CONFLICT (email) DO NOTHING",
@@ -173,7 +163,7 @@ def set_status(conn: sqlite3.Connection, subscriber_id: int, status: Status, now
     """Change one subscriber's status; False when there is no such subscriber."""
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r}")
-    with _tx(conn):
+    with joined(conn):
         cursor = conn.execute(
             "UPDATE subscribers SET status = ?, updated_at = ? WHERE id = ?",
             (status, to_db_time(now), subscriber_id),
@@ -189,7 +179,7 @@ def record_permanent_failure(
     Returns True when the subscriber is bounced after this call.
     """
     stamp = to_db_time(now)
-    with _tx(conn):
+    with joined(conn):
         conn.execute(
             "UPDATE subscribers SET bounces = bounces + 1, updated_at = ? WHERE id = ?",
             (stamp, subscriber_id),
@@ -204,7 +194,7 @@ def record_permanent_failure(
 
 def reset_failures(conn: sqlite3.Connection, subscriber_id: int, now: datetime) -> None:
     """A message was accepted: the run of permanent failures is over."""
-    with _tx(conn):
+    with joined(conn):
         conn.execute(
             "UPDATE subscribers SET bounces = 0, updated_at = ? WHERE id = ? AND bounces != 0",
             (to_db_time(now), subscriber_id),
