@@ -100,6 +100,19 @@ def digest_preview(settings: Settings, now: datetime, *, backfill: int | None = 
     return paths
 
 
+def digest_never_sent(settings: Settings) -> bool:
+    """True before the first digest (when `--backfill N` decides what the first one holds)."""
+    from publisher.store import db, digests
+
+    if not settings.db_path.exists():
+        return True
+    conn = db.connect(settings.db_path, readonly=True)
+    try:
+        return digests.last_cutoff(conn) is None
+    finally:
+        conn.close()
+
+
 @dataclass
 class BuildReport(_ProblemCounts):
     """What `publisher build` did: every problem, what changed, and what was written."""

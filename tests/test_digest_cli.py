@@ -42,10 +42,20 @@ def test_preview_prints_the_files_and_changes_nothing(project: Project) -> None:
 
 
 def test_send_without_new_articles_says_so(project: Project) -> None:
+    """The first run without backfill sends nothing, and says how to include the back catalogue;
+    once a digest has gone out, the hint is not repeated."""
     with_articles(project)
     result = project.cli("digest", "--send", now=LATER)  # first run, no backfill: baseline only
     assert result.code == 0
-    assert result.out == "No new articles since the last digest: nothing to send.\n"
+    assert result.out == (
+        "No new articles since the last digest: nothing to send.\n"
+        "The first digest starts from now and does not mail the back catalogue; "
+        "--backfill N includes the N latest articles in it.\n"
+    )
+    assert project.cli("subscribers", "add", "ana@example.com").code == 0
+    assert "sent 1" in project.cli("digest", "--send", "--backfill", "1", now=LATER).out
+    again = project.cli("digest", "--send", now=LATER)
+    assert again.out == "No new articles since the last digest: nothing to send.\n"
 
 
 def test_summary_line_names_the_digest_and_the_counts(project: Project) -> None:

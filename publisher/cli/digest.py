@@ -16,6 +16,7 @@ from publisher.cli.options import add_wait
 
 if TYPE_CHECKING:
     from publisher.cli.main import Context
+    from publisher.config import Settings
     from publisher.delivery import Progress
 
 
@@ -66,6 +67,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         paths = pipeline.digest_preview(settings, now, backfill=args.backfill)
         if not paths:
             print("No new articles since the last digest: nothing to preview.")
+            _first_digest_hint(settings)
         for path in paths:
             print(path)
         return 0
@@ -74,6 +76,16 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         print(f"Sent a test copy to {args.to}: {reply}")
         return 0
     return _send(args, ctx)
+
+
+def _first_digest_hint(settings: Settings) -> None:
+    from publisher import pipeline
+
+    if pipeline.digest_never_sent(settings):
+        print(
+            "The first digest starts from now and does not mail the back catalogue; "
+            "--backfill N includes the N latest articles in it."
+        )
 
 
 def _send(args: argparse.Namespace, ctx: Context) -> int:
@@ -100,6 +112,7 @@ def _send(args: argparse.Namespace, ctx: Context) -> int:
     if not report.digests:
         if not args.quiet:
             print("No new articles since the last digest: nothing to send.")
+            _first_digest_hint(ctx.settings)
         return 0
     parts = [f"sent {report.sent}", f"failed {report.failed}", f"skipped {report.skipped}"]
     if report.bounced:
