@@ -24,11 +24,14 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from publisher import ingest
 from publisher.config import Settings
 from publisher.models import Problem, Published
+
+if TYPE_CHECKING:
+    from publisher.store import cache
 
 log = logging.getLogger("publisher.publish")
 
@@ -170,15 +173,17 @@ def refresh_cache(
 
     def store() -> None:
         with db.transaction(conn):
-            for seed, file_hash, article_json, problems in pending:
-                if problems is None:
+            entries = []
+            for seed, entry in pending:
+                if entry is None:
                     cache.touch(conn, seed)  # same bytes as cached: a touch or a copy
                     continue
                 if refresh.parsed == 0:
                     db.set_meta(conn, _META_COMPLETE, "0")
-                cache.put(conn, seed, file_hash, article_json, problems)
+                entries.append(entry)
                 refresh.parsed += 1
                 refresh.paths.add(seed.rel)
+            cache.put_many(conn, entries)
         pending.clear()
 
     hashes = cache.file_hashes(conn, {s.rel for s in suspects if s.rel in known})
@@ -190,22 +195,31 @@ def refresh_cache(
     return refresh
 
 
-_Parsed = tuple[ingest.SeedFile, str, str | None, list[Problem] | None]
+# A file and what to store for it (None: same bytes as cached, only its stat is recorded).
+_Parsed = tuple[ingest.SeedFile, "cache.Entry | None"]
 
 
 def _parse_one(seed: ingest.SeedFile, settings: Settings, known_hash: str | None) -> _Parsed:
-    """Hash a file; parse it unless the hash is the one cached (then problems is None)."""
+    """Hash a file; parse it unless the hash is the one cached. The bytes hashed are the bytes
+    parsed (one read), and the row to store is prepared here, in the worker on a cold build."""
+    from publisher.store import cache
+
+    data = None
     if seed.size > settings.ingest.max_bytes:
         file_hash = f"size:{seed.size}"  # never read a file that is too large
     else:
         try:
-            file_hash = hashlib.sha256(ingest.read_limited(seed, settings.ingest.max_bytes)).hexdigest()
+            data = ingest.read_limited(seed, settings.ingest.max_bytes)
+            file_hash = hashlib.sha256(data).hexdigest()
         except (OSError, ingest.TooLarge):
             file_hash = "unreadable"  # parse_file says why
     if file_hash == known_hash:
-        return seed, file_hash, None, None
-    article, problems = ingest.parse_file(seed, settings)
-    return seed, file_hash, None if article is None else article.model_dump_json(), problems
+        return seed, None
+    if data is None:
+        article, problems = ingest.parse_file(seed, settings)
+    else:
+        article, problems = ingest.parse_data(seed, settings, data)
+    return seed, cache.entry(seed, file_hash, article, problems)
 
 
 def _parse_chunk(chunk: list[tuple[ingest.SeedFile, str | None]], settings: Settings) -> list[_Parsed]:

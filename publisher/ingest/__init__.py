@@ -245,6 +245,14 @@ def parse_file(seed: SeedFile, settings: Settings) -> tuple[Article | None, list
         return None, [Problem(shown, "file", too_large.format(exc.size, limit))]
     except OSError as exc:
         return None, [Problem(shown, "file", f"cannot read: {exc.strerror or exc}")]
+    return parse_data(seed, settings, data)
+
+
+def parse_data(seed: SeedFile, settings: Settings, data: bytes) -> tuple[Article | None, list[Problem]]:
+    """`parse_file` after the read: `data` as `read_limited` returned it (the build hashes the bytes
+    it parses, so each file is read once)."""
+    shown = display(settings, seed.rel)
+    limit = settings.ingest.max_bytes
     if len(data) > limit:
         return None, [Problem(shown, "file", f"too large: more than {limit} bytes (ingest.max_bytes)")]
     try:

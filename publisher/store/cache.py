@@ -189,6 +189,72 @@ def put(
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What `put_many` stores for one file, prepared where the file was parsed (a worker process), so
+    the process holding the database only runs the inserts: no JSON is parsed again there."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    file_hash: str
+    problems: str  # JSON [[path, field, message, severity], ...]
+    article_json: str | None  # Article.model_dump_json(); None: the file was rejected
+    columns: tuple[object, ...]  # format, title, date, date_local, draft, story, content, explicit id
+
+
+def entry(seed: Seed, file_hash: str, article: Article | None, problems: list[Problem]) -> Entry:
+    """The row `put_many` stores for `seed`, which parsed into `article` (None: rejected)."""
+    columns: tuple[object, ...] = (None,) * 8
+    article_json = None
+    if article is not None:
+        article_json = article.model_dump_json()
+        columns = (
+            article.format,
+            article.title,
+            to_db_time(article.date),
+            # As the JSON holds it (pydantic writes UTC as "Z"), which `keys` reads back.
+            article.model_dump(mode="json", include={"date"})["date"],
+            int(article.draft),
+            article.story_hash,
+            article.content_hash,
+            article.explicit_id,
+        )
+    shown = json.dumps([[p.path, p.field, p.message, p.severity] for p in problems], ensure_ascii=False)
+    return Entry(seed.rel, seed.size, seed.mtime_ns, file_hash, shown, article_json, columns)
+
+
+def put_many(conn: sqlite3.Connection, entries: Sequence[Entry]) -> None:
+    """Record what each file parsed into, as `put` does, in three statements for the batch."""
+    now_ns = time.time_ns()
+    conn.executemany(
+        "INSERT OR REPLACE INTO parse_cache (path, size, mtime_ns, file_hash, problems, valid, format, "
+        "title, date, date_local, draft, story_hash, content_hash, explicit_id, article_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+        "(SELECT article_id FROM parse_cache WHERE path = ?))",
+        [
+            (
+                e.path,
+                e.size,
+                -1 if now_ns - e.mtime_ns < _RACY_NS else e.mtime_ns,  # as `_stat_to_store`
+                e.file_hash,
+                e.problems,
+                int(e.article_json is not None),
+                *e.columns,
+                e.path,
+            )
+            for e in entries
+        ],
+    )
+    conn.executemany(
+        "DELETE FROM parse_articles WHERE path = ?", [(e.path,) for e in entries if e.article_json is None]
+    )
+    conn.executemany(
+        "INSERT OR REPLACE INTO parse_articles (path, json) VALUES (?, ?)",
+        [(e.path, e.article_json) for e in entries if e.article_json is not None],
+    )
+
+
 def forget(conn: sqlite3.Connection, paths: Iterable[str]) -> None:
     gone = [(p,) for p in paths]
     conn.executemany("DELETE FROM parse_cache WHERE path = ?", gone)
