@@ -77,7 +77,7 @@ def start_server() -> tuple[subprocess.Popen[str], int]:
     return server, int(line.split()[1])
 
 
-def one_run(subscribers: int, concurrency: int | None) -> tuple[float, float, int]:
+def one_run(subscribers: int, concurrency: int | None) -> tuple[float, float, float, int]:
     server, port = start_server()
     root = Path(tempfile.mkdtemp(prefix="publisher-bench-digest-"))
     try:
@@ -93,13 +93,14 @@ def one_run(subscribers: int, concurrency: int | None) -> tuple[float, float, in
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if done.returncode != 0:
             raise SystemExit(f"digest --send failed:\n{done.stdout}{done.stderr}")
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        user = after.ru_utime - before.ru_utime
+        cpu = user + (after.ru_stime - before.ru_stime)
     finally:
         server.terminate()
         out, _ = server.communicate(timeout=10)
         shutil.rmtree(root, ignore_errors=True)
     received = int(out.split()[-1])
-    return wall, cpu, received
+    return wall, cpu, user, received
 
 
 def main() -> None:
@@ -110,14 +111,16 @@ def main() -> None:
     args = parser.parse_args()
     rates, cpus = [], []
     for run in range(args.runs):
-        wall, cpu, received = one_run(args.subscribers, args.concurrency)
+        wall, cpu, user, received = one_run(args.subscribers, args.concurrency)
         if received != args.subscribers:
             raise SystemExit(f"the server received {received} messages, expected {args.subscribers}")
+        per = args.subscribers / 1000
         rates.append(args.subscribers / wall)
         cpus.append(cpu / args.subscribers * 1000)
         print(
             f"run {run + 1}: {args.subscribers} messages in {wall:.2f} s = {rates[-1]:,.0f} msg/s; "
-            f"sender CPU {cpu:.2f} s = {cpus[-1]:.3f} ms/message",
+            f"sender CPU {cpu:.2f} s = {cpus[-1]:.3f} ms/message (user {user / per:.3f}, "
+            f"system {(cpu - user) / per:.3f})",
             flush=True,
         )
     print(

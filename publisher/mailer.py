@@ -167,7 +167,7 @@ class SmtpTransport:
 
         smtplib's own `sendmail` runs two regular expressions over every message and parses each
         address with the email package; our messages already have CRLF line ends, so only the dot
-        stuffing is done here, with one bytes.replace."""
+        stuffing is needed, and a rendered message carries it done (see `_data`)."""
         for address in (sender, *recipients):
             if not ENVELOPE.fullmatch(address):
                 raise PermanentFailure(0, f"{address!r} cannot be used in an SMTP command", scope="message")
@@ -219,12 +219,7 @@ class SmtpTransport:
                 else:
                     self._rset(conn)
                 raise failure
-            stuffed = message.replace(b"\r\n.", b"\r\n..")
-            if stuffed.startswith(b"."):
-                stuffed = b"." + stuffed
-            if not stuffed.endswith(b"\r\n"):
-                stuffed += b"\r\n"
-            conn.send(stuffed + b".\r\n")
+            conn.send(_data(message))
             code, reply = _reply(conn)
             if code != 250:
                 # Refused at the end of DATA (content or policy): not counted as a bounce.
@@ -259,6 +254,21 @@ class SmtpTransport:
 
 # What an envelope address may hold: no spaces, brackets or control characters (no injection).
 ENVELOPE = re.compile(r"[^\s<>\x00-\x1f\x7f]+@[^\s<>\x00-\x1f\x7f@]+")
+
+
+def _data(message: bytes) -> bytes:
+    """The message as DATA sends it: dot-stuffed, ended by CRLF.CRLF. A message rendered by
+    publisher.message carries this form ready (`smtp_data`, stuffed piece by piece once per
+    digest); any other bytes are stuffed here."""
+    ready: bytes | None = getattr(message, "smtp_data", None)
+    if ready is not None:
+        return ready
+    stuffed = message.replace(b"\r\n.", b"\r\n..")
+    if stuffed.startswith(b"."):
+        stuffed = b"." + stuffed
+    if not stuffed.endswith(b"\r\n"):
+        stuffed += b"\r\n"
+    return stuffed + b".\r\n"
 
 
 _MAXLINE = 8192  # as smtplib's own limit on a reply line

@@ -69,6 +69,22 @@ def one_line(value: str) -> str:
     return " ".join(cleaned.split())
 
 
+class Rendered(bytes):
+    """One recipient's message bytes (what the reader gets), carrying `smtp_data`: the same message
+    as SMTP's DATA needs it, dot-stuffed (RFC 5321 4.5.2) and ended by the CRLF.CRLF terminator.
+    It is joined from pieces stuffed once per digest, so the SMTP transport does not scan each
+    25 KB message for line-leading dots (that scan cost more than building the message)."""
+
+    smtp_data: bytes
+
+
+def dot_stuff(piece: bytes) -> bytes:
+    """SMTP transparency for `piece`, which starts at the beginning of a line and ends with CRLF
+    (so pieces can be stuffed one by one and joined): every line starting with "." gets another."""
+    stuffed = piece.replace(b"\r\n.", b"\r\n..")
+    return b"." + stuffed if stuffed.startswith(b".") else stuffed
+
+
 def qp(data: str) -> bytes:
     """Quoted-printable (RFC 2045) of UTF-8 text with CRLF line ends and lines of at most 76."""
     encoded = binascii.b2a_qp(data.encode("utf-8"), quotetabs=False, istext=True, header=False)
@@ -211,13 +227,21 @@ class MessageTemplate:
         # Only the roles a body really holds are encoded per recipient.
         self._text_roles = {p for p in self._text if isinstance(p, str)}
         self._html_roles = {p for p in self._html if isinstance(p, str)}
+        # The SMTP DATA form of every shared piece, stuffed once. Each piece starts at the
+        # beginning of a line (headers end with CRLF, body pieces with a hard or soft line break).
+        self._wire_before = dot_stuff(self._date + self._head)
+        self._wire_after = dot_stuff(self._tail_headers + self._text_head)
+        self._wire_text = [dot_stuff(p) if isinstance(p, bytes) else p for p in self._text]
+        self._wire_html_head = dot_stuff(self._html_head)
+        self._wire_html = [dot_stuff(p) if isinstance(p, bytes) else p for p in self._html]
+        self._wire_end = dot_stuff(self._end) + b".\r\n"
 
     def message_id(self, address: str) -> str:
         """Stable for a (digest, recipient): a resend after a crash carries the same id."""
         digest = hashlib.sha256(f"{self.digest_id}\0{address.lower()}".encode()).hexdigest()[:24]
         return f"<{self._id_part}.{digest}@{self.host}>"
 
-    def render(self, recipient: Recipient) -> bytes:
+    def render(self, recipient: Recipient) -> Rendered:
         address = check_address(recipient.email)
         name = one_line(recipient.name)
         display = encode_display_name(name)
@@ -232,17 +256,23 @@ class MessageTemplate:
         plain = {"unsubscribe": https, "name": name}
         text_values = {role: qp(plain[role]) + SOFT_BREAK for role in self._text_roles}
         html_values = {role: qp(html.escape(plain[role])) + SOFT_BREAK for role in self._html_roles}
-        out = [
-            self._date,
-            self._head,
-            to.encode("ascii"),
-            f"Message-ID: {self.message_id(address)}\r\n".encode("ascii"),
-            f"List-Unsubscribe: <{mailto}>,\r\n <{https}>\r\n".encode("ascii"),
-            self._tail_headers,
-            self._text_head,
-        ]
+        # Every line of these starts with a field name or a space: nothing to stuff.
+        headers = (
+            f"{to}Message-ID: {self.message_id(address)}\r\n"
+            f"List-Unsubscribe: <{mailto}>,\r\n <{https}>\r\n"
+        ).encode("ascii")
+        out = [self._date, self._head, headers, self._tail_headers, self._text_head]
         out.extend(p if isinstance(p, bytes) else text_values[p] for p in self._text)
         out.append(self._html_head)
         out.extend(p if isinstance(p, bytes) else html_values[p] for p in self._html)
         out.append(self._end)
-        return b"".join(out)
+        message = Rendered(b"".join(out))
+        text_wire = {role: dot_stuff(value) for role, value in text_values.items()}
+        html_wire = {role: dot_stuff(value) for role, value in html_values.items()}
+        wire = [self._wire_before, headers, self._wire_after]
+        wire.extend(p if isinstance(p, bytes) else text_wire[p] for p in self._wire_text)
+        wire.append(self._wire_html_head)
+        wire.extend(p if isinstance(p, bytes) else html_wire[p] for p in self._wire_html)
+        wire.append(self._wire_end)
+        message.smtp_data = b"".join(wire)
+        return message
