@@ -124,6 +124,7 @@ class Batch:
         self._pending: list[tuple[Path, Path, str]] = []  # (temp, target, rel)
         self._deletions: list[tuple[Path, str]] = []
         self._unsynced: list[Path] = []
+        self._folders: set[Path] = set()  # made (or found) by this batch
         self.unchanged = 0
 
     def __enter__(self) -> Batch:
@@ -142,9 +143,14 @@ class Batch:
             return False
         temp = _temp_name(target)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _remove_quietly(temp)
-            _write_file(temp, data, sync=False)
+            if target.parent not in self._folders:  # one mkdir per folder, not per file
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._folders.add(target.parent)
+            try:
+                _write_file(temp, data, sync=False)
+            except FileExistsError:  # left by a killed process that had our pid
+                _remove_quietly(temp)
+                _write_file(temp, data, sync=False)
         except OSError as exc:
             raise OutputError(f"{target}: cannot write: {exc.strerror or exc}") from exc
         self._pending.append((temp, target, rel))
