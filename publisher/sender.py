@@ -1,11 +1,13 @@
 """The sending engine behind publisher.delivery: worker threads over the send ledger.
 
-Each of `workers` threads owns one transport connection and one SQLite connection, and loops:
-one commit records the outcome of its previous message and claims (marks `sending`) its next row,
-then it renders and sends that message outside any lock. So the intent is always committed
-before a message leaves and its outcome right after the answer, at most `workers` rows are ever
-`sending`, and no message waits for another thread to hand it over. A lock around the short
-transactions keeps SQLite from ever seeing two writers (its busy handler sleeps for milliseconds).
+Each of `workers` threads owns one transport connection and loops: one commit records the
+outcome of its previous message and claims (marks `sending`) its next row, then it renders and
+sends that message outside any lock. So the intent is always committed before a message leaves
+and its outcome right after the answer, at most `workers` rows are ever `sending`, and no message
+waits for another thread to hand it over. The short transactions run under one lock on one SQLite
+connection shared by the workers: SQLite never sees two writers (its busy handler sleeps for
+milliseconds), and the connection's page cache stays valid from one commit to the next, where
+each thread's own connection had to reload the pages another had changed.
 
 Outcomes: accepted → sent (a run of bounces is reset). 5xx to the recipient → failed, counted
 toward the subscriber's bounce threshold. 5xx to the message → failed. 4xx, a dropped connection
@@ -31,9 +33,9 @@ from pathlib import Path
 from publisher import mailer
 from publisher.clock import Clock
 from publisher.config import DeliverySettings
-from publisher.errors import DeliveryError
+from publisher.errors import DeliveryError, StateError
 from publisher.message import MessageTemplate, Recipient
-from publisher.store import db, ledger, subscribers
+from publisher.store import ledger, subscribers
 from publisher.store.db import transaction
 
 log = logging.getLogger("publisher.delivery")
@@ -115,35 +117,51 @@ class _Run:
         self.next_slot = time.monotonic()
 
 
+def _shared_connection(database: Path) -> sqlite3.Connection:
+    """The workers' connection to the (already migrated) state database, with the settings of
+    publisher.store.db.connect, usable from any thread: the workers only touch it under the
+    run's lock. Rows come back as plain tuples."""
+    try:
+        conn = sqlite3.connect(database, isolation_level=None, timeout=30, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+    except sqlite3.DatabaseError as exc:
+        raise StateError(f"{database}: not a usable publisher database: {exc}") from exc
+    return conn
+
+
 class _Worker(threading.Thread):
     def __init__(
-        self, run: _Run, database: Path, transports: TransportFactory, links: LinkMaker, sender: str
+        self,
+        run: _Run,
+        conn: sqlite3.Connection,
+        transports: TransportFactory,
+        links: LinkMaker,
+        sender: str,
     ) -> None:
         super().__init__(daemon=True, name="publisher-sender")
         self.run_state = run
-        self.database = database
+        self.conn = conn
         self.transports = transports
         self.links = links
         self.sender = sender
         self.transport: mailer.Transport | None = None
 
     def run(self) -> None:
-        shared = self.run_state
+        shared, conn = self.run_state, self.conn
         try:
-            conn = db.connect(self.database)
-            try:
-                answer: _Answer | None = None
-                while True:
-                    row, wait = self._step(conn, answer)
-                    answer = None
-                    if row is not None:
-                        answer = self._send(row)
-                    elif wait is None:
-                        return
-                    else:
-                        time.sleep(wait)
-            finally:
-                conn.close()
+            answer: _Answer | None = None
+            while True:
+                row, wait = self._step(conn, answer)
+                answer = None
+                if row is not None:
+                    answer = self._send(row)
+                elif wait is None:
+                    return
+                else:
+                    time.sleep(wait)
         except Exception as exc:  # the database failed under us: stop everyone, say why
             log.error("sender thread failed", exc_info=exc)
             with shared.lock:
@@ -179,12 +197,13 @@ class _Worker(threading.Thread):
         shared = self.run_state
         with shared.lock:
             now = shared.clock.now()
-            rows: list[ledger.Claimed] = []
+            stamp = ledger.stamp(now)
+            row: ledger.Claimed | None = None
             skipped = 0
             wait: float | None = None
             with transaction(conn):
                 if answer is not None:
-                    self._record(conn, answer, now)
+                    self._record(conn, answer, now, stamp)
                 slot_wait = shared.next_slot - time.monotonic() if shared.interval else 0.0
                 if shared.stopping or shared.abort is not None:
                     wait = None
@@ -192,44 +211,42 @@ class _Worker(threading.Thread):
                     pause = max((shared.paused_until - now).total_seconds(), slot_wait)
                     wait = min(max(pause, 0.001), _POLL)
                 else:
-                    rows, skipped = ledger.claim(conn, shared.digest_id, 1, now)
+                    row, skipped = ledger.claim(conn, shared.digest_id, stamp)
                     shared.state.skipped += skipped
-                    if rows and shared.interval:
+                    if row is not None and shared.interval:
                         shared.next_slot = max(shared.next_slot, time.monotonic()) + shared.interval
-                    elif not rows and not skipped:
+                    elif row is None:
                         due = ledger.next_retry(conn, shared.digest_id)
                         if due is not None:
                             wait = min(max((due - now).total_seconds(), 0.001), _POLL)
-                    elif skipped:
-                        wait = 0.0
             if shared.progress is not None and (answer is not None or skipped):
                 shared.progress(shared.state)
-        return (rows[0] if rows else None), wait
+        return row, wait
 
-    def _record(self, conn: sqlite3.Connection, answer: _Answer, now: datetime) -> None:
+    def _record(self, conn: sqlite3.Connection, answer: _Answer, now: datetime, stamp: ledger.Stamp) -> None:
         """Commit one answer into the ledger (inside the transaction, under the lock)."""
         shared, settings = self.run_state, self.run_state.settings
         row, error, digest_id, state = answer.row, answer.error, shared.digest_id, shared.state
         sid = row.subscriber_id
         if error is None:
-            ledger.finish(conn, digest_id, sid, "sent", answer.reply, now)
+            ledger.finish(conn, digest_id, sid, "sent", answer.reply, stamp)
             if row.bounces:
                 subscribers.reset_failures(conn, sid, now)
             state.sent += 1
             shared.unreachable = 0
         elif isinstance(error, mailer.PermanentFailure) and error.scope == "session":
-            ledger.defer(conn, digest_id, sid, str(error), now, now, counted=False)
+            ledger.defer(conn, digest_id, sid, str(error), stamp, now, counted=False)
             shared.abort = shared.abort or error
         elif isinstance(error, mailer.ConnectionFailure):
             shared.unreachable += 1
             retry_at = now + timedelta(seconds=settings.retry_backoff * 2 ** (shared.unreachable - 1))
-            ledger.defer(conn, digest_id, sid, error.reply, now, retry_at, counted=False)
+            ledger.defer(conn, digest_id, sid, error.reply, stamp, retry_at, counted=False)
             shared.paused_until = max(shared.paused_until, retry_at)
             shared.retries += 1
             if shared.unreachable >= settings.max_attempts:
                 shared.abort = shared.abort or error
         elif isinstance(error, mailer.PermanentFailure):
-            ledger.finish(conn, digest_id, sid, "failed", f"{error.code} {error.reply}", now)
+            ledger.finish(conn, digest_id, sid, "failed", f"{error.code} {error.reply}", stamp)
             state.failed += 1
             shared.unreachable = 0
             if error.recipient and subscribers.record_permanent_failure(
@@ -242,20 +259,20 @@ class _Worker(threading.Thread):
             reply = f"{error.code} {error.reply}" if error.code else error.reply
             if row.attempts + 1 >= settings.max_attempts:
                 reply = f"gave up after {row.attempts + 1} attempts: {reply}"
-                ledger.finish(conn, digest_id, sid, "failed", reply, now)
+                ledger.finish(conn, digest_id, sid, "failed", reply, stamp)
                 state.failed += 1
             else:
                 retry_at = now + timedelta(seconds=settings.retry_backoff * 2**row.attempts)
-                ledger.defer(conn, digest_id, sid, reply, now, retry_at)
+                ledger.defer(conn, digest_id, sid, reply, stamp, retry_at)
                 state.deferred += 1
                 shared.retries += 1
         elif isinstance(error, DeliveryError):  # InvalidRecipient and the like: never retried
-            ledger.finish(conn, digest_id, sid, "failed", str(error), now, counted=False)
+            ledger.finish(conn, digest_id, sid, "failed", str(error), stamp, counted=False)
             state.failed += 1
         else:
             # A bug in rendering or in a transport: keep the row, stop the run, say what happened.
             log.error("sending to %s failed unexpectedly", row.email, exc_info=error)
-            ledger.defer(conn, digest_id, sid, f"internal error: {error!r}", now, now, counted=False)
+            ledger.defer(conn, digest_id, sid, f"internal error: {error!r}", stamp, now, counted=False)
             shared.abort = shared.abort or DeliveryError(f"internal error while sending: {error!r}")
 
 
@@ -289,18 +306,22 @@ def deliver(
     state = Progress(digest_id, total=sum(before.values()), sent=before["sent"], failed=before["failed"])
     state.skipped = before["skipped"]
     shared = _Run(digest_id, template, settings, clock, state, progress)
-    pool = [_Worker(shared, database, transports, links, sender) for _ in range(max(1, workers))]
-    for worker in pool:
-        worker.start()
+    worker_conn = _shared_connection(database)
+    pool = [_Worker(shared, worker_conn, transports, links, sender) for _ in range(max(1, workers))]
     try:
+        for worker in pool:
+            worker.start()
         for worker in pool:
             while worker.is_alive():
                 worker.join(_POLL)
                 if should_stop is not None and not shared.stopping and should_stop():
                     shared.stopping = True
     except BaseException:
-        shared.stopping = True  # Ctrl-C without our handler: let the threads finish their message
+        # Ctrl-C without our handler: let the threads finish their message (on their connection,
+        # left open for them).
+        shared.stopping = True
         raise
+    worker_conn.close()
     after = ledger.counts(conn, digest_id)
     result = Result(
         digest_id,

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NewType
 
 from publisher.store.db import from_db_time, to_db_time, transaction
 
@@ -105,40 +105,56 @@ def recover(conn: sqlite3.Connection, digest_id: str, now: datetime) -> int:
     return cursor.rowcount
 
 
-def claim(conn: sqlite3.Connection, digest_id: str, limit: int, now: datetime) -> tuple[list[Claimed], int]:
-    """Mark up to `limit` due pending rows `sending` and return them (joins the caller's
-    transaction when one is open, so an outcome and the next claim can share one commit).
+Stamp = NewType("Stamp", str)
 
-    Rows whose subscriber is no longer active (unsubscribed or bounced since the digest was
-    prepared) become `skipped` instead; the second value counts them.
+
+def stamp(moment: datetime) -> Stamp:
+    """A moment as the ledger stores it; the sending engine formats it once per commit."""
+    return Stamp(to_db_time(moment))
+
+
+# The sending engine runs these once or twice per message: fixed SQL strings, so the sqlite3
+# module's statement cache prepares each only once per connection.
+_NEXT = (
+    "SELECT l.subscriber_id, s.email, s.name, s.token_secret, s.bounces, l.attempts, s.status "
+    "FROM ledger l INDEXED BY ledger_pending JOIN subscribers s ON s.id = l.subscriber_id "
+    "WHERE l.digest_id = ? AND l.status = 'pending' AND l.retry_at <= ? "
+    "ORDER BY l.subscriber_id LIMIT 1"
+)
+_SENDING = "UPDATE ledger SET status = 'sending', updated_at = ? WHERE digest_id = ? AND subscriber_id = ?"
+_SKIPPED = (
+    "UPDATE ledger SET status = 'skipped', reply = ?, updated_at = ? "
+    "WHERE digest_id = ? AND subscriber_id = ?"
+)
+_FINISH = (
+    "UPDATE ledger SET status = ?, reply = ?, attempts = attempts + ?, updated_at = ? "
+    "WHERE digest_id = ? AND subscriber_id = ?"
+)
+_DEFER = (
+    "UPDATE ledger SET status = 'pending', reply = ?, attempts = attempts + ?, retry_at = ?, "
+    "updated_at = ? WHERE digest_id = ? AND subscriber_id = ?"
+)
+
+
+def claim(conn: sqlite3.Connection, digest_id: str, now: Stamp) -> tuple[Claimed | None, int]:
+    """Mark the first due pending row `sending` and return it, or None when no row is due (joins
+    the caller's transaction when one is open, so an outcome and the next claim share one commit).
+
+    Rows met on the way whose subscriber is no longer active (unsubscribed or bounced since the
+    digest was prepared) become `skipped` instead; the second value counts them.
     """
-    stamp = to_db_time(now)
-    claimed: list[Claimed] = []
     skipped = 0
     with _tx(conn):
-        rows = conn.execute(
-            "SELECT l.subscriber_id, s.email, s.name, s.token_secret, s.bounces, l.attempts, s.status "
-            "FROM ledger l INDEXED BY ledger_pending JOIN subscribers s ON s.id = l.subscriber_id "
-            "WHERE l.digest_id = ? AND l.status = 'pending' AND l.retry_at <= ? "
-            "ORDER BY l.subscriber_id LIMIT ?",
-            (digest_id, stamp, limit),
-        ).fetchall()
-        for sid, email, name, secret, bounces, attempts, status in rows:
-            if status != "active":
-                conn.execute(
-                    "UPDATE ledger SET status = 'skipped', reply = ?, updated_at = ? "
-                    "WHERE digest_id = ? AND subscriber_id = ?",
-                    (f"subscriber is {status}", stamp, digest_id, sid),
-                )
-                skipped += 1
-                continue
-            conn.execute(
-                "UPDATE ledger SET status = 'sending', updated_at = ? "
-                "WHERE digest_id = ? AND subscriber_id = ?",
-                (stamp, digest_id, sid),
-            )
-            claimed.append(Claimed(int(sid), str(email), str(name), str(secret), int(bounces), int(attempts)))
-    return claimed, skipped
+        while True:
+            row = conn.execute(_NEXT, (digest_id, now)).fetchone()
+            if row is None:
+                return None, skipped
+            sid, email, name, secret, bounces, attempts, status = row
+            if status == "active":
+                conn.execute(_SENDING, (now, digest_id, sid))
+                return Claimed(sid, email, name, secret, bounces, attempts), skipped
+            conn.execute(_SKIPPED, (f"subscriber is {status}", now, digest_id, sid))
+            skipped += 1
 
 
 def finish(
@@ -147,16 +163,12 @@ def finish(
     subscriber_id: int,
     status: Final,
     reply: str,
-    now: datetime,
+    now: Stamp,
     *,
     counted: bool = True,
 ) -> None:
     """Record a row's final outcome (call inside the caller's transaction)."""
-    conn.execute(
-        "UPDATE ledger SET status = ?, reply = ?, attempts = attempts + ?, updated_at = ? "
-        "WHERE digest_id = ? AND subscriber_id = ?",
-        (status, reply[:1000], int(counted), to_db_time(now), digest_id, subscriber_id),
-    )
+    conn.execute(_FINISH, (status, reply[:1000], int(counted), now, digest_id, subscriber_id))
 
 
 def defer(
@@ -164,17 +176,13 @@ def defer(
     digest_id: str,
     subscriber_id: int,
     reply: str,
-    now: datetime,
+    now: Stamp,
     retry_at: datetime,
     *,
     counted: bool = True,
 ) -> None:
     """Back to pending until `retry_at` (call inside the caller's transaction)."""
-    conn.execute(
-        "UPDATE ledger SET status = 'pending', reply = ?, attempts = attempts + ?, retry_at = ?, "
-        "updated_at = ? WHERE digest_id = ? AND subscriber_id = ?",
-        (reply[:1000], int(counted), to_db_time(retry_at), to_db_time(now), digest_id, subscriber_id),
-    )
+    conn.execute(_DEFER, (reply[:1000], int(counted), to_db_time(retry_at), now, digest_id, subscriber_id))
 
 
 def counts(conn: sqlite3.Connection, digest_id: str) -> dict[str, int]:
