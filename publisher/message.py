@@ -167,6 +167,22 @@ def _body_pieces(body: str, placeholders: Mapping[str, str]) -> list[bytes | str
     return pieces
 
 
+def _layout(parts: list[bytes | str]) -> tuple[list[bytes], list[tuple[int, str]]]:
+    """Literals with adjacent ones merged, an empty placeholder where each slot goes, and the
+    slots as (index, key)."""
+    layout: list[bytes] = []
+    slots: list[tuple[int, str]] = []
+    for part in parts:
+        if isinstance(part, str):
+            slots.append((len(layout), part))
+            layout.append(b"")
+        elif layout and (not slots or slots[-1][0] != len(layout) - 1):
+            layout[-1] += part
+        else:
+            layout.append(part)
+    return layout, slots
+
+
 class MessageTemplate:
     """One digest's message, encoded once; `render(recipient)` yields each recipient's bytes."""
 
@@ -227,14 +243,19 @@ class MessageTemplate:
         # Only the roles a body really holds are encoded per recipient.
         self._text_roles = {p for p in self._text if isinstance(p, str)}
         self._html_roles = {p for p in self._html if isinstance(p, str)}
-        # The SMTP DATA form of every shared piece, stuffed once. Each piece starts at the
-        # beginning of a line (headers end with CRLF, body pieces with a hard or soft line break).
-        self._wire_before = dot_stuff(self._date + self._head)
-        self._wire_after = dot_stuff(self._tail_headers + self._text_head)
-        self._wire_text = [dot_stuff(p) if isinstance(p, bytes) else p for p in self._text]
-        self._wire_html_head = dot_stuff(self._html_head)
-        self._wire_html = [dot_stuff(p) if isinstance(p, bytes) else p for p in self._html]
-        self._wire_end = dot_stuff(self._end) + b".\r\n"
+        # The whole message as literals (adjacent ones merged) with slots for what differs:
+        # "headers", and "text:<role>" / "html:<role>" for each placeholder. `render` copies the
+        # list and fills the slots. The SMTP DATA form is laid out the same way from the pieces
+        # dot-stuffed once here: each piece starts at the beginning of a line (headers end with
+        # CRLF, body pieces with a hard or soft line break), so each can be stuffed on its own.
+        parts: list[bytes | str] = [self._date + self._head, "headers", self._tail_headers + self._text_head]
+        parts.extend(p if isinstance(p, bytes) else "text:" + p for p in self._text)
+        parts.append(self._html_head)
+        parts.extend(p if isinstance(p, bytes) else "html:" + p for p in self._html)
+        parts.append(self._end)
+        self._layout, self._slots = _layout(parts)
+        self._wire_layout, _ = _layout([dot_stuff(p) if isinstance(p, bytes) else p for p in parts])
+        self._wire_layout[-1] += b".\r\n"
 
     def message_id(self, address: str) -> str:
         """Stable for a (digest, recipient): a resend after a crash carries the same id."""
@@ -254,25 +275,25 @@ class MessageTemplate:
         https = safe_url(recipient.unsubscribe_url)
         mailto = safe_url(recipient.unsubscribe_mailto)
         plain = {"unsubscribe": https, "name": name}
-        text_values = {role: qp(plain[role]) + SOFT_BREAK for role in self._text_roles}
-        html_values = {role: qp(html.escape(plain[role])) + SOFT_BREAK for role in self._html_roles}
-        # Every line of these starts with a field name or a space: nothing to stuff.
-        headers = (
-            f"{to}Message-ID: {self.message_id(address)}\r\n"
-            f"List-Unsubscribe: <{mailto}>,\r\n <{https}>\r\n"
-        ).encode("ascii")
-        out = [self._date, self._head, headers, self._tail_headers, self._text_head]
-        out.extend(p if isinstance(p, bytes) else text_values[p] for p in self._text)
-        out.append(self._html_head)
-        out.extend(p if isinstance(p, bytes) else html_values[p] for p in self._html)
-        out.append(self._end)
+        # Every line of the headers starts with a field name or a space: nothing to stuff.
+        values = {
+            "headers": (
+                f"{to}Message-ID: {self.message_id(address)}\r\n"
+                f"List-Unsubscribe: <{mailto}>,\r\n <{https}>\r\n"
+            ).encode("ascii")
+        }
+        wire_values = values.copy()
+        for role in self._text_roles:
+            values["text:" + role] = value = qp(plain[role]) + SOFT_BREAK
+            wire_values["text:" + role] = dot_stuff(value)
+        for role in self._html_roles:
+            values["html:" + role] = value = qp(html.escape(plain[role])) + SOFT_BREAK
+            wire_values["html:" + role] = dot_stuff(value)
+        out = self._layout.copy()
+        wire = self._wire_layout.copy()
+        for index, key in self._slots:
+            out[index] = values[key]
+            wire[index] = wire_values[key]
         message = Rendered(b"".join(out))
-        text_wire = {role: dot_stuff(value) for role, value in text_values.items()}
-        html_wire = {role: dot_stuff(value) for role, value in html_values.items()}
-        wire = [self._wire_before, headers, self._wire_after]
-        wire.extend(p if isinstance(p, bytes) else text_wire[p] for p in self._wire_text)
-        wire.append(self._wire_html_head)
-        wire.extend(p if isinstance(p, bytes) else html_wire[p] for p in self._wire_html)
-        wire.append(self._wire_end)
         message.smtp_data = b"".join(wire)
         return message
