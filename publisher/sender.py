@@ -201,7 +201,44 @@ class _Worker(threading.Thread):
             row: ledger.Claimed | None = None
             skipped = 0
             wait: float | None = None
+            recorded = answer is not None
+            inactive: tuple[ledger.Claimed, str] | None = None
+            if (
+                (answer is None or (answer.error is None and not answer.row.bounces))
+                and shared.abort is None
+                and not shared.stopping
+                and not shared.interval
+                and now >= shared.paused_until
+            ):
+                # The common case, a message accepted and the next one due, in one statement.
+                sent = answer.row.subscriber_id if answer is not None else 0
+                row, status = ledger.sent_and_claim(
+                    conn, shared.digest_id, sent, answer.reply if answer is not None else "", stamp
+                )
+                if answer is not None:
+                    shared.state.sent += 1
+                    shared.unreachable = 0
+                    answer = None
+                if row is not None and status == "active":
+                    if shared.progress is not None and recorded:
+                        shared.progress(shared.state)
+                    return row, None
+                inactive = (row, status) if row is not None else None
+                row = None
             with transaction(conn):
+                if inactive is not None:
+                    # Unsubscribed or bounced since the digest was prepared: nothing was sent.
+                    reply = f"subscriber is {inactive[1]}"
+                    ledger.finish(
+                        conn,
+                        shared.digest_id,
+                        inactive[0].subscriber_id,
+                        "skipped",
+                        reply,
+                        stamp,
+                        counted=False,
+                    )
+                    skipped += 1
                 if answer is not None:
                     self._record(conn, answer, now, stamp)
                 slot_wait = shared.next_slot - time.monotonic() if shared.interval else 0.0
@@ -211,15 +248,16 @@ class _Worker(threading.Thread):
                     pause = max((shared.paused_until - now).total_seconds(), slot_wait)
                     wait = min(max(pause, 0.001), _POLL)
                 else:
-                    row, skipped = ledger.claim(conn, shared.digest_id, stamp)
-                    shared.state.skipped += skipped
+                    row, more = ledger.claim(conn, shared.digest_id, stamp)
+                    skipped += more
                     if row is not None and shared.interval:
                         shared.next_slot = max(shared.next_slot, time.monotonic()) + shared.interval
                     elif row is None:
                         due = ledger.next_retry(conn, shared.digest_id)
                         if due is not None:
                             wait = min(max((due - now).total_seconds(), 0.001), _POLL)
-            if shared.progress is not None and (answer is not None or skipped):
+            shared.state.skipped += skipped
+            if shared.progress is not None and (recorded or skipped):
                 shared.progress(shared.state)
         return row, wait
 

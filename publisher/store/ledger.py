@@ -136,6 +136,42 @@ _DEFER = (
 )
 
 
+# The common step in one statement (its own transaction, committed when it completes): the
+# previous message ?1 is sent with reply ?2 and the next due pending row is claimed, with what
+# the message needs of its subscriber. One statement instead of five matters because each
+# sqlite3 call lets another sending thread take the interpreter lock.
+_SENT_AND_CLAIM = (
+    "UPDATE ledger SET "
+    "status = CASE subscriber_id WHEN ?1 THEN 'sent' ELSE 'sending' END, "
+    "reply = CASE subscriber_id WHEN ?1 THEN substr(?2, 1, 1000) ELSE reply END, "
+    "attempts = attempts + (subscriber_id = ?1), updated_at = ?3 "
+    "WHERE digest_id = ?4 AND subscriber_id IN (?1, ("
+    "SELECT subscriber_id FROM ledger INDEXED BY ledger_pending "
+    "WHERE digest_id = ?4 AND status = 'pending' AND retry_at <= ?3 ORDER BY subscriber_id LIMIT 1)) "
+    "RETURNING subscriber_id, attempts, "
+    + ", ".join(
+        f"(SELECT {column} FROM subscribers WHERE id = subscriber_id)"
+        for column in ("email", "name", "token_secret", "bounces", "status")
+    )
+)
+
+
+def sent_and_claim(
+    conn: sqlite3.Connection, digest_id: str, sent: int, reply: str, now: Stamp
+) -> tuple[Claimed | None, str]:
+    """Record row `sent` (0: none) as sent with `reply` and mark the first due pending row
+    `sending`, in one commit; call outside any transaction. Returns the claimed row (None when
+    none was due) and its subscriber's status: when that is not "active" the caller must mark the
+    row skipped (`finish(..., "skipped", ...)`) before claiming again; nothing was sent to it."""
+    claimed: Claimed | None = None
+    status = ""
+    rows = conn.execute(_SENT_AND_CLAIM, (sent, reply, now, digest_id)).fetchall()
+    for sid, attempts, email, name, secret, bounces, state in rows:
+        if sid != sent:
+            claimed, status = Claimed(sid, email, name, secret, bounces, attempts), state
+    return claimed, status
+
+
 def claim(conn: sqlite3.Connection, digest_id: str, now: Stamp) -> tuple[Claimed | None, int]:
     """Mark the first due pending row `sending` and return it, or None when no row is due (joins
     the caller's transaction when one is open, so an outcome and the next claim share one commit).
