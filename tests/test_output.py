@@ -61,6 +61,18 @@ def test_batch_many_files_uses_one_sync(tmp_path: Path) -> None:
     assert (tmp_path / "p" / "39.html").read_text() == "page 39"
 
 
+def test_batch_replaces_a_leftover_temp_with_our_pid(tmp_path: Path) -> None:
+    """A temporary file left by a dead process that had our pid (pids are reused) is replaced."""
+    (tmp_path / "a").mkdir()
+    leftover = tmp_path / "a" / f".x.html.{os.getpid()}.tmp"
+    leftover.write_bytes(b"half a page from a killed build, longer than the new one")
+    with output.Batch(tmp_path) as batch:
+        assert batch.write("a/x.html", b"new") is True
+        assert batch.commit() == ["a/x.html"]
+    assert (tmp_path / "a" / "x.html").read_bytes() == b"new"
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["x.html"]
+
+
 def test_abandoned_batch_leaves_no_temporary_files(tmp_path: Path) -> None:
     """An exception inside the block removes the temporary files and changes no output."""
     (tmp_path / "a.html").write_bytes(b"old")
