@@ -233,9 +233,8 @@ def sync_sources(
         for article in ordered:
             first = winner_of_story.get(article.story_hash)
             if first is not None:
-                report.problems.append(
-                    Problem(label(article.source), "body", f"same story text as {label(first)}; not published")
-                )
+                message = f"same story text as {label(first)}; not published"
+                report.problems.append(Problem(label(article.source), "body", message))
                 continue
             row = _match(article, by_id, by_source, by_story, present)
             if row is not None and row.claimed:
