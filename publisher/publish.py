@@ -359,10 +359,10 @@ def write_outputs(
     not by `full` alone, so a --full build never disagrees with the incremental ones.
     """
     from publisher import feed, output, pages, publish_units, urls
-    from publisher.store import archives, articles, cache, db
+    from publisher.store import archives, articles, db, visible
 
     # Going out now: digests are cut along live_at, archives are filled in live order.
-    going_live = cache.not_yet_live(conn, now)
+    going_live = visible.not_yet_live(conn, now)
     articles.mark_live(conn, going_live, now)
     if candidates is not None:
         candidates = candidates | set(going_live)
@@ -385,7 +385,7 @@ def write_outputs(
 
     if candidates is not None and len(candidates) > 5_000:
         candidates = None  # one scan of everything is cheaper than a long IN list
-    work = cache.page_work(conn, now, everything=full, candidates=candidates)
+    work = visible.page_work(conn, now, everything=full, candidates=candidates)
     site = pages.Pages(settings)
     with output.Batch(settings.feeds_dir) as batch:
         for name, data in site.static().items():
@@ -395,9 +395,9 @@ def write_outputs(
         started = time.perf_counter()
         publish_units.render_all(conn, settings, site, batch, units, now, total)
         rendered = time.perf_counter() - started
-        newest = cache.newest(conn, now, max(settings.feed.entries, settings.feed.index_entries))
+        newest = visible.newest(conn, now, max(settings.feed.entries, settings.feed.index_entries))
         # atom.xml must also hold every live article not archived yet (store/archives.py).
-        waiting = cache.published_among(conn, now, archives.unarchived(conn, now))
+        waiting = visible.published_among(conn, now, archives.unarchived(conn, now))
         current = published(sorted(set(newest[: settings.feed.entries]) | waiting))
         batch.write(feed.ATOM_FILE, feed.atom_current(current, settings, prev_archive=archive_url(total)))
         batch.write(feed.RSS_FILE, feed.rss(current, settings))
@@ -414,10 +414,10 @@ def write_outputs(
         committed = time.perf_counter() - started
         log.debug("outputs: pages and archives %.2f s, commit %.2f s", rendered, committed)
     with db.transaction(conn):
-        cache.record_pages(conn, work.render, [article_id for article_id, _ in work.delete])
+        visible.record_pages(conn, work.render, [article_id for article_id, _ in work.delete])
         db.set_meta(conn, _META_ARCHIVES, "[]")
-        count = cache.published_count(conn, now)
-        embargo = cache.next_embargo(conn, now)
+        count = visible.published_count(conn, now)
+        embargo = visible.next_embargo(conn, now)
         db.set_meta(conn, _META_PUBLISHED, str(count))
         db.set_meta(conn, _META_EMBARGO, embargo.isoformat() if embargo else "")
     return Written(written, batch.unchanged, count, embargo)

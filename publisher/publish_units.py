@@ -77,13 +77,13 @@ def render(
 ) -> None:
     """Write the pages and archive document of `unit` into `batch`."""
     from publisher import feed, pages, urls
-    from publisher.store import cache
+    from publisher.store import visible
 
     def archive_url(number: int) -> str | None:
         return urls.absolute(settings.site, feed.archive_path(number)) if 1 <= number <= total else None
 
     wanted = set(unit.pages)
-    live = sorted(cache.published_among(conn, now, unit.members)) if unit.number is not None else []
+    live = sorted(visible.published_among(conn, now, unit.members)) if unit.number is not None else []
     live_ids = set(live)
     entries = published(conn, sorted(live_ids | wanted))
     for item in entries:
