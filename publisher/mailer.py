@@ -32,11 +32,16 @@ from publisher.config import Settings
 from publisher.errors import DeliveryError
 
 
+def _describe(kind: str, code: int, reply: str) -> str:
+    # Code 0: no SMTP reply at all (a connection, TLS or settings problem); don't print a fake code.
+    return f"{kind}: {code} {reply}".rstrip() if code else f"{kind}: {reply}".rstrip()
+
+
 class TemporaryFailure(DeliveryError):
     """The server answered 4xx, hung up or went silent: the message may be retried later."""
 
     def __init__(self, code: int, reply: str) -> None:
-        super().__init__(f"temporary failure: {code} {reply}".rstrip())
+        super().__init__(_describe("temporary failure", code, reply))
         self.code = code
         self.reply = reply
 
@@ -54,7 +59,7 @@ class PermanentFailure(DeliveryError):
     then no message can go out and it is nobody's bounce."""
 
     def __init__(self, code: int, reply: str, *, scope: Scope) -> None:
-        super().__init__(f"permanent failure: {code} {reply}".rstrip())
+        super().__init__(_describe("permanent failure", code, reply))
         self.code = code
         self.reply = reply
         self.scope = scope
@@ -131,6 +136,15 @@ class SmtpTransport:
             if 400 <= exc.smtp_code < 500:
                 raise ConnectionFailure(exc.smtp_code, reply_text(exc.smtp_error)) from exc
             raise PermanentFailure(exc.smtp_code, reply_text(exc.smtp_error), scope="session") from exc
+        except ssl.SSLCertVerificationError as exc:
+            # A setting to fix, not a passing fault: retrying cannot make the certificate trusted.
+            self._discard(conn)
+            raise PermanentFailure(
+                0,
+                f"the certificate of SMTP server {self._where} is not trusted: {exc.verify_message} "
+                "(if a private CA signed it, point the environment variable SSL_CERT_FILE at that CA)",
+                scope="session",
+            ) from exc
         except (OSError, smtplib.SMTPException) as exc:
             self._discard(conn)
             reason = _os_reason(exc)

@@ -119,17 +119,19 @@ def test_a_wrong_password_over_starttls_is_a_session_failure(
 def test_an_untrusted_certificate_stops_the_send_in_one_clear_error(
     untrusted: Certificates, security: str
 ) -> None:
-    """A certificate no trusted CA signed: ConnectionFailure naming the server and the reason
-    (a PublisherError, so the CLI prints one line); no MAIL command ever reaches the server."""
+    """A certificate no trusted CA signed: a permanent, session-wide failure (retrying cannot fix
+    a setting) naming the server, the reason and the remedy (a PublisherError, so the CLI prints
+    one line); no MAIL command ever reaches the server."""
     with TlsServer(untrusted, security) as server:  # type: ignore[arg-type]
         transport = mailer.open_transport(smtp_settings(server.port, security))
-        with pytest.raises(mailer.ConnectionFailure) as failed:
+        with pytest.raises(mailer.PermanentFailure) as failed:
             transport.send(SENDER, ["ana@example.com"], MESSAGE)
         transport.close()
         assert server.messages() == [] and server.handler.mails == 0
+    assert failed.value.scope == "session"
     text = str(failed.value)
-    assert f"cannot talk to SMTP server 127.0.0.1:{server.port}: " in text
-    assert "certificate verify failed" in text
+    assert text.startswith(f"permanent failure: the certificate of SMTP server 127.0.0.1:{server.port} ")
+    assert "unable to get local issuer certificate" in text and "SSL_CERT_FILE" in text
     assert "\n" not in text
 
 
@@ -143,7 +145,7 @@ def test_starttls_not_offered_fails_instead_of_sending_in_the_clear(trusted: Cer
         transport.close()
         assert server.messages() == [] and server.handler.mails == 0
     assert str(failed.value) == (
-        f"temporary failure: 0 cannot talk to SMTP server 127.0.0.1:{server.port}: "
+        f"temporary failure: cannot talk to SMTP server 127.0.0.1:{server.port}: "
         "STARTTLS extension not supported by server."
     )
 
@@ -209,7 +211,7 @@ def test_the_cli_reports_an_untrusted_certificate_in_one_line_and_sends_nothing(
     assert result.code == 1
     errors = [line for line in result.err.splitlines() if line.startswith("Error: ")]
     assert len(errors) == 1, result.err
-    assert f"127.0.0.1:{server.port}" in errors[0] and "certificate verify failed" in errors[0]
+    assert f"127.0.0.1:{server.port} is not trusted" in errors[0] and "SSL_CERT_FILE" in errors[0]
     assert "Traceback" not in result.err
     assert server.messages() == [] and server.handler.mails == 0
     assert ledger_statuses(project.settings().db_path) == ["pending", "pending"]
