@@ -135,7 +135,7 @@ def send_digest(
     if not ledger.enqueued(conn, rendered.digest_id):
         recipients = [s.id for s in subscribers.active(conn)]
         ledger.enqueue(conn, rendered.digest_id, recipients, clock.now())
-        log.info("digest %s: %d recipients", rendered.digest_id, len(recipients))
+        log.debug("digest %s: %d recipients", rendered.digest_id, len(recipients))
     return deliver(
         conn,
         settings.db_path,
