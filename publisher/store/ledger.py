@@ -11,13 +11,12 @@ pending with a `retry_at` time; `attempts` counts the answers received.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, NewType
 
-from publisher.store.db import from_db_time, to_db_time, transaction
+from publisher.store.db import from_db_time, joined, to_db_time, transaction
 
 MIGRATIONS: list[str] = [
     """
@@ -55,15 +54,6 @@ class Claimed:
     token_secret: str
     bounces: int
     attempts: int
-
-
-@contextmanager
-def _tx(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    if conn.in_transaction:
-        yield conn
-    else:
-        with transaction(conn):
-            yield conn
 
 
 def enqueue(conn: sqlite3.Connection, digest_id: str, subscriber_ids: Iterable[int], now: datetime) -> int:
@@ -180,7 +170,7 @@ def claim(conn: sqlite3.Connection, digest_id: str, now: Stamp) -> tuple[Claimed
     digest was prepared) become `skipped` instead; the second value counts them.
     """
     skipped = 0
-    with _tx(conn):
+    with joined(conn):
         while True:
             row = conn.execute(_NEXT, (digest_id, now)).fetchone()
             if row is None:
