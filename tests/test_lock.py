@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -43,8 +45,9 @@ def test_a_second_holder_is_refused_with_the_first_ones_pid(project: Project) ->
         pass
 
 
-def test_the_lock_excludes_another_process_and_dies_with_it(project: Project) -> None:
-    settings = project.settings()
+@contextlib.contextmanager
+def holder(project: Project) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the lock as `publisher run`; a line on its stdin releases it."""
     child = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(project.config_path)],
         stdin=subprocess.PIPE,
@@ -53,16 +56,22 @@ def test_the_lock_excludes_another_process_and_dies_with_it(project: Project) ->
     )
     try:
         assert child.stdout is not None and child.stdout.readline() == "locked\n"
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+
+
+def test_the_lock_excludes_another_process_and_dies_with_it(project: Project) -> None:
+    settings = project.settings()
+    with holder(project) as child:
         with pytest.raises(LockedError, match=f"pid {child.pid}, publisher run"), state_lock(settings):
             pass
         child.kill()  # no clean release: the kernel drops the lock with the process
         child.wait()
         with state_lock(settings):
             pass
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
 
 
 def test_wait_gets_the_lock_once_it_is_released(project: Project) -> None:
@@ -102,24 +111,15 @@ def test_cron_commands_wait_for_the_lock_when_asked(project: Project, command: l
     enough patience they exit 3 with one line, like a cron run that finds the daemon busy."""
     settings = project.settings()
     project.seed("a.txt", "date 2025-02-19 A story about the harbour reopening after the storm.\n")
-    child = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(project.config_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None and child.stdout.readline() == "locked\n"
+    with holder(project) as child:
         refused = project.cli(*command, "--wait", "0.2")
         assert refused.code == 3
         assert refused.err.startswith(f"Error: {settings.state_dir} is in use by another publisher process")
         assert "after waiting 0.2 s" in refused.err
-        release = threading.Timer(0.3, lambda: (child.stdin.write("\n"), child.stdin.flush()))  # type: ignore[union-attr]
+        assert child.stdin is not None
+        stdin = child.stdin
+        release = threading.Timer(0.3, lambda: (stdin.write("\n"), stdin.flush()))
         release.start()
         waited = project.cli(*command, "--wait", "30")
         release.join()
         assert waited.code == 0, waited.err
-    finally:
-        if child.poll() is None:
-            child.kill()
-        child.wait()

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
@@ -42,6 +42,7 @@ log = logging.getLogger("publisher.daemon")
 
 LOUD_AFTER = 3  # consecutive failures of one job before it is logged at CRITICAL
 _TIMER_MARGIN = timedelta(milliseconds=5)  # fire just after the moment, never just before it
+_T = TypeVar("_T")
 _PREPARE_WAIT = 10.0  # seconds the start-up build waits for seeds/ to be quiet before deferring
 _JOB_OPTIONS: dict[str, Any] = {"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
 
@@ -265,13 +266,19 @@ class Daemon:
 
     # ----- the digest (worker thread) -----
 
-    def _digest_at_start(self) -> None:
-        now = self.clock.now()
+    def _digest_read(self, query: Callable[[Any], _T]) -> tuple[bool, _T | None]:
+        """Read the digest's state; a database failure is the digest job's failure, logged."""
         try:
             with self._db() as conn:
-                last = record.last_slot(conn)
+                return True, query(conn)
         except PublisherError as exc:
             self._outcome("digest", False, exc.one_line())
+            return False, None
+
+    def _digest_at_start(self) -> None:
+        now = self.clock.now()
+        read, last = self._digest_read(record.last_slot)
+        if not read:
             self._plan_digest(catchup.plan_after(self.schedule, self.tz, None, now))
             return
         decision = catchup.decide_at_start(self.schedule, self.tz, now, last, self.grace)
@@ -286,13 +293,8 @@ class Daemon:
 
     def _resume_interrupted(self) -> None:
         """A digest interrupted by a crash or a stop is finished now, even when no slot is owed."""
-        try:
-            with self._db() as conn:
-                pending = digests.unfinished(conn)
-        except PublisherError as exc:
-            self._outcome("digest", False, exc.one_line())
-            return
-        if pending:
+        read, pending = self._digest_read(digests.unfinished)
+        if read and pending:
             log.info("finishing the interrupted digest %s", pending[0])
             self._deliver(resume_only=True)
 
@@ -314,11 +316,8 @@ class Daemon:
 
     def _digest_fires(self, slot: datetime) -> None:
         now = self.clock.now()
-        try:
-            with self._db() as conn:
-                last = record.last_slot(conn)
-        except PublisherError as exc:
-            self._outcome("digest", False, exc.one_line())
+        read, last = self._digest_read(record.last_slot)
+        if not read:
             self._retry(slot)
             return
         action = catchup.decide_at_fire(slot, now, last, self.grace)
