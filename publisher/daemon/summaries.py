@@ -16,19 +16,20 @@ def rel(settings: Settings, path: Path) -> str:
         return str(path)
 
 
+def _counted(*counts: tuple[int, str]) -> list[str]:
+    """`3 new`, `1 removed`: the counts that are not zero, in the order given."""
+    return [f"{n} {what}" for n, what in counts if n]
+
+
 def build(report: BuildReport) -> str:
     if report.skipped:
         return f"nothing changed ({report.published} published)"
-    changes = [
-        f"{n} {what}"
-        for n, what in (
-            (report.new, "new"),
-            (report.changed, "changed"),
-            (report.renamed, "renamed"),
-            (report.removed, "removed"),
-        )
-        if n
-    ]
+    changes = _counted(
+        (report.new, "new"),
+        (report.changed, "changed"),
+        (report.renamed, "renamed"),
+        (report.removed, "removed"),
+    )
     parts = [", ".join(changes) or "no article changed", f"{len(report.written)} files written"]
     parts.append(f"{report.published} published")
     if report.rejected:
@@ -40,15 +41,11 @@ def send(report: SendReport) -> str:
     if not report.digests:
         return "no new articles, nothing sent"
     parts = [f"{report.sent} sent"]
-    parts += [
-        f"{n} {what}"
-        for n, what in (
-            (report.failed, "failed"),
-            (report.skipped, "skipped"),
-            (report.bounced, "bounced"),
-            (report.pending, "pending"),
-        )
-        if n
-    ]
+    parts += _counted(
+        (report.failed, "failed"),
+        (report.skipped, "skipped"),
+        (report.bounced, "bounced"),
+        (report.pending, "pending"),
+    )
     which = ", ".join(report.digests)
     return f"{'; '.join(parts)} (digest {which}) in {report.seconds:.1f}s"
