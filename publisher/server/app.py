@@ -73,6 +73,7 @@ def create_app(
     files = FeedFiles(settings.feeds_dir, settings.serve.cache_max_age, base)
     css = pages.stylesheet().encode("utf-8")
     css_etag = f'"{hashlib.sha256(css).hexdigest()[:32]}"'
+    dynamic = tuple(f"{base}{name}" for name in DYNAMIC)
 
     async def stylesheet(request: Request) -> Response:
         headers = {"ETag": css_etag, "Cache-Control": f"public, max-age={settings.serve.cache_max_age}"}
@@ -104,10 +105,13 @@ def create_app(
         middleware=[
             Middleware(SecurityHeaders),
             Middleware(BoundedRequests, limit=settings.serve.max_body_bytes),
-            Middleware(FastFiles, files=files, dynamic=tuple(f"{base}{name}" for name in DYNAMIC)),
+            Middleware(FastFiles, files=files, dynamic=dynamic),
         ],
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
     # Starlette would answer "/subscribe/" with a redirect built from the Host header; a 404 is safer.
     app.router.redirect_slashes = False
+    # For the runner's fast path (publisher.server.fast), which shares the file cache.
+    app.state.feed_files = files
+    app.state.dynamic_paths = dynamic
     return app

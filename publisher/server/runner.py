@@ -23,6 +23,7 @@ from publisher.config import Settings
 from publisher.errors import PublisherError
 from publisher.mailer import Transport
 from publisher.server.app import create_app
+from publisher.server.fast import protocol_for
 
 log = logging.getLogger("publisher.server")
 
@@ -52,10 +53,13 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def _server(
-    settings: Settings, clock: Clock, transport_factory: Callable[[], Transport] | None
+    settings: Settings, clock: Clock, transport_factory: Callable[[], Transport] | None, fast: bool = True
 ) -> uvicorn.Server:
+    app = create_app(settings, clock, transport_factory)
     config = uvicorn.Config(
-        create_app(settings, clock, transport_factory),
+        app,
+        # GETs of cached files in feeds/ are answered in the protocol itself (see server/fast.py).
+        http=protocol_for(app.state.feed_files, app.state.dynamic_paths) if fast else "httptools",
         log_config=None,  # publisher.logs has set up logging already
         server_header=False,
         proxy_headers=True,
@@ -110,10 +114,11 @@ class Background:
         host: str,
         port: int,
         transport_factory: Callable[[], Transport] | None = None,
+        fast: bool = True,
     ) -> None:
         self.sock = bind(host, port)
         self.url = url_of(self.sock)
-        self.server = _server(settings, clock, transport_factory)
+        self.server = _server(settings, clock, transport_factory, fast)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, name="publisher-serve", daemon=True
         )

@@ -1,0 +1,275 @@
+"""The fast path (publisher.server.fast) against a real uvicorn on 127.0.0.1: it must answer exactly
+as the app does, keep requests in order on a connection, and close idle connections as uvicorn does.
+
+Each answer is compared with the one from the same server built without the fast path, byte for
+byte apart from the Date line.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+import pytest
+
+from publisher.clock import FixedClock
+from publisher.server import Background
+from publisher.server.static import FeedFiles
+from tests.conftest import BASE_CONFIG, NOW, Project
+from tests.support.serving import FILES, write_feeds
+
+
+@contextmanager
+def both(project: Project) -> Iterator[tuple[str, str]]:
+    """(fast URL, plain URL): the same site served with and without the fast path."""
+    write_feeds(project.feeds)
+    fast = Background(project.settings(), FixedClock(NOW), "127.0.0.1", 0)
+    plain = Background(project.settings(), FixedClock(NOW), "127.0.0.1", 0, fast=False)
+    fast.start()
+    plain.start()
+    try:
+        yield fast.url, plain.url
+    finally:
+        fast.stop()
+        plain.stop()
+
+
+@pytest.fixture
+def servers(project: Project) -> Iterator[tuple[str, str]]:
+    with both(project) as urls:
+        yield urls
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """`servers` for tests that change nothing on disk."""
+    project = Project(tmp_path_factory.mktemp("fast") / "site")
+    project.seeds.mkdir(parents=True)
+    project.config_path.write_text(BASE_CONFIG, encoding="utf-8")
+    with both(project) as urls:
+        yield urls
+
+
+@pytest.fixture
+def answered(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths the fast path answered (FeedFiles.quick gave an answer), in order."""
+    seen: list[str] = []
+    original = FeedFiles.quick
+
+    def quick(self: FeedFiles, path: str, headers: Mapping[str, str]) -> object:
+        found = original(self, path, headers)
+        if found is not None:
+            seen.append(path)
+        return found
+
+    monkeypatch.setattr(FeedFiles, "quick", quick)
+    return seen
+
+
+def address(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("http://").rstrip("/").rsplit(":", 1)
+    return host, int(port)
+
+
+def exchange(url: str, request: bytes) -> bytes:
+    """Send raw bytes on a new connection; read until the server closes it."""
+    with socket.create_connection(address(url), timeout=10) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def read_response(
+    sock: socket.socket, buffer: bytearray, head_only: bool = False
+) -> tuple[int, dict[str, str], bytes]:
+    """One response from a keep-alive connection: (status, headers, body)."""
+    while b"\r\n\r\n" not in buffer:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed mid-response"
+        buffer += chunk
+    head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = 0 if head_only or status == 304 else int(headers.get("content-length", "0"))
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed mid-body"
+        rest += chunk
+    buffer[:] = rest[length:]
+    return status, headers, rest[:length]
+
+
+def normalised(response: bytes) -> tuple[str, list[str], bytes]:
+    """(status line, sorted header lines without Date, body)."""
+    head, _, body = response.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert sum(line.lower().startswith("date: ") for line in lines) == 1
+    headers = sorted(line.lower() for line in lines[1:] if not line.lower().startswith("date:"))
+    return lines[0], headers, body
+
+
+def etag_of(url: str, path: str, extra: str = "") -> str:
+    answer = exchange(url, f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n".encode())
+    _, headers, _ = normalised(answer)
+    return next(line.split(":", 1)[1].strip() for line in headers if line.startswith("etag:"))
+
+
+# Requests the fast path answers once the file is cached...
+FAST = [
+    "GET /atom.xml HTTP/1.1\r\nHost: x\r\n",
+    "GET /atom.xml HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip, br\r\n",
+    "GET /atom.xml HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip;q=0\r\n",
+    "HEAD /atom.xml HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n",
+    "GET /atom.xml HTTP/1.1\r\nHost: x\r\nIf-None-Match: {plain}\r\n",
+    "GET /atom.xml HTTP/1.1\r\nHost: x\r\nIf-None-Match: W/{plain}\r\n",
+    "GET /atom.xml HTTP/1.1\r\nHost: x\r\nIf-None-Match: {plain}\r\nAccept-Encoding: gzip\r\n",
+    "GET /atom.xml HTTP/1.1\r\nHost: x\r\nIf-None-Match: {gzip}\r\nAccept-Encoding: gzip\r\n",
+    'GET /atom.xml HTTP/1.1\r\nHost: x\r\nIf-None-Match: "other", *\r\n',
+    "GET /atom.xml HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT\r\n",
+    "GET /atom.xml HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: Sat, 01 Jan 2000 00:00:00 GMT\r\n",
+    'GET /atom.xml HTTP/1.1\r\nHost: x\r\nIf-None-Match: "other"\r\n'
+    "If-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT\r\n",
+    "GET /atom.xml HTTP/1.1\r\nHost: x\r\nIf-Match: {plain}\r\n",
+    "GET /atom.xml?utm_source=reader HTTP/1.1\r\nHost: x\r\n",
+    "GET http://x/atom.xml HTTP/1.1\r\nHost: x\r\n",
+    "GET /atom.xml HTTP/1.0\r\n",
+    "GET /atom.xml HTTP/1.0\r\nConnection: keep-alive\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\n",
+    "GET /articles/ HTTP/1.1\r\nHost: x\r\n",
+    "GET /articles/first.html HTTP/1.1\r\nHost: x\r\n",
+    "GET /logo.png HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n",
+    "GET /feed.json HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n",
+    "GET /style.css HTTP/1.1\r\nHost: x\r\n",
+]
+# ... and requests it leaves to the app.
+APP = [
+    'GET /atom.xml HTTP/1.1\r\nHost: x\r\nIf-Match: "other"\r\n',  # 412
+    "GET /articles HTTP/1.1\r\nHost: x\r\n",  # a folder: redirect
+    "GET /missing.xml HTTP/1.1\r\nHost: x\r\n",
+    "GET /.hidden HTTP/1.1\r\nHost: x\r\n",
+    "GET /../publisher.toml HTTP/1.1\r\nHost: x\r\n",
+    "GET /%2e%2e/publisher.toml HTTP/1.1\r\nHost: x\r\n",
+    "GET /atom%2exml HTTP/1.1\r\nHost: x\r\n",
+    "GET /subscribe.css HTTP/1.1\r\nHost: x\r\n",  # a route of the app's (/subscribe has a nonce)
+    "POST /atom.xml HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n",
+    "GET /atom.xml HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+    "GET /atom.xml HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 0\r\n",
+    "GET /" + "a" * 2100 + " HTTP/1.1\r\nHost: x\r\n",
+]
+
+
+@pytest.mark.parametrize("template", FAST + APP)
+def test_the_fast_path_answers_exactly_as_the_app(
+    shared: tuple[str, str], answered: list[str], template: str
+) -> None:
+    fast, plain = shared
+    tags = {
+        "plain": etag_of(plain, "/atom.xml"),
+        "gzip": etag_of(plain, "/atom.xml", "Accept-Encoding: gzip\r\n"),
+    }
+    assert tags["plain"] != tags["gzip"]
+    head, _, body = template.format(**tags).partition("\r\n\r\n")
+    request = (head.removesuffix("\r\n") + "\r\nConnection: close\r\n\r\n" + body).encode()
+    # Twice: the first request may read the file into the cache; the second can take the fast path.
+    for _ in range(2):
+        expected = normalised(exchange(plain, request))
+        answered.clear()
+        got = normalised(exchange(fast, request))
+        assert got == expected
+    assert bool(answered) == (template in FAST)
+
+
+def test_keep_alive_and_pipelining_keep_the_order(servers: tuple[str, str]) -> None:
+    """Fast answers, app answers and a 304 pipelined on one connection come back in order."""
+    fast, _ = servers
+    tag = etag_of(fast, "/atom.xml")
+    etag_of(fast, "/rss.xml")  # cached, so both feeds take the fast path
+    with socket.create_connection(address(fast), timeout=10) as sock:
+        sock.sendall(
+            b"GET /atom.xml HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /subscribe HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /rss.xml HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /atom.xml HTTP/1.1\r\nHost: x\r\nIf-None-Match: " + tag.encode() + b"\r\n\r\n"
+            b"HEAD /rss.xml HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        buffer = bytearray()
+        answers = [read_response(sock, buffer, head_only=i == 4) for i in range(6)]
+    assert [status for status, _, _ in answers] == [200, 200, 200, 304, 200, 404]
+    assert answers[0][2] == FILES["atom.xml"].encode()  # type: ignore[union-attr]
+    assert b"<form" in answers[1][2]
+    assert answers[2][2] == FILES["rss.xml"].encode()  # type: ignore[union-attr]
+    assert answers[3][1]["etag"] == tag and answers[3][2] == b""
+    assert answers[4][1]["content-length"] == str(len(FILES["rss.xml"]))
+    assert buffer == b""
+
+
+def test_a_file_changed_on_disk_is_served_new(servers: tuple[str, str], project: Project) -> None:
+    fast, _ = servers
+    old = etag_of(fast, "/atom.xml")
+    assert etag_of(fast, "/atom.xml") == old  # now answered from the cache
+    target = project.feeds / "atom.xml"
+    replacement = target.with_name("atom.xml.new")
+    replacement.write_text(FILES["atom.xml"].replace("Test Gazette", "Changed Gazette"), encoding="utf-8")  # type: ignore[union-attr]
+    replacement.replace(target)
+    answer = exchange(
+        fast,
+        f"GET /atom.xml HTTP/1.1\r\nHost: x\r\nIf-None-Match: {old}\r\nConnection: close\r\n\r\n".encode(),
+    )
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"Changed Gazette" in answer
+    target.unlink()
+    gone = exchange(
+        fast,
+        f"GET /atom.xml HTTP/1.1\r\nHost: x\r\nIf-None-Match: {old}\r\nConnection: close\r\n\r\n".encode(),
+    )
+    assert gone.startswith(b"HTTP/1.1 404 ")
+
+
+def test_idle_connections_close_after_the_keep_alive_timeout(servers: tuple[str, str]) -> None:
+    """uvicorn's rule (5 s of quiet after a response) holds with the fast path's single timer: a
+    connection used every second stays open past the timeout, an idle one is closed."""
+    fast, _ = servers
+    etag_of(fast, "/atom.xml")
+    with (
+        socket.create_connection(address(fast), timeout=10) as busy,
+        socket.create_connection(address(fast), timeout=10) as idle,
+    ):
+        buffer = bytearray()
+        idle.sendall(b"GET /atom.xml HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(idle, bytearray())[0] == 200
+        quiet_from = time.monotonic()
+        for _ in range(7):
+            busy.sendall(b"GET /atom.xml HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(busy, buffer)[0] == 200
+            time.sleep(1)
+        # The idle connection was closed by the server after about 5 s.
+        idle.settimeout(5)
+        assert idle.recv(1) == b""
+        assert time.monotonic() - quiet_from >= 4.5
+        busy.sendall(b"GET /atom.xml HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(busy, buffer)[0] == 200
+
+
+def test_access_log_lines_match_the_apps(servers: tuple[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    """With uvicorn's access log on, a fast answer logs the same line as the app's path would."""
+    fast, plain = servers
+    tag = etag_of(fast, "/atom.xml")
+    etag_of(plain, "/atom.xml")
+    request = f"GET /atom.xml?x=1 HTTP/1.1\r\nHost: x\r\nIf-None-Match: {tag}\r\nConnection: close\r\n\r\n"
+    lines = []
+    for url in (fast, plain):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="uvicorn.access"):
+            exchange(url, request.encode())
+        found = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
+        assert len(found) == 1
+        lines.append(found[0].split(" - ", 1)[1])
+    assert lines[0] == lines[1] == '"GET /atom.xml?x=1 HTTP/1.1" 304'
