@@ -19,54 +19,35 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import re
 import smtplib
 import socket
 import ssl
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
+from publisher import smtpwire
 from publisher.config import Settings
-from publisher.errors import DeliveryError
+from publisher.smtpwire import (
+    ConnectionFailure,
+    PermanentFailure,
+    Scope,
+    TemporaryFailure,
+    reply_text,
+)
 
-
-def _describe(kind: str, code: int, reply: str) -> str:
-    # Code 0: no SMTP reply at all (a connection, TLS or settings problem); don't print a fake code.
-    return f"{kind}: {code} {reply}".rstrip() if code else f"{kind}: {reply}".rstrip()
-
-
-class TemporaryFailure(DeliveryError):
-    """The server answered 4xx, hung up or went silent: the message may be retried later."""
-
-    def __init__(self, code: int, reply: str) -> None:
-        super().__init__(_describe("temporary failure", code, reply))
-        self.code = code
-        self.reply = reply
-
-
-class ConnectionFailure(TemporaryFailure):
-    """The server could not be reached, greeted or logged in to: no message left this machine."""
-
-
-Scope = Literal["recipient", "message", "session"]
-
-
-class PermanentFailure(DeliveryError):
-    """The server answered 5xx. `scope` says what it refused: this recipient (RCPT: a bounce),
-    this message (DATA: content or policy), or the whole session (login, greeting, MAIL FROM):
-    then no message can go out and it is nobody's bounce."""
-
-    def __init__(self, code: int, reply: str, *, scope: Scope) -> None:
-        super().__init__(_describe("permanent failure", code, reply))
-        self.code = code
-        self.reply = reply
-        self.scope = scope
-
-    @property
-    def recipient(self) -> bool:
-        return self.scope == "recipient"
+__all__ = [
+    "ConnectionFailure",
+    "OutboxTransport",
+    "PermanentFailure",
+    "Scope",
+    "SmtpTransport",
+    "TemporaryFailure",
+    "Transport",
+    "open_transport",
+    "reply_text",
+]
 
 
 class Transport(Protocol):
@@ -82,11 +63,6 @@ def open_transport(settings: Settings) -> Transport:
     if settings.delivery.transport == "smtp":
         return SmtpTransport(settings)
     return OutboxTransport(settings.state_dir / "outbox")
-
-
-def reply_text(raw: bytes | str) -> str:
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    return " ".join(text.split())
 
 
 class SmtpTransport:
@@ -177,84 +153,40 @@ class SmtpTransport:
                 raise ConnectionFailure(0, f"SMTP server {self._where} hung up: {again}") from again
 
     def _transaction(self, conn: smtplib.SMTP, sender: str, recipients: Sequence[str], message: bytes) -> str:
-        """MAIL, RCPT, DATA and the message, pipelined (RFC 2920) when the server offers it.
+        """Drive publisher.smtpwire's transaction over the blocking socket.
 
         smtplib's own `sendmail` runs two regular expressions over every message and parses each
-        address with the email package; our messages already have CRLF line ends, so only the dot
-        stuffing is needed, and a rendered message carries it done (see `_data`)."""
-        for address in (sender, *recipients):
-            if not ENVELOPE.fullmatch(address):
-                raise PermanentFailure(0, f"{address!r} cannot be used in an SMTP command", scope="message")
-        commands = [f"MAIL FROM:<{sender}>\r\n", *(f"RCPT TO:<{r}>\r\n" for r in recipients), "DATA\r\n"]
-        pipelined = conn.has_extn("pipelining")
+        address with the email package; the transaction sends our ready-made bytes instead."""
+        steps = smtpwire.transaction(sender, recipients, message, conn.has_extn("pipelining"))
+        answered = False
         try:
-            try:
-                conn.send("".join(commands) if pipelined else commands[0])
-                code, reply = _reply(conn)
-            except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
-                raise _StaleConnection(_os_reason(exc)) from exc
-            failure: DeliveryError | None = None
-            if code != 250:
-                # The server refuses the sender itself: no subscriber's fault.
-                failure = (
-                    PermanentFailure(code, reply_text(reply), scope="session")
-                    if code >= 500
-                    else TemporaryFailure(code, reply_text(reply))
-                )
-            for command in commands[1:-1]:
-                if failure is not None and not pipelined:
-                    break
-                if not pipelined:
-                    conn.send(command)
-                code, reply = _reply(conn)
-                if failure is None and code not in (250, 251):
-                    failure = (
-                        PermanentFailure(code, reply_text(reply), scope="recipient")
-                        if code >= 500
-                        else TemporaryFailure(code, reply_text(reply))
-                    )
-            if failure is None or pipelined:
-                if not pipelined:
-                    conn.send(commands[-1])
-                code, reply = _reply(conn)
-                if code == 354 and failure is not None:
-                    # A server that said yes to DATA after refusing: send an empty message's end.
-                    conn.send(b".\r\n")
-                    _reply(conn)
-                elif code != 354 and failure is None:
-                    failure = (
-                        PermanentFailure(code, reply_text(reply), scope="message")
-                        if code >= 500
-                        else TemporaryFailure(code, reply_text(reply))
-                    )
-            if failure is not None:
-                if getattr(failure, "code", 0) == 421:
-                    self.close()
-                else:
-                    self._rset(conn)
-                raise failure
-            conn.send(_data(message))
-            code, reply = _reply(conn)
-            if code != 250:
-                # Refused at the end of DATA (content or policy): not counted as a bounce.
-                if code >= 500:
-                    raise PermanentFailure(code, reply_text(reply), scope="message")
-                if code == 421:
-                    self.close()
-                raise TemporaryFailure(code, reply_text(reply))
+            step = next(steps)
+            while True:
+                try:
+                    if step is not None:
+                        conn.send(step)
+                        step = steps.send(None)
+                        continue
+                    reply = _reply(conn)
+                except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
+                    if not answered:
+                        # Gone before its first answer: nothing of this message was accepted.
+                        raise _StaleConnection(_os_reason(exc)) from exc
+                    raise
+                answered = True
+                step = steps.send(reply)
+        except StopIteration as done:
+            return str(done.value)
+        except (TemporaryFailure, PermanentFailure) as failure:
+            if failure.close:
+                self.close()
+            raise
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self.close()
             raise TemporaryFailure(0, f"connection to {self._where} lost: {_os_reason(exc)}") from exc
-        except smtplib.SMTPResponseException as exc:
+        except (smtplib.SMTPResponseException, smtpwire.ReplyTooLong) as exc:
             self.close()
-            raise TemporaryFailure(exc.smtp_code, reply_text(exc.smtp_error)) from exc
-        return f"{code} {reply_text(reply)}"
-
-    def _rset(self, conn: smtplib.SMTP) -> None:
-        try:
-            conn.rset()
-        except (smtplib.SMTPException, OSError):
-            self.close()
+            raise TemporaryFailure(500, "line too long") from exc
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -266,40 +198,18 @@ class SmtpTransport:
             self._discard(conn)
 
 
-# What an envelope address may hold: no spaces, brackets or control characters (no injection).
-ENVELOPE = re.compile(r"[^\s<>\x00-\x1f\x7f]+@[^\s<>\x00-\x1f\x7f@]+")
-
-
-def _data(message: bytes) -> bytes:
-    """The message as DATA sends it: dot-stuffed, ended by CRLF.CRLF. A message rendered by
-    publisher.message carries this form ready (`smtp_data`, stuffed piece by piece once per
-    digest); any other bytes are stuffed here."""
-    ready: bytes | None = getattr(message, "smtp_data", None)
-    if ready is not None:
-        return ready
-    stuffed = message.replace(b"\r\n.", b"\r\n..")
-    if stuffed.startswith(b"."):
-        stuffed = b"." + stuffed
-    if not stuffed.endswith(b"\r\n"):
-        stuffed += b"\r\n"
-    return stuffed + b".\r\n"
-
-
-_MAXLINE = 8192  # as smtplib's own limit on a reply line
-
-
 def _reply(conn: smtplib.SMTP) -> tuple[int, bytes]:
     """One (possibly multi-line) reply, read like smtplib's getreply() from the same buffered
-    file, without its per-line bookkeeping (this runs four times per message)."""
+    file, without its per-line bookkeeping (this runs several times per message)."""
     if conn.file is None:
         conn.file = conn.sock.makefile("rb")  # type: ignore[union-attr]
     lines = []
     while True:
-        line = conn.file.readline(_MAXLINE + 1)
+        line = conn.file.readline(smtpwire.MAXLINE + 1)
         if not line:
             raise smtplib.SMTPServerDisconnected("connection unexpectedly closed")
-        if len(line) > _MAXLINE:
-            raise smtplib.SMTPResponseException(500, b"line too long")
+        if len(line) > smtpwire.MAXLINE:
+            raise smtpwire.ReplyTooLong("line too long")
         lines.append(line[4:].strip())
         if line[3:4] != b"-":
             break
