@@ -96,14 +96,37 @@ def _file_secret(path: Path) -> bytes:
     return value
 
 
-# hmac.digest with hashlib's OpenSSL constructor is the one-shot C path: the same HMAC-SHA256
-# bytes as hmac.new(...).digest() without building two HMAC objects (twice per recipient).
+# HMAC-SHA256 (RFC 2104) from hashlib's SHA-256 states. With OpenSSL 3, each hmac.digest() call
+# fetches its algorithm afresh (about 5 µs); hashing the padded key by hand costs half that, and
+# the site key's two padded states are hashed once and copied for every recipient.
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+@lru_cache(maxsize=8)
+def _pads(key: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:
+    block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+    return hashlib.sha256(block.translate(_IPAD)), hashlib.sha256(block.translate(_OPAD))
+
+
+def hmac_sha256(key: bytes, message: bytes, *, cached: bool = False) -> bytes:
+    """hmac.digest(key, message, "sha256"); `cached` keeps the key's padded states (site keys)."""
+    if cached:
+        inner, outer = (state.copy() for state in _pads(key))
+    else:
+        block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+        inner, outer = hashlib.sha256(block.translate(_IPAD)), hashlib.sha256(block.translate(_OPAD))
+    inner.update(message)
+    outer.update(inner.digest())
+    return outer.digest()
+
+
 def _key(site: bytes, token_secret: str) -> bytes:
-    return hmac.digest(site, _KEY_LABEL + token_secret.encode("utf-8"), hashlib.sha256)
+    return hmac_sha256(site, _KEY_LABEL + token_secret.encode("utf-8"), cached=True)
 
 
 def _tag(key: bytes, payload: bytes) -> bytes:
-    return hmac.digest(key, payload, hashlib.sha256)[:_TAG_BYTES]
+    return hmac_sha256(key, payload)[:_TAG_BYTES]
 
 
 def _purpose_code(purpose: str) -> int:

@@ -184,3 +184,18 @@ def test_empty_secret_file_is_reported(project: Project) -> None:
     os.chmod(settings.state_dir / "secret.key", 0o600)
     with pytest.raises(StateError, match=r"secret\.key: the token secret is too short or empty"):
         tokens.make(settings, 7, SECRETS[7], "unsubscribe")
+
+
+@pytest.mark.parametrize("size", [0, 1, 32, 63, 64, 65, 200])
+def test_hand_rolled_hmac_is_rfc_2104(size: int) -> None:
+    """tokens.hmac_sha256 (hashlib states, cached for site keys) gives hmac.digest's bytes."""
+    import hashlib
+    import hmac
+
+    key = bytes(range(size % 256)) * (size // 256 + 1)
+    key = key[:size]
+    for message in (b"", b"publisher-token-v1|secret", bytes(range(256)) * 3):
+        expected = hmac.digest(key, message, hashlib.sha256)
+        assert tokens.hmac_sha256(key, message) == expected
+        assert tokens.hmac_sha256(key, message, cached=True) == expected
+        assert tokens.hmac_sha256(key, message, cached=True) == expected  # the cached states are copied
