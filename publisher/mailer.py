@@ -75,8 +75,23 @@ class SmtpTransport:
         self._conn: smtplib.SMTP | None = None
 
     @property
-    def _where(self) -> str:
+    def where(self) -> str:
         return f"{self.smtp_settings.host}:{self.smtp_settings.port}"
+
+    _where = where
+
+    def connection(self) -> tuple[socket.socket, bool, bool]:
+        """For publisher.smtpchannel, which drives the socket itself: (the connected socket,
+        whether the server offers PIPELINING, whether it was open already), connecting first
+        when there is no connection. Raises what `send` raises when it cannot connect."""
+        reused = self._conn is not None
+        if self._conn is None:
+            self._conn = self._connect()
+        sock = self._conn.sock
+        if sock is None:  # closed under us: start again
+            self.close()
+            return self.connection()
+        return sock, self._conn.has_extn("pipelining"), reused
 
     def _connect(self) -> smtplib.SMTP:
         s = self.smtp_settings

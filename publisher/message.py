@@ -263,6 +263,27 @@ class MessageTemplate:
         return f"<{self._id_part}.{digest}@{self.host}>"
 
     def render(self, recipient: Recipient) -> Rendered:
+        values, wire_values = self._values(recipient)
+        out = self._layout.copy()
+        wire = self._wire_layout.copy()
+        for index, key in self._slots:
+            out[index] = values[key]
+            wire[index] = wire_values[key]
+        message = Rendered(b"".join(out))
+        message.smtp_data = b"".join(wire)
+        return message
+
+    def render_wire(self, recipient: Recipient) -> bytes:
+        """Only what SMTP's DATA sends for this recipient (`render(...).smtp_data`), for a
+        transport that never needs the plain message bytes."""
+        _, wire_values = self._values(recipient)
+        wire = self._wire_layout.copy()
+        for index, key in self._slots:
+            wire[index] = wire_values[key]
+        return b"".join(wire)
+
+    def _values(self, recipient: Recipient) -> tuple[dict[str, bytes], dict[str, bytes]]:
+        """What differs per recipient: its slots' bytes, plain and dot-stuffed."""
         address = check_address(recipient.email)
         name = one_line(recipient.name)
         display = encode_display_name(name)
@@ -289,11 +310,4 @@ class MessageTemplate:
         for role in self._html_roles:
             values["html:" + role] = value = qp(html.escape(plain[role])) + SOFT_BREAK
             wire_values["html:" + role] = dot_stuff(value)
-        out = self._layout.copy()
-        wire = self._wire_layout.copy()
-        for index, key in self._slots:
-            out[index] = values[key]
-            wire[index] = wire_values[key]
-        message = Rendered(b"".join(out))
-        message.smtp_data = b"".join(wire)
-        return message
+        return values, wire_values

@@ -1,13 +1,14 @@
-"""The sending engine behind publisher.delivery: worker threads over the send ledger.
+"""The sending engine behind publisher.delivery: slots over the send ledger.
 
-Each of `workers` threads owns one transport connection and loops: one commit records the
-outcome of its previous message and claims (marks `sending`) its next row, then it renders and
-sends that message outside any lock. So the intent is always committed before a message leaves
-and its outcome right after the answer, at most `workers` rows are ever `sending`, and no message
-waits for another thread to hand it over. The short transactions run under one lock on one SQLite
-connection shared by the workers: SQLite never sees two writers (its busy handler sleeps for
-milliseconds), and the connection's page cache stays valid from one commit to the next, where
-each thread's own connection had to reload the pages another had changed.
+A slot is one connection's share of a run. It loops: one commit records the outcome of its
+previous message and claims (marks `sending`) its next row, then it renders and sends that
+message outside any lock. So the intent is always committed before a message leaves and its
+outcome right after the answer, and at most one row per slot is ever `sending`. SMTP slots are
+all driven by one thread over non-blocking sockets (publisher.multiplex): with a thread per
+connection, the hand-offs of the interpreter lock between senders cost about a fifth of the CPU.
+Other transports (the outbox, a transport lent by the caller) get a `_Worker` thread each. The
+short transactions run under one lock on one SQLite connection shared by the slots: SQLite never
+sees two writers, and the connection's page cache stays valid from one commit to the next.
 
 Outcomes: accepted → sent (a run of bounces is reset). 5xx to the recipient → failed, counted
 toward the subscriber's bounce threshold. 5xx to the message → failed. 4xx, a dropped connection
@@ -83,7 +84,9 @@ class Result:
 
 
 @dataclass
-class _Answer:
+class Answer:
+    """How one message went: the server's reply, or what went wrong."""
+
     row: ledger.Claimed
     reply: str = ""
     error: Exception | None = None
@@ -132,69 +135,40 @@ def _shared_connection(database: Path) -> sqlite3.Connection:
     return conn
 
 
-class _Worker(threading.Thread):
-    def __init__(
-        self,
-        run: _Run,
-        conn: sqlite3.Connection,
-        transports: TransportFactory,
-        links: LinkMaker,
-        sender: str,
-    ) -> None:
-        super().__init__(daemon=True, name="publisher-sender")
+class Slot:
+    """One connection's share of a run: records the answer to its last message and claims its
+    next row (`step`), and says whom a row's message goes to (`recipient`). Driven by a `_Worker` thread
+    (blocking transports) or by publisher.multiplex (SMTP, all connections in one thread)."""
+
+    def __init__(self, run: _Run, conn: sqlite3.Connection, links: LinkMaker, sender: str) -> None:
         self.run_state = run
         self.conn = conn
-        self.transports = transports
         self.links = links
         self.sender = sender
-        self.transport: mailer.Transport | None = None
 
-    def run(self) -> None:
-        shared, conn = self.run_state, self.conn
-        try:
-            answer: _Answer | None = None
-            while True:
-                row, wait = self._step(conn, answer)
-                answer = None
-                if row is not None:
-                    answer = self._send(row)
-                elif wait is None:
-                    return
-                else:
-                    time.sleep(wait)
-        except Exception as exc:  # the database failed under us: stop everyone, say why
-            log.error("sender thread failed", exc_info=exc)
-            with shared.lock:
-                if shared.abort is None:
-                    shared.abort = DeliveryError(f"sending failed: {exc}")
-        finally:
-            if self.transport is not None:
-                self.transport.close()
+    def recipient(self, row: ledger.Claimed) -> Recipient:
+        subscriber = subscribers.Subscriber(
+            id=row.subscriber_id,
+            email=row.email,
+            name=row.name,
+            token_secret=row.token_secret,
+            status="active",
+            bounces=row.bounces,
+        )
+        https, mailto = self.links(subscriber)
+        return Recipient(row.email, row.name, https, mailto)
 
-    def _send(self, row: ledger.Claimed) -> _Answer:
-        try:
-            if self.transport is None:
-                self.transport = self.transports()
-            subscriber = subscribers.Subscriber(
-                id=row.subscriber_id,
-                email=row.email,
-                name=row.name,
-                token_secret=row.token_secret,
-                status="active",
-                bounces=row.bounces,
-            )
-            https, mailto = self.links(subscriber)
-            data = self.run_state.template.render(Recipient(row.email, row.name, https, mailto))
-            return _Answer(row, reply=self.transport.send(self.sender, (row.email,), data))
-        except Exception as exc:  # every failure is recorded; a bug must not hang the run
-            return _Answer(row, error=exc)
+    def failed(self, exc: Exception) -> None:
+        """The database failed under us: stop everyone, say why."""
+        log.error("sender thread failed", exc_info=exc)
+        with self.run_state.lock:
+            if self.run_state.abort is None:
+                self.run_state.abort = DeliveryError(f"sending failed: {exc}")
 
-    def _step(
-        self, conn: sqlite3.Connection, answer: _Answer | None
-    ) -> tuple[ledger.Claimed | None, float | None]:
+    def step(self, answer: Answer | None) -> tuple[ledger.Claimed | None, float | None]:
         """Record `answer` and claim the next row in one commit. Returns (row, None), or
         (None, seconds to sleep before trying again), or (None, None) when this worker is done."""
-        shared = self.run_state
+        shared, conn = self.run_state, self.conn
         with shared.lock:
             now = shared.clock.now()
             stamp = ledger.stamp(now)
@@ -261,7 +235,7 @@ class _Worker(threading.Thread):
                 shared.progress(shared.state)
         return row, wait
 
-    def _record(self, conn: sqlite3.Connection, answer: _Answer, now: datetime, stamp: ledger.Stamp) -> None:
+    def _record(self, conn: sqlite3.Connection, answer: Answer, now: datetime, stamp: ledger.Stamp) -> None:
         """Commit one answer into the ledger (inside the transaction, under the lock)."""
         shared, settings = self.run_state, self.run_state.settings
         row, error, digest_id, state = answer.row, answer.error, shared.digest_id, shared.state
@@ -314,6 +288,45 @@ class _Worker(threading.Thread):
             shared.abort = shared.abort or DeliveryError(f"internal error while sending: {error!r}")
 
 
+class _Worker(Slot, threading.Thread):
+    """A slot with its own thread and blocking transport (the outbox, a lent transport)."""
+
+    def __init__(
+        self, run: _Run, conn: sqlite3.Connection, transports: TransportFactory, links: LinkMaker, sender: str
+    ) -> None:
+        Slot.__init__(self, run, conn, links, sender)
+        threading.Thread.__init__(self, daemon=True, name="publisher-sender")
+        self.transports = transports
+        self.transport: mailer.Transport | None = None
+
+    def run(self) -> None:
+        try:
+            answer: Answer | None = None
+            while True:
+                row, wait = self.step(answer)
+                answer = None
+                if row is not None:
+                    answer = self._send(row)
+                elif wait is None:
+                    return
+                else:
+                    time.sleep(wait)
+        except Exception as exc:
+            self.failed(exc)
+        finally:
+            if self.transport is not None:
+                self.transport.close()
+
+    def _send(self, row: ledger.Claimed) -> Answer:
+        try:
+            if self.transport is None:
+                self.transport = self.transports()
+            message = self.run_state.template.render(self.recipient(row))
+            return Answer(row, reply=self.transport.send(self.sender, (row.email,), message))
+        except Exception as exc:  # every failure is recorded; a bug must not hang the run
+            return Answer(row, error=exc)
+
+
 def deliver(
     conn: sqlite3.Connection,
     database: Path,
@@ -345,7 +358,17 @@ def deliver(
     state.skipped = before["skipped"]
     shared = _Run(digest_id, template, settings, clock, state, progress)
     worker_conn = _shared_connection(database)
-    pool = [_Worker(shared, worker_conn, transports, links, sender) for _ in range(max(1, workers))]
+    first = transports()
+    pool: list[threading.Thread]
+    if isinstance(first, mailer.SmtpTransport):
+        # Every SMTP connection in one thread: no lock or GIL hand-offs between senders.
+        from publisher.multiplex import Multiplexer
+
+        smtp = [first] + [transports() for _ in range(max(1, workers) - 1)]
+        pool = [Multiplexer(shared, worker_conn, links, sender, smtp)]  # type: ignore[arg-type]
+    else:
+        pool = [_Worker(shared, worker_conn, transports, links, sender) for _ in range(max(1, workers))]
+        pool[0].transport = first  # type: ignore[attr-defined]
     try:
         for worker in pool:
             worker.start()

@@ -96,8 +96,11 @@ def _refusal(code: int, reply: bytes, scope: Scope) -> Failure:
     return TemporaryFailure(code, reply_text(reply))
 
 
-def transaction(sender: str, recipients: Sequence[str], message: bytes, pipelined: bool) -> Exchange:
-    """MAIL, RCPT, DATA and the message; pipelined (RFC 2920) when the server offers it."""
+def transaction(
+    sender: str, recipients: Sequence[str], message: bytes, pipelined: bool, stuffed: bool = False
+) -> Exchange:
+    """MAIL, RCPT, DATA and the message; pipelined (RFC 2920) when the server offers it.
+    `stuffed`: the message is already in DATA's form (publisher.message's `render_wire`)."""
     for address in (sender, *recipients):
         if not ENVELOPE.fullmatch(address) or not address.isascii():
             raise PermanentFailure(0, f"{address!r} cannot be used in an SMTP command", scope="message")
@@ -137,7 +140,7 @@ def transaction(sender: str, recipients: Sequence[str], message: bytes, pipeline
             rset, _ = yield None  # type: ignore[misc]
             failure.close = rset != 250
         raise failure
-    yield data_block(message)
+    yield message if stuffed else data_block(message)
     code, reply = yield None  # type: ignore[misc]
     if code != 250:
         # Refused at the end of DATA (content or policy): not counted as a bounce.

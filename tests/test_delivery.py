@@ -98,6 +98,32 @@ def test_every_subscriber_gets_the_digest_once(project: Project, server: SmtpSer
     assert len(server.messages()) == 12
 
 
+def test_connections_work_side_by_side_with_one_message_in_flight_each(project: Project) -> None:
+    """delivery.concurrency connections, all driven by one thread (publisher.multiplex): each is
+    used, messages overlap, and never more rows are `sending` than there are connections (the
+    duplicate window after a crash)."""
+    in_flight: list[int] = []
+
+    def count_sending() -> None:  # as the server takes each message in
+        reader = sqlite3.connect(f"file:{project.settings().db_path}?mode=ro", uri=True)
+        try:
+            in_flight.append(
+                reader.execute("SELECT count(*) FROM ledger WHERE status = 'sending'").fetchone()[0]
+            )
+        finally:
+            reader.close()
+
+    with SmtpServer(Behaviour(on_data=count_sending)) as server:
+        setup(project, server.port, 40, concurrency=4)
+        result = project.cli("digest", "--send", "--backfill", "5", now=SEND_AT)
+        assert result.code == 0, result.err
+        assert server.by_recipient() == {address(i): 1 for i in range(40)}
+        assert server.sessions == 4
+    assert len(in_flight) == 40
+    assert max(in_flight) <= 4
+    assert max(in_flight) >= 2  # the connections really worked side by side
+
+
 def test_temporary_refusals_are_retried_until_accepted(project: Project) -> None:
     """451 to some recipients on their first two offers: retried with backoff, all delivered once."""
     refused = {address(1), address(4)}

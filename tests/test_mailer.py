@@ -4,18 +4,29 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from publisher import mailer
 from publisher.config import DeliverySettings, Settings, SmtpSettings
-from tests.support.smtp import Behaviour, SilentServer, SmtpServer
+from tests.support.smtp import Behaviour, SilentServer, SmtpServer, smtp_opener
 
 MESSAGE = (
     b"From: news@news.example.org\r\nTo: ana@example.com\r\nSubject: hi\r\n\r\n"
     b".a line starting with a dot\r\n.\r\n..two dots\r\nlast line\r\n"
 )
+
+Opener = Callable[[Settings], Any]
+
+
+@pytest.fixture(params=["blocking", "multiplexed"])
+def open_smtp(request: pytest.FixtureRequest) -> Opener:
+    """Opens an SMTP transport driven the blocking way (SmtpTransport.send) or the way
+    publisher.multiplex drives it (publisher.smtpchannel): every test here holds for both."""
+    return smtp_opener(request.param)
 
 
 def smtp_settings(port: int, **smtp: object) -> Settings:
@@ -26,10 +37,10 @@ def smtp_settings(port: int, **smtp: object) -> Settings:
 
 
 @pytest.mark.parametrize("pipelining", [True, False])
-def test_smtp_reuses_one_connection_and_delivers_bytes_intact(pipelining: bool) -> None:
+def test_smtp_reuses_one_connection_and_delivers_bytes_intact(open_smtp: Opener, pipelining: bool) -> None:
     """Many messages over one connection; dot-stuffing undone by the server gives back our bytes."""
     with SmtpServer(Behaviour(pipelining=pipelining)) as server:
-        transport = mailer.open_transport(smtp_settings(server.port))
+        transport = open_smtp(smtp_settings(server.port))
         replies = [transport.send("news@news.example.org", [f"r{i}@example.org"], MESSAGE) for i in range(5)]
         transport.close()
         assert all(reply.startswith("250 ") for reply in replies)
@@ -41,7 +52,9 @@ def test_smtp_reuses_one_connection_and_delivers_bytes_intact(pipelining: bool) 
 
 
 @pytest.mark.parametrize("pipelining", [True, False])
-def test_refusals_raise_the_right_failure_and_the_connection_stays_usable(pipelining: bool) -> None:
+def test_refusals_raise_the_right_failure_and_the_connection_stays_usable(
+    open_smtp: Opener, pipelining: bool
+) -> None:
     """550 to a recipient: PermanentFailure(recipient); 451: TemporaryFailure; both with the
     server's code and text; the next message goes out on the same connection."""
 
@@ -51,7 +64,7 @@ def test_refusals_raise_the_right_failure_and_the_connection_stays_usable(pipeli
         )
 
     with SmtpServer(Behaviour(rcpt=rcpt, pipelining=pipelining)) as server:
-        transport = mailer.open_transport(smtp_settings(server.port))
+        transport = open_smtp(smtp_settings(server.port))
         with pytest.raises(mailer.PermanentFailure) as permanent:
             transport.send("news@news.example.org", ["gone@example.org"], MESSAGE)
         assert (permanent.value.code, permanent.value.reply, permanent.value.scope) == (
@@ -70,21 +83,21 @@ def test_refusals_raise_the_right_failure_and_the_connection_stays_usable(pipeli
         assert [m.recipients for m in server.messages()] == [("ok@example.org",)]
 
 
-def test_a_refused_sender_is_a_session_failure_not_a_bounce() -> None:
+def test_a_refused_sender_is_a_session_failure_not_a_bounce(open_smtp: Opener) -> None:
     """5xx to MAIL FROM concerns every message: scope "session", never counted against a reader."""
     with SmtpServer(Behaviour(mail=lambda sender: "553 5.7.1 sender not allowed")) as server:
-        transport = mailer.open_transport(smtp_settings(server.port))
+        transport = open_smtp(smtp_settings(server.port))
         with pytest.raises(mailer.PermanentFailure) as refused:
             transport.send("news@news.example.org", ["ana@example.com"], MESSAGE)
         transport.close()
     assert refused.value.scope == "session" and not refused.value.recipient
 
 
-def test_an_idle_connection_closed_by_the_server_is_reopened_transparently() -> None:
+def test_an_idle_connection_closed_by_the_server_is_reopened_transparently(open_smtp: Opener) -> None:
     """The server hangs up on a reused connection before anything of the message was sent:
     the transport reconnects once and the message goes out."""
     with SmtpServer(Behaviour(drop_on_mail={2})) as server:
-        transport = mailer.open_transport(smtp_settings(server.port))
+        transport = open_smtp(smtp_settings(server.port))
         transport.send("news@news.example.org", ["a@example.org"], MESSAGE)
         transport.send("news@news.example.org", ["b@example.org"], MESSAGE)
         transport.close()
@@ -92,11 +105,11 @@ def test_an_idle_connection_closed_by_the_server_is_reopened_transparently() -> 
         assert server.sessions == 2
 
 
-def test_a_hang_up_after_the_data_is_a_temporary_failure() -> None:
+def test_a_hang_up_after_the_data_is_a_temporary_failure(open_smtp: Opener) -> None:
     """No reply to the end of data: the message may have arrived; it is a TemporaryFailure (the
     ledger retries it: the documented duplicate window) and the next send reconnects."""
     with SmtpServer(Behaviour(drop_after_data={1})) as server:
-        transport = mailer.open_transport(smtp_settings(server.port))
+        transport = open_smtp(smtp_settings(server.port))
         with pytest.raises(mailer.TemporaryFailure) as lost:
             transport.send("news@news.example.org", ["a@example.org"], MESSAGE)
         assert not isinstance(lost.value, mailer.ConnectionFailure)
@@ -104,37 +117,39 @@ def test_a_hang_up_after_the_data_is_a_temporary_failure() -> None:
         transport.close()
 
 
-def test_a_silent_server_is_given_up_on_after_the_timeout() -> None:
+def test_a_silent_server_is_given_up_on_after_the_timeout(open_smtp: Opener) -> None:
     """No greeting ever: ConnectionFailure saying it timed out, after about `smtp.timeout`."""
     with SilentServer() as silent:
-        transport = mailer.open_transport(smtp_settings(silent.port, timeout=0.3))
+        transport = open_smtp(smtp_settings(silent.port, timeout=0.3))
         started = time.monotonic()
         with pytest.raises(mailer.ConnectionFailure, match="timed out"):
             transport.send("news@news.example.org", ["a@example.org"], MESSAGE)
         assert time.monotonic() - started < 5  # bounded, not a speed assertion
 
 
-def test_a_stall_mid_transaction_times_out() -> None:
+def test_a_stall_mid_transaction_times_out(open_smtp: Opener) -> None:
     """The server stops answering after the data: TemporaryFailure (timed out), never a hang."""
     with SmtpServer(Behaviour(stall_after_data={1})) as server:
-        transport = mailer.open_transport(smtp_settings(server.port, timeout=0.3))
+        transport = open_smtp(smtp_settings(server.port, timeout=0.3))
         with pytest.raises(mailer.TemporaryFailure, match="timed out"):
             transport.send("news@news.example.org", ["a@example.org"], MESSAGE)
         transport.close()
 
 
-def test_nobody_listening_is_a_connection_failure() -> None:
+def test_nobody_listening_is_a_connection_failure(open_smtp: Opener) -> None:
     with SilentServer() as closed:
         port = closed.port
-    transport = mailer.open_transport(smtp_settings(port))
+    transport = open_smtp(smtp_settings(port))
     with pytest.raises(mailer.ConnectionFailure, match=f"127.0.0.1:{port}"):
         transport.send("news@news.example.org", ["a@example.org"], MESSAGE)
 
 
-def test_a_username_without_a_password_is_said_plainly(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_username_without_a_password_is_said_plainly(
+    open_smtp: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("PUBLISHER_SMTP_PASSWORD", raising=False)
     with SmtpServer() as server:
-        transport = mailer.open_transport(smtp_settings(server.port, username="news"))
+        transport = open_smtp(smtp_settings(server.port, username="news"))
         with pytest.raises(mailer.PermanentFailure, match=r"\$PUBLISHER_SMTP_PASSWORD is empty") as failure:
             transport.send("news@news.example.org", ["a@example.org"], MESSAGE)
     assert failure.value.scope == "session"
@@ -143,9 +158,9 @@ def test_a_username_without_a_password_is_said_plainly(monkeypatch: pytest.Monke
 @pytest.mark.parametrize(
     "bad", ["a@example.org>\r\nRCPT TO:<victim@example.net", "a b@example.org", "<a@x.org>"]
 )
-def test_envelope_addresses_cannot_inject_smtp_commands(bad: str) -> None:
+def test_envelope_addresses_cannot_inject_smtp_commands(open_smtp: Opener, bad: str) -> None:
     with SmtpServer() as server:
-        transport = mailer.open_transport(smtp_settings(server.port))
+        transport = open_smtp(smtp_settings(server.port))
         with pytest.raises(mailer.PermanentFailure):
             transport.send("news@news.example.org", [bad], MESSAGE)
         transport.close()
@@ -177,15 +192,17 @@ def test_outbox_that_cannot_be_written_is_a_temporary_failure(tmp_path: Path) ->
 
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
-def test_login_with_the_password_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_login_with_the_password_from_the_environment(
+    open_smtp: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """AUTH with smtp.username and $PUBLISHER_SMTP_PASSWORD; a wrong password is a session failure."""
     with SmtpServer(Behaviour(login=("news", "s3cret"))) as server:
         monkeypatch.setenv("PUBLISHER_SMTP_PASSWORD", "s3cret")
-        transport = mailer.open_transport(smtp_settings(server.port, username="news"))
+        transport = open_smtp(smtp_settings(server.port, username="news"))
         assert transport.send("news@news.example.org", ["a@example.org"], MESSAGE).startswith("250")
         transport.close()
         monkeypatch.setenv("PUBLISHER_SMTP_PASSWORD", "wrong")
-        refused = mailer.open_transport(smtp_settings(server.port, username="news"))
+        refused = open_smtp(smtp_settings(server.port, username="news"))
         with pytest.raises(mailer.PermanentFailure) as failure:
             refused.send("news@news.example.org", ["b@example.org"], MESSAGE)
         assert failure.value.scope == "session" and failure.value.code == 535

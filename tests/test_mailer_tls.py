@@ -5,9 +5,10 @@ clear error before any message leaves (never a fall-back to plain text)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from publisher.config import DeliverySettings, Settings, SmtpSettings
 from publisher.store import db, ledger
 from tests.conftest import NOW, Project
 from tests.support.digests import markdown
+from tests.support.smtp import smtp_opener
 from tests.support.smtp_tls import Certificates, TlsServer, make_certificates
 
 MESSAGE = (
@@ -23,6 +25,15 @@ MESSAGE = (
     b".a line starting with a dot\r\nlast line\r\n"
 )
 SENDER = "news@news.example.org"
+
+Opener = Callable[[Settings], Any]
+
+
+@pytest.fixture(params=["blocking", "multiplexed"])
+def open_smtp(request: pytest.FixtureRequest) -> Opener:
+    """Opens an SMTP transport driven the blocking way (SmtpTransport.send) or the way
+    publisher.multiplex drives it (publisher.smtpchannel): every test here holds for both."""
+    return smtp_opener(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +66,12 @@ def smtp_settings(port: int, security: str, **smtp: object) -> Settings:
 
 
 @pytest.mark.parametrize("pipelining", [True, False])
-def test_starttls_delivers_over_an_encrypted_session(trusted: Certificates, pipelining: bool) -> None:
+def test_starttls_delivers_over_an_encrypted_session(
+    open_smtp: Opener, trusted: Certificates, pipelining: bool
+) -> None:
     """The server refuses MAIL before STARTTLS; both messages arrive intact over one TLS session."""
     with TlsServer(trusted, "starttls", pipelining=pipelining) as server:
-        transport = mailer.open_transport(smtp_settings(server.port, "starttls"))
+        transport = open_smtp(smtp_settings(server.port, "starttls"))
         replies = [transport.send(SENDER, [f"r{i}@example.org"], MESSAGE) for i in range(2)]
         transport.close()
         received = server.messages()
@@ -72,10 +85,10 @@ def test_starttls_delivers_over_an_encrypted_session(trusted: Certificates, pipe
     assert all(m.tls is not None and m.tls.startswith("TLSv1.") for m in received), received
 
 
-def test_implicit_tls_delivers_over_an_encrypted_session(trusted: Certificates) -> None:
+def test_implicit_tls_delivers_over_an_encrypted_session(open_smtp: Opener, trusted: Certificates) -> None:
     """`security = "tls"`: TLS from the first byte (port 465 style); the message arrives intact."""
     with TlsServer(trusted, "tls") as server:
-        transport = mailer.open_transport(smtp_settings(server.port, "tls"))
+        transport = open_smtp(smtp_settings(server.port, "tls"))
         reply = transport.send(SENDER, ["ana@example.com"], MESSAGE)
         transport.close()
         received = server.messages()
@@ -85,13 +98,13 @@ def test_implicit_tls_delivers_over_an_encrypted_session(trusted: Certificates) 
 
 
 def test_login_over_starttls_with_the_password_from_the_environment(
-    trusted: Certificates, monkeypatch: pytest.MonkeyPatch
+    open_smtp: Opener, trusted: Certificates, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The server offers AUTH only once encrypted and requires it: our login happens over TLS
     with the password from $PUBLISHER_SMTP_PASSWORD, and the message is accepted."""
     monkeypatch.setenv("PUBLISHER_SMTP_PASSWORD", "s3cret pass")
     with TlsServer(trusted, "starttls", login=("news", "s3cret pass")) as server:
-        transport = mailer.open_transport(smtp_settings(server.port, "starttls", username="news"))
+        transport = open_smtp(smtp_settings(server.port, "starttls", username="news"))
         transport.send(SENDER, ["ana@example.com"], MESSAGE)
         transport.close()
         received = server.messages()
@@ -102,12 +115,12 @@ def test_login_over_starttls_with_the_password_from_the_environment(
 
 
 def test_a_wrong_password_over_starttls_is_a_session_failure(
-    trusted: Certificates, monkeypatch: pytest.MonkeyPatch
+    open_smtp: Opener, trusted: Certificates, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """535 after STARTTLS: PermanentFailure for the session (nobody's bounce), nothing sent."""
     monkeypatch.setenv("PUBLISHER_SMTP_PASSWORD", "wrong")
     with TlsServer(trusted, "starttls", login=("news", "right")) as server:
-        transport = mailer.open_transport(smtp_settings(server.port, "starttls", username="news"))
+        transport = open_smtp(smtp_settings(server.port, "starttls", username="news"))
         with pytest.raises(mailer.PermanentFailure) as refused:
             transport.send(SENDER, ["ana@example.com"], MESSAGE)
         transport.close()
@@ -117,13 +130,13 @@ def test_a_wrong_password_over_starttls_is_a_session_failure(
 
 @pytest.mark.parametrize("security", ["starttls", "tls"])
 def test_an_untrusted_certificate_stops_the_send_in_one_clear_error(
-    untrusted: Certificates, security: str
+    open_smtp: Opener, untrusted: Certificates, security: str
 ) -> None:
     """A certificate no trusted CA signed: a permanent, session-wide failure (retrying cannot fix
     a setting) naming the server, the reason and the remedy (a PublisherError, so the CLI prints
     one line); no MAIL command ever reaches the server."""
     with TlsServer(untrusted, security) as server:  # type: ignore[arg-type]
-        transport = mailer.open_transport(smtp_settings(server.port, security))
+        transport = open_smtp(smtp_settings(server.port, security))
         with pytest.raises(mailer.PermanentFailure) as failed:
             transport.send(SENDER, ["ana@example.com"], MESSAGE)
         transport.close()
@@ -135,11 +148,13 @@ def test_an_untrusted_certificate_stops_the_send_in_one_clear_error(
     assert "\n" not in text
 
 
-def test_starttls_not_offered_fails_instead_of_sending_in_the_clear(trusted: Certificates) -> None:
+def test_starttls_not_offered_fails_instead_of_sending_in_the_clear(
+    open_smtp: Opener, trusted: Certificates
+) -> None:
     """`security = "starttls"` against a server that never offers STARTTLS: a clear failure and
     no MAIL FROM (hence no message) sent unencrypted."""
     with TlsServer(trusted, "plain") as server:
-        transport = mailer.open_transport(smtp_settings(server.port, "starttls"))
+        transport = open_smtp(smtp_settings(server.port, "starttls"))
         with pytest.raises(mailer.ConnectionFailure) as failed:
             transport.send(SENDER, ["ana@example.com"], MESSAGE)
         transport.close()
@@ -150,11 +165,11 @@ def test_starttls_not_offered_fails_instead_of_sending_in_the_clear(trusted: Cer
     )
 
 
-def test_implicit_tls_against_a_plain_server_fails_clearly(trusted: Certificates) -> None:
+def test_implicit_tls_against_a_plain_server_fails_clearly(open_smtp: Opener, trusted: Certificates) -> None:
     """`security = "tls"` against a plain-text server (a wrong port, say): the handshake fails
     with one ConnectionFailure; nothing is sent."""
     with TlsServer(trusted, "plain") as server:
-        transport = mailer.open_transport(smtp_settings(server.port, "tls"))
+        transport = open_smtp(smtp_settings(server.port, "tls"))
         with pytest.raises(
             mailer.ConnectionFailure, match=rf"cannot talk to SMTP server 127.0.0.1:{server.port}: "
         ):
