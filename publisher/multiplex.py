@@ -21,6 +21,7 @@ from publisher.mailer import SmtpTransport
 from publisher.sender import _POLL, Answer, LinkMaker, Slot, _Run
 from publisher.smtpchannel import Channel
 from publisher.store import ledger
+from publisher.store.db import transaction
 
 
 class _Lane(Slot):
@@ -48,6 +49,7 @@ class Multiplexer(threading.Thread):
         transports: list[SmtpTransport],
     ) -> None:
         super().__init__(daemon=True, name="publisher-sender")
+        self.conn = conn
         self.lanes = [_Lane(run, conn, links, sender, transport) for transport in transports]
         self.selector = selectors.DefaultSelector()
 
@@ -65,9 +67,18 @@ class Multiplexer(threading.Thread):
         lanes = self.lanes
         while True:
             now = time.monotonic()
+            ready = [lane for lane in lanes if lane.row is None and not lane.done and lane.due <= now]
+            if len(ready) > 1:
+                # Several connections answered since the last round: their outcomes and their
+                # next claims share one commit, which is made before any of those messages starts.
+                with transaction(self.conn):
+                    claims = [(lane, self._claim(lane)) for lane in ready]
+            else:
+                claims = [(lane, self._claim(lane)) for lane in ready]
+            for lane, row in claims:
+                if row is not None:
+                    self._start(lane, row)
             for lane in lanes:
-                if lane.row is None and not lane.done and lane.due <= now:
-                    self._next(lane)
                 if lane.row is None and lane.watched is not None:
                     self._unwatch(lane)  # idle: an idle socket's hang-up is met at the next begin
             busy = [lane for lane in lanes if lane.row is not None]
@@ -102,8 +113,8 @@ class Multiplexer(threading.Thread):
                     except Exception as exc:
                         self._finish(lane, Answer(lane.row, error=exc))
 
-    def _next(self, lane: _Lane) -> None:
-        """Record the lane's answer, claim its next row and start that message."""
+    def _claim(self, lane: _Lane) -> ledger.Claimed | None:
+        """Record the lane's answer and claim its next row (None: nothing to send yet, or ever)."""
         row, wait = lane.step(lane.answer)
         lane.answer = None
         if row is None:
@@ -112,7 +123,10 @@ class Multiplexer(threading.Thread):
                 lane.channel.close()
             else:
                 lane.due = time.monotonic() + wait
-            return
+        return row
+
+    def _start(self, lane: _Lane, row: ledger.Claimed) -> None:
+        """Start a claimed row's message on the lane's connection (its claim is committed)."""
         try:
             data = lane.run_state.template.render_wire(lane.recipient(row))
             lane.channel.begin(lane.sender, (row.email,), data)

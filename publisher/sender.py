@@ -37,7 +37,7 @@ from publisher.config import DeliverySettings
 from publisher.errors import DeliveryError, StateError
 from publisher.message import MessageTemplate, Recipient
 from publisher.store import ledger, subscribers
-from publisher.store.db import transaction
+from publisher.store.db import joined
 
 log = logging.getLogger("publisher.delivery")
 
@@ -199,7 +199,7 @@ class Slot:
                     return row, None
                 inactive = (row, status) if row is not None else None
                 row = None
-            with transaction(conn):
+            with joined(conn):  # the multiplexer may batch several slots' steps in one commit
                 if inactive is not None:
                     # Unsubscribed or bounced since the digest was prepared: nothing was sent.
                     reply = f"subscriber is {inactive[1]}"

@@ -150,9 +150,10 @@ def sent_and_claim(
     conn: sqlite3.Connection, digest_id: str, sent: int, reply: str, now: Stamp
 ) -> tuple[Claimed | None, str]:
     """Record row `sent` (0: none) as sent with `reply` and mark the first due pending row
-    `sending`, in one commit; call outside any transaction. Returns the claimed row (None when
-    none was due) and its subscriber's status: when that is not "active" the caller must mark the
-    row skipped (`finish(..., "skipped", ...)`) before claiming again; nothing was sent to it."""
+    `sending`, in one statement: its own commit, or part of the caller's open transaction.
+    Returns the claimed row (None when none was due) and its subscriber's status: when that is
+    not "active" the caller must mark the row skipped (`finish(..., "skipped", ...)`) before
+    claiming again; nothing was sent to it."""
     claimed: Claimed | None = None
     status = ""
     rows = conn.execute(_SENT_AND_CLAIM, (sent, reply, now, digest_id)).fetchall()
