@@ -158,21 +158,19 @@ class Replies:
     """Complete replies out of the bytes received so far."""
 
     def __init__(self) -> None:
-        self.buffer = bytearray()
-        self._lines: list[bytes] = []
+        self._partial = b""  # an unfinished line
+        self._lines: list[bytes] = []  # the lines so far of an unfinished multi-line reply
 
     def feed(self, data: bytes) -> list[Reply]:
-        self.buffer += data
+        if self._partial:
+            data = self._partial + data
+        lines = data.split(b"\n")
+        self._partial = lines.pop()  # b"" when the data ended with a whole line
+        if len(self._partial) > MAXLINE:
+            raise ReplyTooLong("line too long")
         found: list[Reply] = []
-        while True:
-            end = self.buffer.find(b"\n")
-            if end < 0:
-                if len(self.buffer) > MAXLINE:
-                    raise ReplyTooLong("line too long")
-                return found
-            line = bytes(self.buffer[: end + 1])
-            del self.buffer[: end + 1]
-            if len(line) > MAXLINE:
+        for line in lines:
+            if len(line) >= MAXLINE:
                 raise ReplyTooLong("line too long")
             self._lines.append(line[4:].strip())
             if line[3:4] != b"-":
@@ -182,3 +180,4 @@ class Replies:
                     code = -1
                 found.append((code, b"\n".join(self._lines)))
                 self._lines = []
+        return found

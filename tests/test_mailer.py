@@ -207,3 +207,22 @@ def test_login_with_the_password_from_the_environment(
             refused.send("news@news.example.org", ["b@example.org"], MESSAGE)
         assert failure.value.scope == "session" and failure.value.code == 535
         assert [m.recipients for m in server.messages()] == [("a@example.org",)]
+
+
+def test_replies_are_split_however_the_bytes_arrive() -> None:
+    """publisher.smtpwire.Replies (the multiplexed driver's reader): whole, multi-line and split
+    replies, byte by byte or all at once, give the same replies; an endless line is refused."""
+    from publisher import smtpwire
+
+    wire = b"250-first\r\n250-second\r\n250 last\r\n354 go ahead\r\n250 2.0.0 queued as 1\r\nxyz\r\n"
+    expected = [(250, b"first\nsecond\nlast"), (354, b"go ahead"), (250, b"2.0.0 queued as 1"), (-1, b"")]
+    for size in (1, 2, 5, len(wire)):
+        replies = smtpwire.Replies()
+        got = []
+        for start in range(0, len(wire), size):
+            got += replies.feed(wire[start : start + size])
+        assert got == expected
+    with pytest.raises(smtpwire.ReplyTooLong):
+        smtpwire.Replies().feed(b"250 " + b"x" * smtpwire.MAXLINE)
+    with pytest.raises(smtpwire.ReplyTooLong):
+        smtpwire.Replies().feed(b"250 " + b"x" * smtpwire.MAXLINE + b"\r\n")
