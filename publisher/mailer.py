@@ -155,7 +155,7 @@ class SmtpTransport:
         try:
             return self._transaction(self._conn, sender, recipients, message)
         except _StaleConnection as stale:
-            self.close()
+            self.abort()
             if not reused:
                 raise ConnectionFailure(0, f"SMTP server {self._where} hung up: {stale}") from stale
             # An idle connection the server closed since the last message: reconnect once, since
@@ -164,7 +164,7 @@ class SmtpTransport:
             try:
                 return self._transaction(self._conn, sender, recipients, message)
             except _StaleConnection as again:
-                self.close()
+                self.abort()
                 raise ConnectionFailure(0, f"SMTP server {self._where} hung up: {again}") from again
 
     def _transaction(self, conn: smtplib.SMTP, sender: str, recipients: Sequence[str], message: bytes) -> str:
@@ -194,16 +194,17 @@ class SmtpTransport:
             return str(done.value)
         except (TemporaryFailure, PermanentFailure) as failure:
             if failure.close:
-                self.close()
+                self.abort()
             raise
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            self.close()
+            self.abort()
             raise TemporaryFailure(0, f"connection to {self._where} lost: {_os_reason(exc)}") from exc
         except (smtplib.SMTPResponseException, smtpwire.ReplyTooLong) as exc:
-            self.close()
+            self.abort()
             raise TemporaryFailure(500, "line too long") from exc
 
     def close(self) -> None:
+        """Say QUIT and close (a connection that ends normally)."""
         conn, self._conn = self._conn, None
         if conn is None:
             return
@@ -211,6 +212,12 @@ class SmtpTransport:
             conn.quit()
         except (smtplib.SMTPException, OSError):
             self._discard(conn)
+
+    def abort(self) -> None:
+        """Close without QUIT: after a hang-up, a timeout or a 421, waiting for the server to
+        answer QUIT could take another `smtp.timeout`."""
+        conn, self._conn = self._conn, None
+        self._discard(conn)
 
 
 def _reply(conn: smtplib.SMTP) -> tuple[int, bytes]:

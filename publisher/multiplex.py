@@ -12,6 +12,7 @@ connection is ever `sending`, so the duplicate window after a crash is unchanged
 from __future__ import annotations
 
 import contextlib
+import functools
 import selectors
 import sqlite3
 import threading
@@ -52,6 +53,10 @@ class Multiplexer(threading.Thread):
         self.conn = conn
         self.lanes = [_Lane(run, conn, links, sender, transport) for transport in transports]
         self.selector = selectors.DefaultSelector()
+        for lane in self.lanes:
+            # A closed socket leaves the selector before its file descriptor is freed: another
+            # lane's new connection may get the same number.
+            lane.channel.on_close = functools.partial(self._unwatch, lane)
 
     def run(self) -> None:
         try:
@@ -59,9 +64,9 @@ class Multiplexer(threading.Thread):
         except Exception as exc:
             self.lanes[0].failed(exc)
         finally:
-            self.selector.close()
             for lane in self.lanes:
                 lane.channel.close()
+            self.selector.close()
 
     def _loop(self) -> None:
         lanes = self.lanes
@@ -94,17 +99,19 @@ class Multiplexer(threading.Thread):
                 events = []
             for key, mask in events:
                 lane = key.data
+                if lane.row is None:
+                    continue  # finished earlier in this batch
                 try:
                     if mask & selectors.EVENT_WRITE:
                         lane.channel.on_writable()
                     reply = lane.channel.on_readable() if mask & selectors.EVENT_READ else None
+                    if reply is None:
+                        self._watch(lane)  # the socket may be a new one (a transparent reconnect)
                 except Exception as exc:
                     self._finish(lane, Answer(lane.row, error=exc))
                 else:
                     if reply is not None:
                         self._finish(lane, Answer(lane.row, reply=reply))
-                    else:
-                        self._watch(lane)
             now = time.monotonic()
             for lane in busy:
                 if lane.row is not None and lane.channel.deadline <= now:
@@ -119,8 +126,7 @@ class Multiplexer(threading.Thread):
         lane.answer = None
         if row is None:
             if wait is None:
-                lane.done = True
-                lane.channel.close()
+                lane.done = True  # its connection says QUIT when the run ends (see `run`)
             else:
                 lane.due = time.monotonic() + wait
         return row
@@ -130,11 +136,11 @@ class Multiplexer(threading.Thread):
         try:
             data = lane.run_state.template.render_wire(lane.recipient(row))
             lane.channel.begin(lane.sender, (row.email,), data)
+            lane.row = row
+            self._watch(lane)
         except Exception as exc:  # every failure is recorded; a bug must not hang the run
+            lane.row = None
             lane.answer = Answer(row, error=exc)
-            return
-        lane.row = row
-        self._watch(lane)
 
     def _finish(self, lane: _Lane, answer: Answer) -> None:
         # Still watched: the next message usually starts on the same socket right away, and

@@ -15,7 +15,7 @@ import contextlib
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from publisher import smtpwire
 from publisher.mailer import ConnectionFailure, SmtpTransport, TemporaryFailure
@@ -41,6 +41,7 @@ class Channel:
         self._message: tuple[str, Sequence[str], bytes] = ("", (), b"")
         self._reused = False
         self._answered = False
+        self.on_close: Callable[[], None] | None = None  # called before the socket is closed
 
     @property
     def wants_write(self) -> bool:
@@ -67,7 +68,10 @@ class Channel:
         except (smtpwire.TemporaryFailure, smtpwire.PermanentFailure):
             self._steps = None
             raise
-        self._flush()
+        try:
+            self._flush()
+        except Hangup as exc:  # a reused connection the server reset while it was idle
+            self._lost(exc)
 
     def _queue(self, step: smtpwire.Step) -> None:
         assert self._steps is not None
@@ -104,7 +108,8 @@ class Channel:
             chunks.append(chunk)
             if not isinstance(self.sock, ssl.SSLSocket) and len(chunk) < _CHUNK:
                 break  # a TLS socket may hold decrypted bytes the selector cannot see: read them all
-        self.deadline = time.monotonic() + self.timeout
+        if chunks:
+            self.deadline = time.monotonic() + self.timeout
         return b"".join(chunks)
 
     def on_writable(self) -> None:
@@ -129,23 +134,23 @@ class Channel:
                 except (smtpwire.TemporaryFailure, smtpwire.PermanentFailure) as failure:
                     self._steps = None
                     if failure.close:
-                        self.close()
+                        self.close(polite=False)
                     raise
             self._flush()
         except Hangup as exc:
             self._lost(exc)
             return None  # _lost reconnected and started again
         except smtpwire.ReplyTooLong as exc:
-            self.close()
+            self.close(polite=False)
             raise TemporaryFailure(500, "line too long") from exc
         return None
 
     def on_timeout(self) -> None:
-        self.close()
+        self.close(polite=False)
         raise TemporaryFailure(0, f"connection to {self.transport.where} lost: timed out")
 
     def _lost(self, exc: Hangup) -> None:
-        self.close()
+        self.close(polite=False)
         if self._answered:
             raise TemporaryFailure(0, f"connection to {self.transport.where} lost: {exc}") from exc
         if not self._reused:
@@ -154,14 +159,23 @@ class Channel:
         # nothing of this message was sent yet.
         self._start()
 
-    def close(self) -> None:
-        """Close the connection (QUIT when it is still there); the next `begin` opens another."""
+    def close(self, polite: bool = True) -> None:
+        """Close the connection; the next `begin` opens another. `polite`: say QUIT first (the
+        blocking way, so only where waiting up to `smtp.timeout` holds nobody else up); else,
+        after a hang-up, a timeout or a 421, just close the socket. `on_close` is told first,
+        while the socket's file descriptor is still this socket's."""
         self._steps = None
         if self.sock is not None:
-            with contextlib.suppress(OSError):
-                self.sock.settimeout(self.timeout)  # QUIT is sent and read the blocking way
+            if self.on_close is not None:
+                self.on_close()
+            if polite:
+                with contextlib.suppress(OSError):
+                    self.sock.settimeout(self.timeout)
             self.sock = None
-        self.transport.close()
+        if polite:
+            self.transport.close()
+        else:
+            self.transport.abort()
 
 
 def _reason(exc: OSError) -> str:

@@ -192,6 +192,20 @@ def test_dropped_connections_are_survived(project: Project) -> None:
     assert set(statuses(project).values()) == {"sent"}
 
 
+def test_many_hang_ups_and_resets_across_four_connections(project: Project) -> None:
+    """Connections closed or reset at a message's MAIL, again and again, on four connections
+    driven by one thread (sockets closed and reopened under each other): the run completes and
+    every recipient gets the digest exactly once (no message's data was ever cut off)."""
+    behaviour = Behaviour(drop_on_mail={3, 7, 8, 13, 21, 22, 34}, reset_on_mail={5, 11, 12, 19, 27, 30})
+    with SmtpServer(behaviour) as server:
+        setup(project, server.port, 40, concurrency=4, max_attempts=5)
+        result = project.cli("digest", "--send", "--backfill", "5", now=SEND_AT)
+        assert result.code == 0, result.err
+        assert server.by_recipient() == {address(i): 1 for i in range(40)}
+        assert server.sessions > 4
+    assert set(statuses(project).values()) == {"sent"}
+
+
 def test_a_stalled_server_times_out_and_the_message_is_retried(project: Project) -> None:
     """No answer after the data: the socket timeout ends the wait, the message is retried on a
     new connection, nobody is left out."""

@@ -105,6 +105,20 @@ def test_an_idle_connection_closed_by_the_server_is_reopened_transparently(open_
         assert server.sessions == 2
 
 
+def test_an_idle_connection_reset_by_the_server_is_reopened_transparently(open_smtp: Opener) -> None:
+    """The server resets (RST) the connection while it is idle between messages: the next send
+    fails at once, before anything of the message was accepted, so the transport reconnects once
+    and the message goes out."""
+    with SmtpServer(Behaviour(reset_after_data={1})) as server:
+        transport = open_smtp(smtp_settings(server.port))
+        transport.send("news@news.example.org", ["a@example.org"], MESSAGE)
+        time.sleep(0.4)  # the reset has come and gone
+        assert transport.send("news@news.example.org", ["b@example.org"], MESSAGE).startswith("250")
+        transport.close()
+        assert [m.recipients for m in server.messages()] == [("a@example.org",), ("b@example.org",)]
+        assert server.sessions == 2
+
+
 def test_a_hang_up_after_the_data_is_a_temporary_failure(open_smtp: Opener) -> None:
     """No reply to the end of data: the message may have arrived; it is a TemporaryFailure (the
     ledger retries it: the documented duplicate window) and the next send reconnects."""

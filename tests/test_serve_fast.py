@@ -11,8 +11,10 @@ import socket
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from publisher.clock import FixedClock
 from publisher.server import Background
@@ -273,3 +275,30 @@ def test_access_log_lines_match_the_apps(servers: tuple[str, str], caplog: pytes
         assert len(found) == 1
         lines.append(found[0].split(" - ", 1)[1])
     assert lines[0] == lines[1] == '"GET /atom.xml?x=1 HTTP/1.1" 304'
+
+
+def test_nothing_pipelined_after_a_closing_answer_is_started(
+    servers: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request pipelined behind one that asked to close is never handed to the app, as with
+    plain uvicorn: even though the fast path has already answered and closed when the parser
+    reaches it, the parser (llhttp, lenient after close) does not report it."""
+    fast, _ = servers
+    etag_of(fast, "/atom.xml")  # cached: the GET takes the fast path and answers at once
+    started: list[str] = []
+    original = HttpToolsProtocol._start_asgi_task
+
+    def start(self: HttpToolsProtocol, cycle: Any, app: Any) -> None:
+        started.append(cycle.scope["path"])
+        original(self, cycle, app)
+
+    monkeypatch.setattr(HttpToolsProtocol, "_start_asgi_task", start)
+    answer = exchange(
+        fast,
+        b"GET /atom.xml HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        b"GET /subscribe HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    assert answer.count(b"HTTP/1.1 ") == 1 and answer.startswith(b"HTTP/1.1 200 ")
+    assert started == []
+    exchange(fast, b"GET /subscribe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert started == ["/subscribe"]  # the counting works

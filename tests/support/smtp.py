@@ -9,8 +9,10 @@ the thread starts (port 0, so parallel test runs never collide). Every accepted 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import selectors
 import socket
+import struct
 import threading
 import time
 from collections import Counter
@@ -48,10 +50,24 @@ class Behaviour:
     drop_after_data: set[int] = field(default_factory=set)
     # Stall (answer nothing, keep the connection open) after the n-th message's data.
     stall_after_data: set[int] = field(default_factory=set)
+    # Answer the n-th message's data, then reset the idle connection (TCP RST) 0.1 s later.
+    reset_after_data: set[int] = field(default_factory=set)
+    # Reset the connection (TCP RST, no reply) on the n-th MAIL FROM.
+    reset_on_mail: set[int] = field(default_factory=set)
     # Require AUTH with this (user, password) before MAIL (over plain TCP: tests only).
     login: tuple[str, str] | None = None
     # Called (in the server's thread) as each message's data arrives, before the reply.
     on_data: Callable[[], None] | None = None
+
+
+def _reset(transport: Any) -> None:
+    """Close with TCP RST (SO_LINGER with a zero timeout) instead of FIN."""
+    if transport.is_closing():
+        return  # the client has already said QUIT
+    with contextlib.suppress(OSError):
+        sock = transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 class _Handler:
@@ -74,6 +90,9 @@ class _Handler:
             n = self.server.mails
         if n in self.server.behaviour.drop_on_mail:
             smtp.transport.close()
+            return "421 closing"
+        if n in self.server.behaviour.reset_on_mail:
+            _reset(smtp.transport)
             return "421 closing"
         hook = self.server.behaviour.mail
         answer = hook(address) if hook else None
@@ -102,6 +121,8 @@ class _Handler:
             )
         if self.server.behaviour.on_data is not None:
             self.server.behaviour.on_data()
+        if n in self.server.behaviour.reset_after_data:
+            asyncio.get_running_loop().call_later(0.1, _reset, smtp.transport)
         if n in self.server.behaviour.drop_after_data:
             smtp.transport.close()
         elif n in self.server.behaviour.stall_after_data:
