@@ -11,6 +11,7 @@ import pytest
 
 from publisher import tokens
 from publisher.clock import FixedClock
+from publisher.server.security import HEADERS
 from publisher.store import db
 from publisher.store import subscribers as store
 from tests.conftest import NOW, Project
@@ -440,3 +441,6 @@ def test_a_broken_template_is_a_500_page_and_a_log_line(
     assert r.status_code == 500
     assert "Something went wrong" in r.text and "{% if %}" not in r.text
     assert any("GET /subscribe failed" in m and "subscribe.html.j2" in m for m in caplog.messages)
+    # The error page is answered outside the middleware stack; it carries the same policy.
+    for name, value in HEADERS.items():
+        assert r.headers[name] == value

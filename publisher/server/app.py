@@ -26,6 +26,7 @@ from publisher.clock import Clock
 from publisher.config import Settings
 from publisher.mailer import Transport
 from publisher.server.pages import Pages
+from publisher.server.security import HEADERS as SECURITY_HEADERS
 from publisher.server.security import BoundedRequests, Csrf, SecurityHeaders
 from publisher.server.static import FeedFiles
 from publisher.server.subscribe import Subscriptions
@@ -90,7 +91,11 @@ def create_app(
 
     async def server_error(request: Request, exc: Exception) -> Response:
         log.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
-        return pages.error(500)
+        response = pages.error(500)
+        # Starlette answers this outside the middleware stack, so SecurityHeaders never sees it.
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
 
     # The same routes as DYNAMIC, which FastFiles leaves to the router.
     routes = [
