@@ -197,5 +197,12 @@ def verify(
     return int(subscriber_id)
 
 
+def expiry(token: str) -> datetime | None:
+    """The expiry written into a token that `verify` accepted (None: a token that never expires)."""
+    raw = base64.urlsafe_b64decode(token + "==")
+    stamp = _PAYLOAD.unpack(raw[: _PAYLOAD.size])[3]
+    return datetime.fromtimestamp(stamp, UTC) if stamp else None
+
+
 # The same function, under the name the server's routes were written against.
 read = verify

@@ -276,6 +276,32 @@ def test_confirming_takes_a_post(http: TestClient, site: Project) -> None:
     assert len(outbox(site.state)) == 1
 
 
+def test_an_old_confirmation_link_does_not_undo_an_unsubscribe(site: Project, clock: FixedClock) -> None:
+    """Confirmed, then unsubscribed: the first confirmation link, still within its hours, gets
+    the plain 400 and changes nothing. Subscribing again sends a new link, which works."""
+    with client(site.settings(), clock) as http:
+        subscribe(http, "lou@example.org")
+        old = link_in(outbox(site.state)[0], "confirm").removeprefix(SITE)
+        page = http.get(old)
+        assert http.post(old, data={"csrf": csrf_of(page.text)}, headers=SAME).status_code == 200
+        assert status_of(site, "lou@example.org") == "active"
+        clock.advance(timedelta(hours=1))
+        sub = add_subscriber(site, "lou@example.org")  # the same row: gives its id and secret
+        unsubscribe = f"/unsubscribe/{token_for(site, sub, 'unsubscribe')}"
+        assert http.post(unsubscribe, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+        assert status_of(site, "lou@example.org") == "unsubscribed"
+        clock.advance(timedelta(minutes=5))
+        assert http.get(old).status_code == 400
+        assert http.post(old, data={"csrf": csrf_of(page.text)}, headers=SAME).status_code == 400
+        assert status_of(site, "lou@example.org") == "unsubscribed"
+        subscribe(http, "lou@example.org")
+        new = link_in(outbox(site.state)[-1], "confirm").removeprefix(SITE)
+        assert new != old
+        page = http.get(new)
+        assert http.post(new, data={"csrf": csrf_of(page.text)}, headers=SAME).status_code == 200
+        assert status_of(site, "lou@example.org") == "active"
+
+
 def test_bad_confirm_tokens_get_one_plain_400(site: Project, clock: FixedClock) -> None:
     """Tampered, expired, wrong-purpose, unknown-subscriber and garbage tokens look the same."""
     sub = add_subscriber(site, "hal@example.org", "pending")

@@ -130,11 +130,23 @@ class Subscriptions:
             ident = tokens.read(
                 self.settings, token, purpose, self.clock.now(), lambda i: store.token_secret(conn, i)
             )
-            return store.get(conn, ident)
+            found = store.get(conn, ident)
+            if found is not None and purpose == "confirm" and self._outdated(found, token):
+                return None
+            return found
         except SubscriberError:
             return None
         finally:
             conn.close()
+
+    def _outdated(self, subscriber: store.Subscriber, token: str) -> bool:
+        """A confirmation link sent before the subscriber last unsubscribed: using it would undo
+        their unsubscribing (they can subscribe again, which sends a new link)."""
+        expires = tokens.expiry(token)
+        if subscriber.status != "unsubscribed" or expires is None or subscriber.updated_at is None:
+            return False
+        issued = expires - timedelta(hours=self.settings.serve.confirm_hours)
+        return subscriber.updated_at >= issued
 
     async def _token_subscriber(self, request: Request, purpose: str) -> store.Subscriber:
         ip = _client(request)
