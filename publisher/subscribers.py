@@ -199,3 +199,14 @@ def remove(conn: sqlite3.Connection, address: str, now: datetime) -> Subscriber:
     found = store.get(conn, known.id)
     assert found is not None
     return found
+
+
+def delete(conn: sqlite3.Connection, address: str) -> tuple[str, int]:
+    """Erase an address and its send records (a person's request to be forgotten): unlike
+    `remove`, nothing is kept, so a later import or subscription can add it again. Returns the
+    address and how many send records went."""
+    email = normalise_address(address)
+    known = store.by_email(conn, email)
+    if known is None:
+        raise SubscriberError(f"{email}: not a subscriber")
+    return email, store.delete(conn, known.id)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.conftest import Project
+from publisher.store import db, ledger
+from publisher.store import subscribers as store
+from tests.conftest import NOW, Project
 
 CSV = (
     "Email,Name,Signed up\n"  # header names are case-insensitive; extra columns are ignored
@@ -38,6 +40,31 @@ def test_add_list_remove(project: Project) -> None:
     only = project.cli("subscribers", "list", "--status", "active")
     assert only.out.splitlines()[0] == "anna@example.org  active        Anna Ä"
     assert project.cli("subscribers", "add", "bob@example.org").out == "re-activated bob@example.org\n"
+
+
+def test_delete_erases_the_subscriber_and_their_send_records(project: Project) -> None:
+    """`delete` forgets an address: the row and its send-ledger rows go (so an import can add it
+    again, unlike after `remove`); everyone else's records stay."""
+    project.cli("subscribers", "add", "anna@example.org")
+    project.cli("subscribers", "add", "bob@example.org")
+    conn = db.connect(project.settings().db_path)
+    try:
+        ids = [s.id for s in store.all_subscribers(conn)]
+        ledger.enqueue(conn, "d-1", ids, NOW)
+    finally:
+        conn.close()
+    result = project.cli("subscribers", "delete", "Anna@Example.org")
+    assert (result.code, result.out, result.err) == (0, "deleted anna@example.org and 1 send record\n", "")
+    conn = db.connect(project.settings().db_path)
+    try:
+        assert [s.email for s in store.all_subscribers(conn)] == ["bob@example.org"]
+        assert [e.email for e in ledger.entries(conn, "d-1")] == ["bob@example.org"]
+    finally:
+        conn.close()
+    again = project.cli("subscribers", "delete", "anna@example.org")
+    assert (again.code, again.err) == (1, "Error: anna@example.org: not a subscriber\n")
+    (project.root / "people.csv").write_text("email\nanna@example.org\n", encoding="utf-8")
+    assert project.cli("subscribers", "import", str(project.root / "people.csv")).out.startswith("1 added")
 
 
 def test_bad_address_is_one_error_line(project: Project) -> None:

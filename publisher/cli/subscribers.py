@@ -1,4 +1,4 @@
-"""`publisher subscribers`: add, remove, list, import and export the people the digest goes to."""
+"""`publisher subscribers`: add, remove, delete, list, import and export the people the digest goes to."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 def register(sub: Any) -> None:
     parser = sub.add_parser(
         "subscribers",
-        help="manage the digest's subscribers (add, remove, list, import, export)",
+        help="manage the digest's subscribers (add, remove, delete, list, import, export)",
         description="Manage the people the email digest goes to. Addresses are validated and "
         "normalised (lower case, IDNA domain); each is active, unsubscribed, bounced or pending.",
     )
@@ -30,6 +30,12 @@ def register(sub: Any) -> None:
     )
     remove.add_argument("address", metavar="ADDRESS")
     remove.set_defaults(handler=_remove)
+    delete = actions.add_parser(
+        "delete",
+        help="erase one address and its send records (to forget someone; an import can re-add it)",
+    )
+    delete.add_argument("address", metavar="ADDRESS")
+    delete.set_defaults(handler=_delete)
     listing = actions.add_parser("list", help="show every address with its status")
     listing.add_argument(
         "--status", choices=("pending", "active", "unsubscribed", "bounced"), help="only this status"
@@ -47,7 +53,7 @@ def register(sub: Any) -> None:
     imp.set_defaults(handler=_import)
     export = actions.add_parser("export", help="write every subscriber as CSV (email,name,status) to stdout")
     export.set_defaults(handler=_export)
-    for action in (add, remove, listing, imp, export):
+    for action in (add, remove, delete, listing, imp, export):
         _loudness(action)
 
 
@@ -90,6 +96,19 @@ def _remove(args: argparse.Namespace, ctx: Context) -> int:
         conn.close()
     if not args.quiet:
         print(f"unsubscribed {sub.email}")
+    return 0
+
+
+def _delete(args: argparse.Namespace, ctx: Context) -> int:
+    from publisher import subscribers
+
+    conn = _connect(ctx)
+    try:
+        email, records = subscribers.delete(conn, args.address)
+    finally:
+        conn.close()
+    if not args.quiet:
+        print(f"deleted {email} and {records} send record{'s' if records != 1 else ''}")
     return 0
 
 

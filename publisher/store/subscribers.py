@@ -171,6 +171,17 @@ def set_status(conn: sqlite3.Connection, subscriber_id: int, status: Status, now
     return cursor.rowcount > 0
 
 
+def delete(conn: sqlite3.Connection, subscriber_id: int) -> int:
+    """Erase one subscriber and, through the foreign key, their send-ledger rows; returns how
+    many ledger rows went with them."""
+    with joined(conn):
+        (rows,) = conn.execute(
+            "SELECT count(*) FROM ledger WHERE subscriber_id = ?", (subscriber_id,)
+        ).fetchone()
+        conn.execute("DELETE FROM subscribers WHERE id = ?", (subscriber_id,))
+    return int(rows)
+
+
 def record_permanent_failure(
     conn: sqlite3.Connection, subscriber_id: int, now: datetime, threshold: int
 ) -> bool:
