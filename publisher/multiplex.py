@@ -3,10 +3,11 @@
 With a thread per connection, every message cost several hand-offs of the GIL and of the run's
 lock between threads: about a fifth of the sender's CPU on a fast server. Here one thread keeps
 `delivery.concurrency` connections busy: each free slot records its last answer and claims its
-next row in one commit (publisher.sender.Slot.step: the intent is committed before a message
-leaves and the outcome right after its answer, as before), starts the message on its connection
-(publisher.smtpchannel), and a selector tells which connection can move on. At most one row per
-connection is ever `sending`, so the duplicate window after a crash is unchanged.
+next row (publisher.sender.Slot.step; the slots freed in the same round share one commit), then
+starts the message on its connection (publisher.smtpchannel), and a selector tells which
+connection can move on. The intent is still committed before a message leaves and the outcome
+right after its answer, and at most one row per connection is ever `sending`, so the duplicate
+window after a crash is unchanged.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class Multiplexer(threading.Thread):
             self.lanes[0].failed(exc)
         finally:
             for lane in self.lanes:
-                lane.channel.close()
+                # QUIT where no message is half-way (a failure stopped the run mid-message).
+                lane.channel.close(polite=lane.row is None)
             self.selector.close()
 
     def _loop(self) -> None:
