@@ -78,7 +78,15 @@ class SmtpTransport:
     def where(self) -> str:
         return f"{self.smtp_settings.host}:{self.smtp_settings.port}"
 
-    _where = where
+    def lost(self, reason: str) -> TemporaryFailure:
+        """The failure for a connection gone once the server had answered (the message may
+        have arrived): both drivers raise this one."""
+        return TemporaryFailure(0, f"connection to {self.where} lost: {reason}")
+
+    def hung_up(self, reason: str) -> ConnectionFailure:
+        """The failure for a connection gone before the first answer of a message, when no
+        transparent reconnect is left: nothing of the message was accepted."""
+        return ConnectionFailure(0, f"SMTP server {self.where} hung up: {reason}")
 
     def connection(self) -> tuple[socket.socket, bool, bool]:
         """For publisher.smtpchannel, which drives the socket itself: (the connected socket,
@@ -89,7 +97,7 @@ class SmtpTransport:
             self._conn = self._connect()
         sock = self._conn.sock
         if sock is None:  # closed under us: start again
-            self.close()
+            self.abort()
             return self.connection()
         return sock, self._conn.has_extn("pipelining"), reused
 
@@ -132,14 +140,14 @@ class SmtpTransport:
             self._discard(conn)
             raise PermanentFailure(
                 0,
-                f"the certificate of SMTP server {self._where} is not trusted: {exc.verify_message} "
+                f"the certificate of SMTP server {self.where} is not trusted: {exc.verify_message} "
                 "(if a private CA signed it, point the environment variable SSL_CERT_FILE at that CA)",
                 scope="session",
             ) from exc
         except (OSError, smtplib.SMTPException) as exc:
             self._discard(conn)
-            reason = _os_reason(exc)
-            raise ConnectionFailure(0, f"cannot talk to SMTP server {self._where}: {reason}") from exc
+            reason = os_reason(exc)
+            raise ConnectionFailure(0, f"cannot talk to SMTP server {self.where}: {reason}") from exc
         return conn
 
     @staticmethod
@@ -157,7 +165,7 @@ class SmtpTransport:
         except _StaleConnection as stale:
             self.abort()
             if not reused:
-                raise ConnectionFailure(0, f"SMTP server {self._where} hung up: {stale}") from stale
+                raise self.hung_up(str(stale)) from stale
             # An idle connection the server closed since the last message: reconnect once, since
             # nothing of this message was sent yet.
             self._conn = self._connect()
@@ -165,7 +173,7 @@ class SmtpTransport:
                 return self._transaction(self._conn, sender, recipients, message)
             except _StaleConnection as again:
                 self.abort()
-                raise ConnectionFailure(0, f"SMTP server {self._where} hung up: {again}") from again
+                raise self.hung_up(str(again)) from again
 
     def _transaction(self, conn: smtplib.SMTP, sender: str, recipients: Sequence[str], message: bytes) -> str:
         """Drive publisher.smtpwire's transaction over the blocking socket.
@@ -186,7 +194,7 @@ class SmtpTransport:
                 except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
                     if not answered:
                         # Gone before its first answer: nothing of this message was accepted.
-                        raise _StaleConnection(_os_reason(exc)) from exc
+                        raise _StaleConnection(os_reason(exc)) from exc
                     raise
                 answered = True
                 step = steps.send(reply)
@@ -198,10 +206,10 @@ class SmtpTransport:
             raise
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self.abort()
-            raise TemporaryFailure(0, f"connection to {self._where} lost: {_os_reason(exc)}") from exc
+            raise self.lost(os_reason(exc)) from exc
         except (smtplib.SMTPResponseException, smtpwire.ReplyTooLong) as exc:
             self.abort()
-            raise TemporaryFailure(500, "line too long") from exc
+            raise smtpwire.too_long() from exc
 
     def close(self) -> None:
         """Say QUIT and close (a connection that ends normally)."""
@@ -221,32 +229,26 @@ class SmtpTransport:
 
 
 def _reply(conn: smtplib.SMTP) -> tuple[int, bytes]:
-    """One (possibly multi-line) reply, read like smtplib's getreply() from the same buffered
-    file, without its per-line bookkeeping (this runs several times per message)."""
+    """One (possibly multi-line) reply, read line by line from smtplib's buffered file and parsed
+    by smtpwire.Replies, as the multiplexed driver parses it (no smtplib per-line bookkeeping)."""
     if conn.file is None:
         conn.file = conn.sock.makefile("rb")  # type: ignore[union-attr]
-    lines = []
+    replies = smtpwire.Replies()
     while True:
         line = conn.file.readline(smtpwire.MAXLINE + 1)
         if not line:
             raise smtplib.SMTPServerDisconnected("connection unexpectedly closed")
-        if len(line) > smtpwire.MAXLINE:
-            raise smtpwire.ReplyTooLong("line too long")
-        lines.append(line[4:].strip())
-        if line[3:4] != b"-":
-            break
-    try:
-        code = int(line[:3])
-    except ValueError:
-        code = -1
-    return code, b"\n".join(lines)
+        found = replies.feed(line)  # an over-long line ends without a newline: ReplyTooLong
+        if found:
+            return found[0]
 
 
 class _StaleConnection(Exception):
     """The connection was gone before the first command of a transaction got an answer."""
 
 
-def _os_reason(exc: BaseException) -> str:
+def os_reason(exc: BaseException) -> str:
+    """What went wrong with a socket, in a few words (\"timed out\", \"Connection reset by peer\")."""
     if isinstance(exc, socket.timeout | TimeoutError):
         return "timed out"
     if isinstance(exc, OSError) and exc.strerror:

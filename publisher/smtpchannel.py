@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from publisher import smtpwire
-from publisher.mailer import ConnectionFailure, SmtpTransport, TemporaryFailure
+from publisher.mailer import SmtpTransport, os_reason
 
 _CHUNK = 65536
 
@@ -87,7 +87,7 @@ class Channel:
             except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
                 return
             except OSError as exc:
-                raise Hangup(_reason(exc)) from exc
+                raise Hangup(os_reason(exc)) from exc
             del self._out[:sent]
             self.deadline = time.monotonic() + self.timeout
 
@@ -100,7 +100,7 @@ class Channel:
             except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
                 break
             except OSError as exc:
-                raise Hangup(_reason(exc)) from exc
+                raise Hangup(os_reason(exc)) from exc
             if not chunk:
                 if not chunks:
                     raise Hangup("connection unexpectedly closed")
@@ -142,19 +142,19 @@ class Channel:
             return None  # _lost reconnected and started again
         except smtpwire.ReplyTooLong as exc:
             self.close(polite=False)
-            raise TemporaryFailure(500, "line too long") from exc
+            raise smtpwire.too_long() from exc
         return None
 
     def on_timeout(self) -> None:
         self.close(polite=False)
-        raise TemporaryFailure(0, f"connection to {self.transport.where} lost: timed out")
+        raise self.transport.lost("timed out")
 
     def _lost(self, exc: Hangup) -> None:
         self.close(polite=False)
         if self._answered:
-            raise TemporaryFailure(0, f"connection to {self.transport.where} lost: {exc}") from exc
+            raise self.transport.lost(str(exc)) from exc
         if not self._reused:
-            raise ConnectionFailure(0, f"SMTP server {self.transport.where} hung up: {exc}") from exc
+            raise self.transport.hung_up(str(exc)) from exc
         # An idle connection the server closed since the last message: open it again once, since
         # nothing of this message was sent yet.
         self._start()
@@ -176,9 +176,3 @@ class Channel:
             self.transport.close()
         else:
             self.transport.abort()
-
-
-def _reason(exc: OSError) -> str:
-    if isinstance(exc, socket.timeout | TimeoutError):
-        return "timed out"
-    return exc.strerror or str(exc) or type(exc).__name__

@@ -154,6 +154,11 @@ class ReplyTooLong(Exception):
     """A reply line longer than MAXLINE: the server is not speaking SMTP."""
 
 
+def too_long() -> TemporaryFailure:
+    """The failure both drivers raise for ReplyTooLong (as smtplib's 500 for a long line)."""
+    return TemporaryFailure(500, "line too long")
+
+
 class Replies:
     """Complete replies out of the bytes received so far."""
 
