@@ -264,23 +264,21 @@ class MessageTemplate:
 
     def render(self, recipient: Recipient) -> Rendered:
         values, wire_values = self._values(recipient)
-        out = self._layout.copy()
-        wire = self._wire_layout.copy()
-        for index, key in self._slots:
-            out[index] = values[key]
-            wire[index] = wire_values[key]
-        message = Rendered(b"".join(out))
-        message.smtp_data = b"".join(wire)
+        message = Rendered(self._fill(self._layout, values))
+        message.smtp_data = self._fill(self._wire_layout, wire_values)
         return message
 
     def render_wire(self, recipient: Recipient) -> bytes:
         """Only what SMTP's DATA sends for this recipient (`render(...).smtp_data`), for a
         transport that never needs the plain message bytes."""
-        _, wire_values = self._values(recipient)
-        wire = self._wire_layout.copy()
+        return self._fill(self._wire_layout, self._values(recipient)[1])
+
+    def _fill(self, layout: list[bytes], values: dict[str, bytes]) -> bytes:
+        """A layout with its slots filled from `values`, joined."""
+        parts = layout.copy()
         for index, key in self._slots:
-            wire[index] = wire_values[key]
-        return b"".join(wire)
+            parts[index] = values[key]
+        return b"".join(parts)
 
     def _values(self, recipient: Recipient) -> tuple[dict[str, bytes], dict[str, bytes]]:
         """What differs per recipient: its slots' bytes, plain and dot-stuffed."""

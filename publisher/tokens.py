@@ -103,19 +103,21 @@ _IPAD = bytes(x ^ 0x36 for x in range(256))
 _OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
-@lru_cache(maxsize=8)
 def _pads(key: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:
+    """SHA-256 states that have hashed the key's inner and outer padded blocks."""
     block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
     return hashlib.sha256(block.translate(_IPAD)), hashlib.sha256(block.translate(_OPAD))
+
+
+_cached_pads = lru_cache(maxsize=8)(_pads)
 
 
 def hmac_sha256(key: bytes, message: bytes, *, cached: bool = False) -> bytes:
     """hmac.digest(key, message, "sha256"); `cached` keeps the key's padded states (site keys)."""
     if cached:
-        inner, outer = (state.copy() for state in _pads(key))
+        inner, outer = (state.copy() for state in _cached_pads(key))
     else:
-        block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
-        inner, outer = hashlib.sha256(block.translate(_IPAD)), hashlib.sha256(block.translate(_OPAD))
+        inner, outer = _pads(key)
     inner.update(message)
     outer.update(inner.digest())
     return outer.digest()
