@@ -35,15 +35,16 @@ _WANTED = frozenset(
 _AVOID = frozenset((b"content-length", b"transfer-encoding", b"upgrade"))
 
 
+def _lines(headers: list[tuple[bytes, bytes]]) -> bytes:
+    return b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+
+
 def wire_block(entry: Entry, status: int, use_gzip: bool, cache_control: str) -> bytes:
     """The header lines of an answer, with the blank line that ends them, cached on the entry."""
     key = (status, use_gzip)
     block = entry.wire.get(key)
     if block is None:
-        headers = entry.headers(status, use_gzip, cache_control)
-        block = entry.wire[key] = (
-            b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n"
-        )
+        block = entry.wire[key] = _lines(entry.headers(status, use_gzip, cache_control)) + b"\r\n"
     return block
 
 
@@ -165,7 +166,7 @@ def protocol_for(files: FeedFiles, dynamic: tuple[str, ...]) -> type[HttpToolsPr
             keep_alive = self.parser.should_keep_alive() and self.parser.get_http_version() != "1.0"
             defaults = self.server_state.default_headers
             if defaults is not dated[0]:
-                dated[:] = [defaults, b"".join(name + b": " + value + b"\r\n" for name, value in defaults)]
+                dated[:] = [defaults, _lines(defaults)]
             head = b"".join(
                 (
                     STATUS_LINE[status],

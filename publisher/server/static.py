@@ -259,14 +259,17 @@ class FeedFiles:
         return real == root or real.startswith(root + os.sep)
 
     def locate(self, url_path: str) -> tuple[str, os.stat_result, Entry | None] | str | None:
-        """What a URL path names: (file path, stat, its cached entry when still current), a redirect
-        target for a folder asked for without its slash, or None (404).
+        """What a URL path (under the site's base path) names: (file path, stat, its cached entry
+        when still current), a redirect target for a folder asked for without its slash, or None
+        (404).
 
         The hot path is one `stat`: a cached entry is reused only for the very same file version
         (device, inode, mtime, size), which was checked to lie inside feeds/ when it was loaded.
         Anything else has its real path (symlinks followed) checked again.
         """
-        segments = safe_segments(url_path)
+        if not url_path.startswith(self.base_path):
+            return None
+        segments = safe_segments("/" + url_path[len(self.base_path) :])
         if segments is None:
             return None
         # Plain strings and os.path here: this runs for every request, 304s included.
@@ -311,10 +314,7 @@ class FeedFiles:
     async def serve(self, request: Request) -> Response:
         """GET or HEAD of a file (the router refuses other methods with 405)."""
         # The decoded path as the server received it (request.url would re-parse a decoded "?").
-        path: str = request.scope["path"]
-        if not path.startswith(self.base_path):
-            raise HTTPException(404)
-        found = self.locate("/" + path[len(self.base_path) :])
+        found = self.locate(request.scope["path"])
         if found is None:
             raise HTTPException(404)
         if isinstance(found, str):
@@ -360,9 +360,7 @@ class FeedFiles:
                 return None
             self._cache.move_to_end(candidate)
         else:
-            if not path.startswith(self.base_path):
-                return None
-            found = self.locate("/" + path[len(self.base_path) :])
+            found = self.locate(path)
             if not isinstance(found, tuple) or found[2] is None:
                 return None
             candidate, _, entry = found[0], found[1], found[2]
