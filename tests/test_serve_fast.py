@@ -302,3 +302,25 @@ def test_nothing_pipelined_after_a_closing_answer_is_started(
     assert started == []
     exchange(fast, b"GET /subscribe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert started == ["/subscribe"]  # the counting works
+
+
+def test_the_keep_alive_timer_spares_a_connection_the_app_is_answering(
+    servers: tuple[str, str], project: Project
+) -> None:
+    """A fast answer, then app answers pipelined behind it that wait on a client not reading for
+    longer than the keep-alive timeout: the quiet time starts only after the last answer."""
+    fast, _ = servers
+    big = bytes(range(256)) * (12 * 1024)
+    (project.feeds / "big.bin").write_bytes(big)
+    etag_of(fast, "/atom.xml")
+    with socket.create_connection(address(fast), timeout=20) as sock:
+        sock.sendall(
+            b"GET /atom.xml HTTP/1.1\r\nHost: x\r\n\r\n"
+            + b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n" * 3
+            + b"GET /subscribe HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        time.sleep(6.5)  # the timeout is 5 s
+        buffer = bytearray()
+        answers = [read_response(sock, buffer) for _ in range(5)]
+    assert [status for status, _, _ in answers] == [200] * 5
+    assert all(body == big for _, _, body in answers[1:4])

@@ -78,6 +78,7 @@ def protocol_for(files: FeedFiles, dynamic: tuple[str, ...]) -> type[HttpToolsPr
         def on_headers_complete(self) -> None:
             answer = self._static()
             if answer is None:
+                self._quiet_since = None  # the app answers: its response starts the quiet time
                 super().on_headers_complete()
             else:
                 self._answer = answer
