@@ -18,6 +18,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from publisher.clock import FixedClock
 from publisher.server import Background
+from publisher.server.fast import Answers
+from publisher.server.front import FrontProtocol
 from publisher.server.static import FeedFiles
 from tests.conftest import BASE_CONFIG, NOW, Project
 from tests.support.serving import FILES, write_feeds
@@ -56,17 +58,25 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
 
 @pytest.fixture
 def answered(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The paths the fast path answered (FeedFiles.quick gave an answer), in order."""
+    """The requests the fast path answered (FeedFiles.quick gave an answer, or a repeat was
+    answered from memory), in order: URL paths, or the files of repeats."""
     seen: list[str] = []
-    original = FeedFiles.quick
+    quick, repeat = FeedFiles.quick, Answers.repeat
 
-    def quick(self: FeedFiles, path: str, headers: Mapping[str, str]) -> object:
-        found = original(self, path, headers)
+    def counted_quick(self: FeedFiles, path: str, headers: Mapping[str, str]) -> object:
+        found = quick(self, path, headers)
         if found is not None:
             seen.append(path)
         return found
 
-    monkeypatch.setattr(FeedFiles, "quick", quick)
+    def counted_repeat(self: Answers, request: bytes, defaults: list[tuple[bytes, bytes]]) -> object:
+        found = repeat(self, request, defaults)
+        if found is not None:
+            seen.append(found[2].file)
+        return found
+
+    monkeypatch.setattr(FeedFiles, "quick", counted_quick)
+    monkeypatch.setattr(Answers, "repeat", counted_repeat)
     return seen
 
 
@@ -165,6 +175,8 @@ APP = [
     "GET /atom.xml HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
     "GET /atom.xml HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 0\r\n",
     "GET /" + "a" * 2100 + " HTTP/1.1\r\nHost: x\r\n",
+    "GET /atom.xml HTTP/1.1\r\nHost: x\r\nNot a header\r\n",  # uvicorn's 400
+    "GET /atom.xml HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n",
 ]
 
 
@@ -304,6 +316,126 @@ def test_nothing_pipelined_after_a_closing_answer_is_started(
     assert started == ["/subscribe"]  # the counting works
 
 
+# -- the front protocol (publisher.server.front): where each connection starts --------------------
+
+
+@pytest.fixture
+def handed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """One item per connection handed over to uvicorn's protocol."""
+    seen: list[str] = []
+    original = HttpToolsProtocol.connection_made
+
+    def made(self: HttpToolsProtocol, transport: Any) -> None:
+        seen.append("handed")
+        original(self, transport)
+
+    monkeypatch.setattr(HttpToolsProtocol, "connection_made", made)
+    return seen
+
+
+def test_plain_polls_stay_in_the_front_protocol(
+    servers: tuple[str, str], handed: list[str], answered: list[str]
+) -> None:
+    """Repeated, pipelined and conditional GETs of cached files never reach uvicorn's protocol,
+    and a repeat of the very same bytes gets the very same answer."""
+    fast, _ = servers
+    tag = etag_of(fast, "/atom.xml")
+    etag_of(fast, "/rss.xml")
+    handed.clear()
+    answered.clear()
+    poll = f"GET /atom.xml HTTP/1.1\r\nHost: x\r\nIf-None-Match: {tag}\r\n\r\n".encode()
+    with socket.create_connection(address(fast), timeout=10) as sock:
+        buffer = bytearray()
+        seen = []
+        for _ in range(5):
+            sock.sendall(poll)
+            seen.append(read_response(sock, buffer))
+        sock.sendall(
+            b"GET /atom.xml HTTP/1.1\r\nHost: x\r\n\r\n" + poll + b"HEAD /rss.xml HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        seen += [read_response(sock, buffer, head_only=i == 2) for i in range(3)]
+    assert [status for status, _, _ in seen] == [304] * 5 + [200, 304, 200]
+    assert all(answer[1:] == seen[0][1:] for answer in seen[1:5] + seen[6:7])
+    assert seen[5][2] == FILES["atom.xml"].encode()  # type: ignore[union-attr]
+    assert handed == [] and len(answered) == 8
+
+
+def test_a_repeated_request_sees_a_file_changed_on_disk(servers: tuple[str, str], project: Project) -> None:
+    """The remembered answer to a repeated request is not reused once the file has changed."""
+    fast, _ = servers
+    request = b"GET /atom.xml HTTP/1.1\r\nHost: x\r\n\r\n"
+    target = project.feeds / "atom.xml"
+    with socket.create_connection(address(fast), timeout=10) as sock:
+        buffer = bytearray()
+        for _ in range(3):
+            sock.sendall(request)
+            status, _, body = read_response(sock, buffer)
+            assert status == 200 and b"Test Gazette" in body
+        replacement = target.with_name("atom.xml.new")
+        replacement.write_text(FILES["atom.xml"].replace("Test Gazette", "Changed Gazette"), encoding="utf-8")  # type: ignore[union-attr]
+        replacement.replace(target)
+        sock.sendall(request)
+        status, _, body = read_response(sock, buffer)
+        assert status == 200 and b"Changed Gazette" in body
+        target.unlink()
+        sock.sendall(request)
+        assert read_response(sock, buffer)[0] == 404
+
+
+def test_a_request_split_over_reads_is_answered(servers: tuple[str, str], handed: list[str]) -> None:
+    """A request that arrives in pieces goes, with its connection, to uvicorn's protocol, which
+    answers it and what follows."""
+    fast, _ = servers
+    tag = etag_of(fast, "/atom.xml")
+    handed.clear()
+    with socket.create_connection(address(fast), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        buffer = bytearray()
+        sock.sendall(b"GET /atom.xml HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(sock, buffer)[0] == 200
+        sock.sendall(b"GET /atom.xml HTTP/1.1\r\nHo")
+        time.sleep(0.2)
+        sock.sendall(f"st: x\r\nIf-None-Match: {tag}\r\n\r\n".encode())
+        assert read_response(sock, buffer)[0] == 304
+        sock.sendall(b"GET /atom.xml HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, body = read_response(sock, buffer)
+        assert status == 200 and body == FILES["atom.xml"].encode()  # type: ignore[union-attr]
+    assert handed == ["handed"]
+
+
+def test_a_client_that_does_not_read_stops_the_reading(
+    servers: tuple[str, str], project: Project, monkeypatch: pytest.MonkeyPatch, handed: list[str]
+) -> None:
+    """A client that asks for big files and reads nothing for a while: the front protocol stops
+    reading its requests while its answers back up, pipelined big answers go to uvicorn's
+    protocol (one at a time), and every answer then arrives whole and in order."""
+    fast, _ = servers
+    big = bytes(range(256)) * (12 * 1024)  # 3 MiB, not compressible, cached (limit 4 MiB)
+    (project.feeds / "big.bin").write_bytes(big)
+    paused: list[bool] = []
+    original = FrontProtocol.pause_writing
+
+    def pause(self: FrontProtocol) -> None:
+        paused.append(True)
+        original(self)
+
+    monkeypatch.setattr(FrontProtocol, "pause_writing", pause)
+    request = b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+    exchange(fast, request.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))  # cached now
+    handed.clear()
+    with socket.create_connection(address(fast), timeout=20) as sock:
+        for _ in range(3):  # one request per read
+            sock.sendall(request)
+            time.sleep(0.2)
+        sock.sendall(request * 4)  # pipelined in one read
+        time.sleep(0.3)
+        buffer = bytearray()
+        answers = [read_response(sock, buffer) for _ in range(7)]
+    assert paused and handed == ["handed"]
+    assert all(status == 200 and body == big for status, _, body in answers)
+    assert buffer == b""
+
+
 def test_the_keep_alive_timer_spares_a_connection_the_app_is_answering(
     servers: tuple[str, str], project: Project
 ) -> None:
@@ -324,3 +456,66 @@ def test_the_keep_alive_timer_spares_a_connection_the_app_is_answering(
         answers = [read_response(sock, buffer) for _ in range(5)]
     assert [status for status, _, _ in answers] == [200] * 5
     assert all(body == big for _, _, body in answers[1:4])
+
+
+def test_idle_front_connections_do_not_delay_a_stop(project: Project) -> None:
+    """A graceful stop closes connections waiting between requests at once."""
+    write_feeds(project.feeds)
+    server = Background(project.settings(), FixedClock(NOW), "127.0.0.1", 0)
+    server.start()
+    try:
+        etag_of(server.url, "/atom.xml")
+        with socket.create_connection(address(server.url), timeout=10) as sock:
+            sock.sendall(b"GET /atom.xml HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(sock, bytearray())[0] == 200
+            started = time.monotonic()
+            server.stop()
+            assert not server.thread.is_alive()
+            assert time.monotonic() - started < 3  # the graceful timeout is 5 s
+            assert sock.recv(1) == b""
+    finally:
+        server.stop()
+
+
+def test_access_log_with_a_proxy_names_the_forwarded_client(
+    servers: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Behind a trusted proxy (127.0.0.1) the log line names the client the proxy forwarded for,
+    with or without the fast path, and before or after the same request was answered fast."""
+    fast, plain = servers
+    request = (
+        b"GET /atom.xml HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.9\r\nConnection: close\r\n\r\n"
+    )
+    for url in (fast, plain):
+        exchange(url, request)  # cached, and answered once while the access log is off
+    lines = []
+    for url in (fast, plain):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="uvicorn.access"):
+            exchange(url, request)
+        lines += [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
+    assert len(lines) == 2 and all(line.startswith("203.0.113.9:") for line in lines), lines
+
+
+def test_remembered_answers_are_bounded(project: Project) -> None:
+    """At most REPEATS answers are remembered, none for a request over REPEAT_BYTES."""
+    from publisher.server.fast import REPEAT_BYTES, REPEATS, Answer
+
+    answers = Answers(FeedFiles(project.feeds, 60), ())
+    answer = Answer(
+        file="x",
+        version=(0, 0, 0, 0),
+        status=304,
+        rest=b"",
+        gzip=False,
+        send_body=False,
+        keep_alive=True,
+        method=b"GET",
+        url=b"/x",
+        http_version="1.1",
+    )
+    for number in range(REPEATS + 50):
+        answers.remember(b"GET /%d" % number, answer)
+    answers.remember(b"G" * (REPEAT_BYTES + 1), answer)
+    assert len(answers._repeats) == REPEATS
+    assert b"GET /0" not in answers._repeats and b"GET /%d" % (REPEATS + 49) in answers._repeats

@@ -23,7 +23,7 @@ from publisher.config import Settings
 from publisher.errors import PublisherError
 from publisher.mailer import Transport
 from publisher.server.app import create_app
-from publisher.server.fast import protocol_for
+from publisher.server.front import protocol_for
 
 log = logging.getLogger("publisher.server")
 
@@ -58,7 +58,7 @@ def _server(
     app = create_app(settings, clock, transport_factory)
     config = uvicorn.Config(
         app,
-        # GETs of cached files in feeds/ are answered in the protocol itself (see server/fast.py).
+        # GETs of cached files in feeds/ are answered in the protocol itself (server/front.py, fast.py).
         http=protocol_for(app.state.feed_files, app.state.dynamic_paths) if fast else "httptools",
         log_config=None,  # publisher.logs has set up logging already
         server_header=False,

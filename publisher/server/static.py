@@ -341,24 +341,18 @@ class FeedFiles:
         etag = entry.gzip_etag if use_gzip and entry.gzip_etag else entry.etag
         return precondition(headers, etag, entry.mtime) or 200, use_gzip
 
-    def quick(self, path: str, headers: Mapping[str, str]) -> tuple[Entry, int, bool] | None:
-        """The answer to a GET or HEAD when a current cached file gives it (entry, 200 or 304,
-        gzip); None when `serve` must decide (a miss, a folder, a refusal, a 412).
+    def quick(self, path: str, headers: Mapping[str, str]) -> tuple[str, Entry, int, bool] | None:
+        """The answer to a GET or HEAD when a current cached file gives it (the file, its entry,
+        200 or 304, gzip); None when `serve` must decide (a miss, a folder, a refusal, a 412).
 
         A URL path that `locate` has mapped to a cached file is remembered, so a repeat costs a
         dictionary look-up and the one `stat` that proves the file is still that version.
         """
         candidate = self._hot.get(path)
-        entry = self._cache.get(candidate) if candidate is not None else None
-        if candidate is not None and entry is not None:
-            # Proved current by its version alone, as in `locate`.
-            try:
-                current = _version(os.stat(candidate))  # noqa: PTH116
-            except (OSError, ValueError):
+        if candidate is not None and candidate in self._cache:
+            entry = self.current(candidate)
+            if entry is None:
                 return None
-            if current != entry.version:
-                return None
-            self._cache.move_to_end(candidate)
         else:
             found = self.locate(path)
             if not isinstance(found, tuple) or found[2] is None:
@@ -368,7 +362,22 @@ class FeedFiles:
                 self._hot.clear()
             self._hot[path] = candidate
         status, use_gzip = self.decide(entry, headers)
-        return None if status == 412 else (entry, status, use_gzip)
+        return None if status == 412 else (candidate, entry, status, use_gzip)
+
+    def current(self, candidate: str, version: tuple[int, int, int, int] | None = None) -> Entry | None:
+        """The cached entry for the file at `candidate` (of this `version`, when given) if it is
+        still that file; else None. Proved by the version alone (device, inode, mtime, size), as
+        in `locate`: the file was checked to lie inside feeds/ when it was loaded."""
+        entry = self._cache.get(candidate)
+        if entry is None or (version is not None and entry.version != version):
+            return None
+        try:
+            if _version(os.stat(candidate)) != entry.version:  # noqa: PTH116
+                return None
+        except (OSError, ValueError):
+            return None
+        self._cache.move_to_end(candidate)
+        return entry
 
     def _large(self, real: str, st: os.stat_result, headers: dict[str, str]) -> Response:
         with Path(real).open("rb") as handle:
