@@ -7,6 +7,7 @@ byte apart from the Date line.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Iterator, Mapping
@@ -519,3 +520,46 @@ def test_remembered_answers_are_bounded(project: Project) -> None:
     answers.remember(b"G" * (REPEAT_BYTES + 1), answer)
     assert len(answers._repeats) == REPEATS
     assert b"GET /0" not in answers._repeats and b"GET /%d" % (REPEATS + 49) in answers._repeats
+
+
+@pytest.mark.parametrize(
+    ("filler", "status"),
+    [
+        (b"X-Filler: " + b"a" * 1000 + b"\r\n", 431),  # header lines without end
+        (b"a" * 1000, 414),  # a URL without end
+    ],
+)
+def test_a_request_head_without_end_is_refused(servers: tuple[str, str], filler: bytes, status: int) -> None:
+    """httptools bounds no request head, and uvicorn keeps every header: past 32 KiB the server
+    refuses the request and closes the connection, long before the client is done sending.
+    (Only with publisher's protocols: uvicorn's own, the comparison server here, has no bound.)"""
+    fast, _ = servers
+    start = b"GET /atom.xml HTTP/1.1\r\nHost: x\r\n" if status == 431 else b"GET /"
+    with socket.create_connection(address(fast), timeout=10) as sock:
+        sock.sendall(start)
+        sent = 0
+        with pytest.raises(OSError):  # reset or broken pipe: the server has closed
+            while sent < 50_000_000:
+                sock.sendall(filler * 100)
+                sent += len(filler) * 100
+        assert sent < 10_000_000
+    # What the server answers before closing, read on a connection sending just enough.
+    with socket.create_connection(address(fast), timeout=10) as sock:
+        sock.sendall(start + filler * 40)
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:100]
+    text = b"URI too long\n" if status == 414 else b"Request header fields too large\n"
+    assert answer.endswith(b"\r\n\r\n" + text)
+
+
+def test_a_request_head_within_the_bound_is_answered(servers: tuple[str, str]) -> None:
+    """A head just under 32 KiB (big cookies, say) is answered as usual, by both paths."""
+    filler = b"X-Filler: " + b"a" * 1000 + b"\r\n"
+    for url in servers:
+        answer = exchange(
+            url, b"GET /atom.xml HTTP/1.1\r\nHost: x\r\n" + filler * 30 + b"Connection: close\r\n\r\n"
+        )
+        assert answer.startswith(b"HTTP/1.1 200 ")

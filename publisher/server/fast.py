@@ -31,6 +31,8 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from publisher.server.security import MAX_URL
 from publisher.server.static import Entry, FeedFiles
 
+log = logging.getLogger("publisher.server")
+
 # Request headers the answer depends on; the fast path reads no others.
 WANTED = frozenset(
     (b"accept-encoding", b"if-match", b"if-none-match", b"if-modified-since", b"if-unmodified-since")
@@ -60,6 +62,9 @@ _NEEDS = (
     "timeout_keep_alive_handler",
 )
 
+
+# The most a request's line and headers may take (nginx's default is 32 KiB too).
+MAX_HEAD = 32 * 1024
 
 # A repeat of the very same request bytes reuses its answer (see `Answers.repeat`): requests up to
 # this size, this many remembered.
@@ -230,10 +235,62 @@ def uvicorn_protocol(answers: Answers) -> type[HttpToolsProtocol] | None:
         ) -> None:
             super().__init__(config, server_state, app_state, **extra)
             self._answer: tuple[bytes, bytes | None, int, bool] | None = None
+            self._head_bytes = 0
+            self._too_big = 0  # the status refusing a request whose head is too big
             self._quiet_since: float | None = None
             self.access_log = self.access_log and self.access_logger.isEnabledFor(logging.INFO)
 
+        # httptools sets no bound on a request's head, and uvicorn keeps every header line: a
+        # client sending header lines without end would grow the process without end. Past
+        # MAX_HEAD bytes the request is refused (414 for the URL, 431 for the headers), and the
+        # connection closed.
+
+        def on_message_begin(self) -> None:
+            self._head_bytes = 0
+            super().on_message_begin()
+
+        def on_url(self, url: bytes) -> None:
+            self._head_bytes += len(url)
+            if self._head_bytes > MAX_HEAD:
+                self._too_big = self._too_big or 414
+            else:
+                super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._head_bytes += len(name) + len(value) + 4  # ": " and CRLF
+            if self._head_bytes > MAX_HEAD:
+                self._too_big = self._too_big or 431
+            else:
+                super().on_header(name, value)
+
+        def data_received(self, data: bytes) -> None:
+            if self._too_big:
+                return  # refused and closing
+            super().data_received(data)
+            if self._too_big:
+                self._refuse(self._too_big)
+
+        def _refuse(self, status: int) -> None:
+            text = b"URI too long\n" if status == 414 else b"Request header fields too large\n"
+            log.warning("refused a request from %s: %s", self.client, text.decode().strip())
+            self.transport.write(
+                b"".join(
+                    (
+                        STATUS_LINE[status],
+                        _lines(self.server_state.default_headers),
+                        b"content-type: text/plain; charset=utf-8\r\n",
+                        b"x-content-type-options: nosniff\r\n",
+                        b"content-length: %d\r\n" % len(text),
+                        b"connection: close\r\n\r\n",
+                        text,
+                    )
+                )
+            )
+            self.transport.close()
+
         def on_headers_complete(self) -> None:
+            if self._too_big:
+                return
             answer = self._static()
             if answer is None:
                 self._quiet_since = None  # the app answers: its response starts the quiet time
@@ -241,7 +298,13 @@ def uvicorn_protocol(answers: Answers) -> type[HttpToolsProtocol] | None:
             else:
                 self._answer = answer
 
+        def on_body(self, body: bytes) -> None:
+            if not self._too_big:
+                super().on_body(body)
+
         def on_message_complete(self) -> None:
+            if self._too_big:
+                return
             answer = self._answer
             if answer is None:
                 super().on_message_complete()
