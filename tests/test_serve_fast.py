@@ -7,11 +7,15 @@ byte apart from the Date line.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import socket
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -151,6 +155,7 @@ FAST = [
     'GET /atom.xml HTTP/1.1\r\nHost: x\r\nIf-None-Match: "other"\r\n'
     "If-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT\r\n",
     "GET /atom.xml HTTP/1.1\r\nHost: x\r\nIf-Match: {plain}\r\n",
+    "GET /atom.xml HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: Mon, 01 Jan 99999999999999999999 00:00 GMT\r\n",
     "GET /atom.xml?utm_source=reader HTTP/1.1\r\nHost: x\r\n",
     "GET http://x/atom.xml HTTP/1.1\r\nHost: x\r\n",
     "GET /atom.xml HTTP/1.0\r\n",
@@ -290,12 +295,21 @@ def test_access_log_lines_match_the_apps(servers: tuple[str, str], caplog: pytes
     assert lines[0] == lines[1] == '"GET /atom.xml?x=1 HTTP/1.1" 304'
 
 
+@pytest.mark.parametrize(
+    "first",
+    [
+        b"GET /atom.xml HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        # llhttp takes this for keep-alive and parses on; the answer closes the connection.
+        b"GET /atom.xml HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    ],
+)
+@pytest.mark.parametrize("handed_over", [False, True])
 def test_nothing_pipelined_after_a_closing_answer_is_started(
-    servers: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+    servers: tuple[str, str], monkeypatch: pytest.MonkeyPatch, first: bytes, handed_over: bool
 ) -> None:
-    """A request pipelined behind one that asked to close is never handed to the app, as with
-    plain uvicorn: even though the fast path has already answered and closed when the parser
-    reaches it, the parser (llhttp, lenient after close) does not report it."""
+    """A request pipelined behind one answered with a close is never handed to the app, as with
+    plain uvicorn, in the front protocol and after the connection went to uvicorn's (a request
+    split over two reads first)."""
     fast, _ = servers
     etag_of(fast, "/atom.xml")  # cached: the GET takes the fast path and answers at once
     started: list[str] = []
@@ -306,11 +320,21 @@ def test_nothing_pipelined_after_a_closing_answer_is_started(
         original(self, cycle, app)
 
     monkeypatch.setattr(HttpToolsProtocol, "_start_asgi_task", start)
-    answer = exchange(
-        fast,
-        b"GET /atom.xml HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        b"GET /subscribe HTTP/1.1\r\nHost: x\r\n\r\n",
-    )
+    with socket.create_connection(address(fast), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if handed_over:
+            sock.sendall(b"GET /atom.xml HTTP/1.1\r\nHo")
+            time.sleep(0.2)
+            sock.sendall(b"st: x\r\n\r\n")
+            assert read_response(sock, bytearray())[0] == 200
+        sock.sendall(
+            first + b"POST /subscribe HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nemail"
+            b"GET /subscribe HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    answer = b"".join(chunks)
     assert answer.count(b"HTTP/1.1 ") == 1 and answer.startswith(b"HTTP/1.1 200 ")
     assert started == []
     exchange(fast, b"GET /subscribe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -563,3 +587,134 @@ def test_a_request_head_within_the_bound_is_answered(servers: tuple[str, str]) -
             url, b"GET /atom.xml HTTP/1.1\r\nHost: x\r\n" + filler * 30 + b"Connection: close\r\n\r\n"
         )
         assert answer.startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_slow_reader_is_not_taken_for_an_idle_connection(
+    servers: tuple[str, str], project: Project
+) -> None:
+    """A client that asks for big files and reads nothing for longer than the keep-alive timeout,
+    with its later requests unread by the server: the connection is not closed under it (which
+    would reset it and lose what was sent), and every answer arrives."""
+    fast, _ = servers
+    big = bytes(range(256)) * (12 * 1024)
+    (project.feeds / "big.bin").write_bytes(big)
+    request = b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+    exchange(fast, request.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))  # cached now
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        sock.settimeout(20)
+        sock.connect(address(fast))
+        for _ in range(3):
+            sock.sendall(request)
+            time.sleep(1)
+        time.sleep(5)  # 5 s of keep-alive after the first answer have long passed
+        buffer = bytearray()
+        answers = [read_response(sock, buffer) for _ in range(3)]
+    assert all(status == 200 and body == big for status, _, body in answers)
+
+
+def test_thousands_of_pipelined_heads_are_answered_in_order(servers: tuple[str, str]) -> None:
+    fast, _ = servers
+    etag_of(fast, "/atom.xml")
+    count = 4000
+    with socket.create_connection(address(fast), timeout=20) as sock:
+        request = b"HEAD /atom.xml HTTP/1.1\r\nHost: x\r\n\r\n"
+        sender = threading.Thread(target=sock.sendall, args=(request * count,))
+        sender.start()
+        buffer = bytearray()
+        answers = [read_response(sock, buffer, head_only=True) for _ in range(count)]
+        sender.join()
+    assert all(status == 200 for status, _, _ in answers)
+    assert buffer == b""
+
+
+class _Recorder:
+    """A transport that keeps what is written, and the protocol it is handed to."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.protocol: Any = None
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def writelines(self, data: list[bytes]) -> None:
+        self.written.extend(data)
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_front_writes_at_most_a_mebibyte_from_one_read(project: Project) -> None:
+    """Small answers to requests pipelined in one read are written together up to 1 MiB; a read
+    asking for more goes, whole, to uvicorn's protocol (which writes one answer at a time)."""
+    from publisher.server.front import PIPELINED_BYTES
+
+    write_feeds(project.feeds)
+    files = FeedFiles(project.feeds, 60)
+    atom = str(project.feeds / "atom.xml")
+    taken: list[bytes] = []
+
+    class Successor:
+        def __init__(self, **_: Any) -> None:
+            pass
+
+        def connection_made(self, transport: Any) -> None:
+            pass
+
+        def data_received(self, data: bytes) -> None:
+            taken.append(data)
+
+    front = type("Front", (FrontProtocol,), {"answers": Answers(files, ()), "successor": Successor})
+    config: Any = SimpleNamespace(access_log=False, timeout_keep_alive=5)
+    state = SimpleNamespace(connections=set(), default_headers=[(b"date", b"x")], total_requests=0)
+    request = b"HEAD /atom.xml HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    async def run() -> None:
+        await files.load(atom, os.stat(atom))
+        protocol = front(config, state, {})
+        transport = _Recorder()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        protocol.data_received(request * 100)
+        assert sum(answer.startswith(b"HTTP/1.1 200 ") for answer in transport.written) == 100
+        assert sum(map(len, transport.written)) < PIPELINED_BYTES and taken == []
+        answer = len(transport.written[0])
+        many = request * (PIPELINED_BYTES // answer + 10)
+        transport.written.clear()
+        protocol.data_received(many)
+        assert transport.written == [] and taken == [many] and transport.protocol is not None
+        protocol.connection_lost(None)
+
+    asyncio.run(run())
+
+
+def test_a_file_rewritten_in_place_with_its_mtime_restored_is_served_new(
+    servers: tuple[str, str], project: Project
+) -> None:
+    """Same size, same inode, mtime put back (`cp -p`, `rsync --inplace -t`): the change time
+    still tells the cached copy is stale, for a repeated request too."""
+    fast, _ = servers
+    target = project.feeds / "atom.xml"
+    request = b"GET /atom.xml HTTP/1.1\r\nHost: x\r\n\r\n"
+    old = target.read_bytes()
+    new = old.replace(b"Test Gazette", b"Tset Gazette")
+    assert len(new) == len(old) and new != old
+    with socket.create_connection(address(fast), timeout=10) as sock:
+        buffer = bytearray()
+        for _ in range(3):
+            sock.sendall(request)
+            assert read_response(sock, buffer)[2] == old
+        before = target.stat()
+        time.sleep(0.05)
+        with target.open("r+b") as handle:
+            handle.write(new)
+        os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert target.stat().st_mtime_ns == before.st_mtime_ns and target.stat().st_ino == before.st_ino
+        sock.sendall(request)
+        assert read_response(sock, buffer)[2] == new

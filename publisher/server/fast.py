@@ -29,7 +29,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from publisher.server.security import MAX_URL
-from publisher.server.static import Entry, FeedFiles
+from publisher.server.static import Entry, FeedFiles, Version
 
 log = logging.getLogger("publisher.server")
 
@@ -77,7 +77,7 @@ class Answer:
     """A fast answer, all but its Date line; `file` and `version` say which file version it is for."""
 
     file: str
-    version: tuple[int, int, int, int]
+    version: Version
     status: int
     rest: bytes  # the header lines after Date, with the blank line that ends them
     gzip: bool
@@ -182,10 +182,11 @@ class Answers:
             return known.head, None, answer
         return known.head, entry.gzipped if answer.gzip and entry.gzipped else entry.body, answer
 
-    def _prove(self, file: str, version: tuple[int, int, int, int]) -> Entry | None:
-        # One `stat` per file per turn of the event loop: every request read in the same turn
-        # had arrived before this `stat`, so its answer is the file as it was after the request
-        # came in, which is all HTTP asks. The proofs are dropped at the next turn.
+    def _prove(self, file: str, version: Version) -> Entry | None:
+        # One `stat` per file per turn of the event loop; the proofs are dropped at the next
+        # turn. The requests of one turn are read within microseconds of each other, so an
+        # answer reflects the file as it was at most that long before its request was read:
+        # indistinguishable from network delay, and a rebuilt file is served from the next turn.
         entry = self.files.current(file, version)
         if entry is not None:
             if not self._proved:
@@ -288,8 +289,12 @@ def uvicorn_protocol(answers: Answers) -> type[HttpToolsProtocol] | None:
             )
             self.transport.close()
 
+        # A request pipelined behind an answer that closed the connection is never started
+        # (llhttp parses on after an HTTP/1.0 request with `Connection: keep-alive`), as with
+        # uvicorn's own protocol, which queues it behind the answer.
+
         def on_headers_complete(self) -> None:
-            if self._too_big:
+            if self._too_big or self.transport.is_closing():
                 return
             answer = self._static()
             if answer is None:
@@ -299,11 +304,11 @@ def uvicorn_protocol(answers: Answers) -> type[HttpToolsProtocol] | None:
                 self._answer = answer
 
         def on_body(self, body: bytes) -> None:
-            if not self._too_big:
+            if not self._too_big and not self.transport.is_closing():
                 super().on_body(body)
 
         def on_message_complete(self) -> None:
-            if self._too_big:
+            if self._too_big or (self._answer is None and self.transport.is_closing()):
                 return
             answer = self._answer
             if answer is None:

@@ -35,8 +35,8 @@ from publisher.server.static import FeedFiles
 
 log = logging.getLogger("publisher.server")
 
-# Answers to requests pipelined in one read are written together while their bodies stay under
-# this; the first is always answered here.
+# Answers to requests pipelined in one read are written together while they stay under this; the
+# first is always answered here.
 PIPELINED_BYTES = 1024 * 1024
 
 # name -> its str form, so the callback decodes only the value.
@@ -77,7 +77,7 @@ class FrontProtocol(asyncio.Protocol):
         self.closing = False  # an answered request asked to close the connection
         self.forwarded = False  # a request in this data carries X-Forwarded-For
         self.out: list[bytes] = []
-        self.pending = 0  # bytes of the bodies in `out`
+        self.pending = 0  # bytes in `out`
         self.answered: list[Answer] = []
 
     # -- the connection ----------------------------------------------------------------------------
@@ -108,6 +108,7 @@ class FrontProtocol(asyncio.Protocol):
         self.paused = False
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
+            self._quiet()  # time spent waiting on the client is not quiet
 
     def data_received(self, data: bytes) -> None:
         answers = self.answers
@@ -166,15 +167,23 @@ class FrontProtocol(asyncio.Protocol):
 
     # -- the parser's callbacks --------------------------------------------------------------------
 
+    # After an answer that closes the connection, llhttp may go on to parse what follows (an
+    # HTTP/1.0 request with `Connection: keep-alive` is answered with a close): it is ignored, as
+    # uvicorn never starts a request pipelined behind a closing answer.
+
     def on_message_begin(self) -> None:
-        self.open = True
-        self.url = b""
-        self.headers = {}
+        if not self.closing:
+            self.open = True
+            self.url = b""
+            self.headers = {}
 
     def on_url(self, url: bytes) -> None:
-        self.url += url
+        if not self.closing:
+            self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.closing:
+            return
         name = name.lower()
         wanted = _NAMES.get(name)
         if wanted is not None:
@@ -200,15 +209,17 @@ class FrontProtocol(asyncio.Protocol):
             return
         answer, entry = found
         body = answer.body(entry)
-        if body and self.out and self.pending + len(body) > PIPELINED_BYTES:
-            # Many big answers to requests pipelined in one read: uvicorn's protocol writes
+        head = self.answers.head(answer, self.server_state.default_headers)
+        size = len(head) + len(body or b"")
+        if self.out and self.pending + size > PIPELINED_BYTES:
+            # Many or big answers to requests pipelined in one read: uvicorn's protocol writes
             # them one at a time, each when the client has taken the one before.
             self.plain = False
             return
-        self.out.append(self.answers.head(answer, self.server_state.default_headers))
+        self.out.append(head)
         if body:
             self.out.append(body)
-            self.pending += len(body)
+        self.pending += size
         self.answered.append(answer)
         self.closing = not keep_alive
 
@@ -224,6 +235,11 @@ class FrontProtocol(asyncio.Protocol):
 
     def _expire(self) -> None:
         self.timer = None
+        if self.paused:
+            # Answers are still going out to a slow reader, with its next requests unread: not
+            # quiet, and closing now would reset the connection and lose what was sent.
+            self.timer = self.loop.call_later(self.timeout_keep_alive, self._expire)
+            return
         left = self.quiet_since + self.timeout_keep_alive - self.loop.time()
         if left > 0:
             self.timer = self.loop.call_later(left, self._expire)
@@ -243,10 +259,7 @@ class FrontProtocol(asyncio.Protocol):
         )
         transport.set_protocol(successor)
         successor.connection_made(transport)
-        if self.paused:
-            # uvicorn pauses its own reading per request; it needs to know the writes wait.
-            transport.resume_reading()
-            successor.pause_writing()
+        # Never while paused: reading stops then, so no data comes to hand over.
         successor.data_received(data)
 
 

@@ -3,7 +3,7 @@
 A URL path is checked lexically first (no empty, dot or hidden segments, no NUL, backslash or
 control characters), then resolved with symlinks followed and required to stay inside feeds/; every
 refusal is a 404 that says nothing about what exists. Each file is read once per version (device,
-inode, mtime, size) into an in-memory cache holding its strong ETag (a content hash), its
+inode, mtime, change time, size) into an in-memory cache holding its strong ETag (a content hash), its
 Last-Modified date and its gzip form, so a 304 costs one `stat` and a dictionary look-up.
 """
 
@@ -102,7 +102,7 @@ def safe_segments(url_path: str) -> list[str] | None:
 class Entry:
     """One version of one file, ready to send."""
 
-    version: tuple[int, int, int, int]
+    version: Version
     content_type: str
     etag: str
     gzip_etag: str | None
@@ -144,8 +144,13 @@ class Entry:
         return raw
 
 
-def _version(st: os.stat_result) -> tuple[int, int, int, int]:
-    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+# Which version of a file a cached entry holds. The change time too: a file rewritten in place
+# with the same size and its mtime put back (`cp -p`, `rsync --inplace -t`) keeps the rest.
+Version = tuple[int, int, int, int, int]
+
+
+def _version(st: os.stat_result) -> Version:
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
 
 
 def load_entry(path: str, st: os.stat_result) -> Entry:
@@ -206,7 +211,7 @@ def _etag_list(header: str) -> list[str]:
 def _http_date(header: str) -> int | None:
     try:
         moment = parsedate_to_datetime(header)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # a year like 99999999999999999999
         return None
     if moment is None or moment.tzinfo is None:
         return None
@@ -264,7 +269,7 @@ class FeedFiles:
         (404).
 
         The hot path is one `stat`: a cached entry is reused only for the very same file version
-        (device, inode, mtime, size), which was checked to lie inside feeds/ when it was loaded.
+        (device, inode, mtime, change time, size), which was checked to lie inside feeds/ when it was loaded.
         Anything else has its real path (symlinks followed) checked again.
         """
         if not url_path.startswith(self.base_path):
@@ -364,9 +369,9 @@ class FeedFiles:
         status, use_gzip = self.decide(entry, headers)
         return None if status == 412 else (candidate, entry, status, use_gzip)
 
-    def current(self, candidate: str, version: tuple[int, int, int, int] | None = None) -> Entry | None:
+    def current(self, candidate: str, version: Version | None = None) -> Entry | None:
         """The cached entry for the file at `candidate` (of this `version`, when given) if it is
-        still that file; else None. Proved by the version alone (device, inode, mtime, size), as
+        still that file; else None. Proved by the version alone (device, inode, mtime, change time, size), as
         in `locate`: the file was checked to lie inside feeds/ when it was loaded."""
         entry = self._cache.get(candidate)
         if entry is None or (version is not None and entry.version != version):
