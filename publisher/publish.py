@@ -19,9 +19,8 @@ import json
 import logging
 import os
 import sqlite3
-import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -29,9 +28,10 @@ from typing import TYPE_CHECKING, Any
 from publisher import ingest
 from publisher.config import Settings
 from publisher.models import Problem, Published
+from publisher.publish_parse import Parsed, parse_all
 
 if TYPE_CHECKING:
-    from publisher.store import cache
+    pass
 
 log = logging.getLogger("publisher.publish")
 
@@ -41,8 +41,6 @@ _META_EMBARGO = "build.next_embargo"
 _META_PUBLISHED = "build.published"
 _META_PROBLEMS = "build.problems"
 _META_ARCHIVES = "build.pending_archives"
-# Below this many files to parse, starting worker processes costs more than it saves.
-POOL_FROM = 400
 
 
 @dataclass
@@ -169,7 +167,7 @@ def refresh_cache(
             db.set_meta(conn, _META_COMPLETE, "0")
             cache.forget(conn, gone)
     refresh.paths = set(gone)
-    pending: list[_Parsed] = []
+    pending: list[Parsed] = []
 
     def store() -> None:
         with db.transaction(conn):
@@ -187,65 +185,12 @@ def refresh_cache(
         pending.clear()
 
     hashes = cache.file_hashes(conn, {s.rel for s in suspects if s.rel in known})
-    for item in _parse_all(settings, suspects, hashes):
+    for item in parse_all(settings, suspects, hashes):
         pending.append(item)
         if len(pending) >= 500:
             store()
     store()
     return refresh
-
-
-# A file and what to store for it (None: same bytes as cached, only its stat is recorded).
-_Parsed = tuple[ingest.SeedFile, "cache.Entry | None"]
-
-
-def _parse_one(seed: ingest.SeedFile, settings: Settings, known_hash: str | None) -> _Parsed:
-    """Hash a file; parse it unless the hash is the one cached. The bytes hashed are the bytes
-    parsed (one read), and the row to store is prepared here, in the worker on a cold build."""
-    from publisher.store import cache
-
-    data = None
-    if seed.size > settings.ingest.max_bytes:
-        file_hash = f"size:{seed.size}"  # never read a file that is too large
-    else:
-        try:
-            data = ingest.read_limited(seed, settings.ingest.max_bytes)
-            file_hash = hashlib.sha256(data).hexdigest()
-        except (OSError, ingest.TooLarge):
-            file_hash = "unreadable"  # parse_file says why
-    if file_hash == known_hash:
-        return seed, None
-    if data is None:
-        article, problems = ingest.parse_file(seed, settings)
-    else:
-        article, problems = ingest.parse_data(seed, settings, data)
-    return seed, cache.entry(seed, file_hash, article, problems)
-
-
-def _parse_chunk(chunk: list[tuple[ingest.SeedFile, str | None]], settings: Settings) -> list[_Parsed]:
-    return [_parse_one(seed, settings, known) for seed, known in chunk]
-
-
-def _parse_all(settings: Settings, seeds: list[ingest.SeedFile], known: dict[str, str]) -> Iterator[_Parsed]:
-    """Parse `seeds` in order, on every core when there are many (a cold build of thousands)."""
-    work = [(seed, known.get(seed.rel)) for seed in seeds]
-    workers = min(os.cpu_count() or 1, 8)
-    if len(work) < POOL_FROM or workers < 2:
-        yield from (_parse_one(seed, settings, known_hash) for seed, known_hash in work)
-        return
-    import concurrent.futures
-    import multiprocessing
-
-    size = 100
-    chunks = [work[i : i + size] for i in range(0, len(work), size)]
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
-    from publisher.publish_units import die_with_parent
-
-    with concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)
-    ) as pool:
-        for done in pool.map(_parse_chunk, chunks, [settings] * len(chunks)):
-            yield from done
 
 
 def _parse_fingerprint(settings: Settings) -> str:

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from publisher.output import Batch
     from publisher.pages import Pages
 
-# Below this many pages, starting worker processes costs more than it saves.
+# Below this many pages to render (or files to parse, publish_parse), starting worker processes
+# costs more than it saves.
 POOL_FROM = 400
 _CHUNK = 250
 
