@@ -23,7 +23,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from publisher.clock import FixedClock
 from publisher.server import Background
-from publisher.server.fast import Answers
+from publisher.server.answers import Answers
 from publisher.server.front import FrontProtocol
 from publisher.server.static import FeedFiles
 from tests.conftest import BASE_CONFIG, NOW, Project
@@ -524,7 +524,7 @@ def test_access_log_with_a_proxy_names_the_forwarded_client(
 
 def test_remembered_answers_are_bounded(project: Project) -> None:
     """At most REPEATS answers are remembered, none for a request over REPEAT_BYTES."""
-    from publisher.server.fast import REPEAT_BYTES, REPEATS, Answer
+    from publisher.server.answers import REPEAT_BYTES, REPEATS, Answer
 
     answers = Answers(FeedFiles(project.feeds, 60), ())
     answer = Answer(

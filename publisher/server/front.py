@@ -30,7 +30,8 @@ import httptools
 from uvicorn.config import Config
 from uvicorn.protocols.utils import get_remote_addr
 
-from publisher.server.fast import AVOID, WANTED, Answer, Answers, log_answer, uvicorn_protocol
+from publisher.server.answers import AVOID, WANTED, Answer, Answers, log_answer
+from publisher.server.fast import uvicorn_protocol
 from publisher.server.static import FeedFiles
 
 log = logging.getLogger("publisher.server")
