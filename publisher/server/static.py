@@ -154,9 +154,12 @@ def _version(st: os.stat_result) -> Version:
 
 
 def load_entry(path: str, st: os.stat_result) -> Entry:
-    """Read a file and compute what its responses need (runs in a worker thread)."""
+    """Read a file and compute what its responses need (runs in a worker thread). The entry's
+    version is the one of what was read: if the file changed since `st` (replaced, or written to
+    while being read), it differs from `st`'s, and `FeedFiles.load` serves the entry uncached."""
     with Path(path).open("rb") as handle:
         body = handle.read(MAX_CACHED_FILE + 1)
+        st = os.fstat(handle.fileno())
     kind = content_type(path, body[:512])
     digest = hashlib.sha256(body).hexdigest()[:32]
     gzipped = None
