@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import socket
 import threading
 import time
@@ -25,7 +26,7 @@ from publisher.clock import FixedClock
 from publisher.server import Background
 from publisher.server.answers import Answers
 from publisher.server.front import FrontProtocol
-from publisher.server.static import FeedFiles
+from publisher.server.static import FeedFiles, _version
 from tests.conftest import BASE_CONFIG, NOW, Project
 from tests.support.serving import FILES, write_feeds
 
@@ -546,19 +547,28 @@ def test_remembered_answers_are_bounded(project: Project) -> None:
     assert b"GET /0" not in answers._repeats and b"GET /%d" % (REPEATS + 49) in answers._repeats
 
 
+HEAD_START = b"GET /atom.xml HTTP/1.1\r\nHost: x\r\n"
+# Status lines in raw answers (a body may end without a line break before the next answer).
+STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3}) ")
+
+
 @pytest.mark.parametrize(
-    ("filler", "status"),
+    ("start", "filler", "end", "status"),
     [
-        (b"X-Filler: " + b"a" * 1000 + b"\r\n", 431),  # header lines without end
-        (b"a" * 1000, 414),  # a URL without end
+        (HEAD_START, b"X-Filler: " + b"a" * 1000 + b"\r\n", b"\r\n", 431),  # header lines without end
+        (HEAD_START + b"X-Filler: ", b"a" * 1000, b"\r\n\r\n", 431),  # one header line without end
+        (HEAD_START + b"X-", b"a" * 1000, None, 431),  # one header name without end
+        (b"GET /", b"a" * 1000, b"", 414),  # a URL without end
     ],
 )
-def test_a_request_head_without_end_is_refused(servers: tuple[str, str], filler: bytes, status: int) -> None:
+def test_a_request_head_without_end_is_refused(
+    servers: tuple[str, str], start: bytes, filler: bytes, end: bytes | None, status: int
+) -> None:
     """httptools bounds no request head, and uvicorn keeps every header: past 32 KiB the server
-    refuses the request and closes the connection, long before the client is done sending.
+    refuses the request and closes the connection, long before the client is done sending (one
+    endless header line included, which httptools reports to no one until it ends).
     (Only with publisher's protocols: uvicorn's own, the comparison server here, has no bound.)"""
     fast, _ = servers
-    start = b"GET /atom.xml HTTP/1.1\r\nHost: x\r\n" if status == 431 else b"GET /"
     with socket.create_connection(address(fast), timeout=10) as sock:
         sock.sendall(start)
         sent = 0
@@ -567,9 +577,11 @@ def test_a_request_head_without_end_is_refused(servers: tuple[str, str], filler:
                 sock.sendall(filler * 100)
                 sent += len(filler) * 100
         assert sent < 10_000_000
-    # What the server answers before closing, read on a connection sending just enough.
+    if end is None:
+        return  # the name, ended, is not a header line: uvicorn's 400
+    # The answer, on a connection sending 40 KB and the end of the head (or of the URL's read).
     with socket.create_connection(address(fast), timeout=10) as sock:
-        sock.sendall(start + filler * 40)
+        sock.sendall(start + filler * 40 + end)
         answer = b""
         with contextlib.suppress(ConnectionResetError):
             while chunk := sock.recv(65536):
@@ -577,6 +589,69 @@ def test_a_request_head_without_end_is_refused(servers: tuple[str, str], filler:
     assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:100]
     text = b"URI too long\n" if status == 414 else b"Request header fields too large\n"
     assert answer.endswith(b"\r\n\r\n" + text)
+
+
+def test_a_refused_head_is_answered_after_the_requests_before_it(servers: tuple[str, str]) -> None:
+    """The refusal waits for the answers to the requests pipelined before it (an app page here),
+    in one read with it or not, and a head past the bound is refused however the reads split it."""
+    fast, _ = servers
+    big = HEAD_START + b"X-Filler: " + b"a" * 40_000 + b"\r\n\r\n"
+    for parts in ([b"GET /subscribe HTTP/1.1\r\nHost: x\r\n\r\n" + big], [big], [big[:100], big[100:]]):
+        with socket.create_connection(address(fast), timeout=10) as sock:
+            for part in parts:
+                sock.sendall(part)
+                time.sleep(0.1)
+            answer = b""
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := sock.recv(65536):
+                    answer += chunk
+        statuses = [int(status) for status in STATUS_LINE.findall(answer)]
+        expected = [200, 431] if len(parts) == 1 and parts[0] != big else [431]
+        assert statuses == expected, (parts[0][:40], statuses)
+
+
+def test_no_upgrade_for_a_request_that_is_not_started(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a WebSocket library installed (uvicorn[standard]), a request refused for its head, or
+    pipelined behind a closing answer, is not upgraded, and nothing escapes the protocol."""
+    import uvicorn.protocols.websockets.auto as auto
+
+    class Upgraded(asyncio.Protocol):
+        def __init__(self, **_: Any) -> None:
+            pass
+
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.transport.write(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+            self.transport.close()
+
+    monkeypatch.setattr(auto, "AutoWebSocketsProtocol", Upgraded)
+    upgrade = b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+    with both(project) as (fast, _):
+        etag_of(fast, "/atom.xml")
+        cases = {
+            b"101": [upgrade + b"\r\n"],  # the control: upgrades do happen
+            b"431": [upgrade, (b"X-F: " + b"a" * 1000 + b"\r\n") * 40 + b"\r\n"],
+            b"200": [
+                b"GET /atom.xml HTTP/1.1\r\nHo",  # split: the connection goes to uvicorn's protocol
+                b"st: x\r\n\r\nGET /atom.xml HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + upgrade + b"\r\n",
+            ],
+        }
+        for last, parts in cases.items():
+            with socket.create_connection(address(fast), timeout=10) as sock:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                for part in parts:
+                    sock.sendall(part)
+                    time.sleep(0.2)
+                answer = b""
+                with contextlib.suppress(ConnectionResetError):
+                    while chunk := sock.recv(65536):
+                        answer += chunk
+            statuses = STATUS_LINE.findall(answer)
+            assert statuses[-1] == last and b"101" not in statuses[:-1], statuses
 
 
 def test_a_request_head_within_the_bound_is_answered(servers: tuple[str, str]) -> None:
@@ -718,3 +793,24 @@ def test_a_file_rewritten_in_place_with_its_mtime_restored_is_served_new(
         assert target.stat().st_mtime_ns == before.st_mtime_ns and target.stat().st_ino == before.st_ino
         sock.sendall(request)
         assert read_response(sock, buffer)[2] == new
+
+
+def test_a_file_changed_since_its_stat_is_served_but_not_cached(project: Project) -> None:
+    """FeedFiles.load reads a file found by an earlier `stat`; if the file changed in between (or
+    while being read), the entry carries the version read, is served, and is not cached."""
+    write_feeds(project.feeds)
+    files = FeedFiles(project.feeds, 60)
+    atom = project.feeds / "atom.xml"
+    before = os.stat(atom)
+    time.sleep(0.01)
+    atom.write_bytes(atom.read_bytes() + b"\n")  # in place: same inode, new size and times
+
+    async def load(st: os.stat_result) -> Any:
+        return await files.load(str(atom), st)
+
+    entry = asyncio.run(load(before))
+    assert entry is not None and entry.body == atom.read_bytes()
+    assert entry.version == _version(os.stat(atom)) != _version(before)  # the version read
+    assert str(atom) not in files._cache
+    entry = asyncio.run(load(os.stat(atom)))
+    assert files.current(str(atom)) is entry  # a current stat: cached

@@ -29,6 +29,7 @@ _NEEDS = (
     "_unset_keepalive_if_required",
     "on_response_complete",
     "timeout_keep_alive_handler",
+    "_should_upgrade",
 )
 
 
@@ -49,17 +50,24 @@ def uvicorn_protocol(answers: Answers) -> type[HttpToolsProtocol] | None:
             super().__init__(config, server_state, app_state, **extra)
             self._answer: tuple[bytes, bytes | None, int, bool] | None = None
             self._head_bytes = 0
+            self._stalled = 0  # bytes read since the parser last reported progress
+            self._progress = False
             self._too_big = 0  # the status refusing a request whose head is too big
             self._quiet_since: float | None = None
             self.access_log = self.access_log and self.access_logger.isEnabledFor(logging.INFO)
 
         # httptools sets no bound on a request's head, and uvicorn keeps every header line: a
-        # client sending header lines without end would grow the process without end. Past
-        # MAX_HEAD bytes the request is refused (414 for the URL, 431 for the headers), and the
-        # connection closed.
+        # client sending header lines without end would grow the process without end. Two
+        # counts bound it: the bytes of the URL and header lines the parser reports, and the
+        # bytes read while it reports no progress at all (it reports a header line only once it
+        # has the whole line, so one endless line shows only there, and costs more the longer it
+        # grows). Past MAX_HEAD the request is refused (414 for the URL, 431 otherwise), after
+        # the answers to the requests before it, and the connection closed. Trailers after a
+        # chunked body have a MAX_HEAD of their own.
 
         def on_message_begin(self) -> None:
             self._head_bytes = 0
+            self._progress = True
             super().on_message_begin()
 
         def on_url(self, url: bytes) -> None:
@@ -78,12 +86,30 @@ def uvicorn_protocol(answers: Answers) -> type[HttpToolsProtocol] | None:
 
         def data_received(self, data: bytes) -> None:
             if self._too_big:
-                return  # refused and closing
+                return  # refused, or to be once the answers before it are out
+            self._progress = False
             super().data_received(data)
+            if self._progress:
+                self._stalled = 0
+            else:
+                self._stalled += len(data)
+                if self._stalled > MAX_HEAD:
+                    self._too_big = self._too_big or 431
             if self._too_big:
-                self._refuse(self._too_big)
+                in_flight = self.cycle is not None and not self.cycle.response_complete
+                if not in_flight and not self.pipeline:
+                    self._refuse()  # else on_response_complete does, after the last answer
 
-        def _refuse(self, status: int) -> None:
+        def _should_upgrade(self) -> bool:
+            # A request not started (refused, or behind a closing answer) is never upgraded.
+            if self._too_big or self.transport.is_closing():
+                return False
+            return bool(super()._should_upgrade())
+
+        def _refuse(self) -> None:
+            if self.transport.is_closing():
+                return  # an answer before it closed the connection
+            status = self._too_big
             text = b"URI too long\n" if status == 414 else b"Request header fields too large\n"
             log.warning("refused a request from %s: %s", self.client, text.decode().strip())
             self.transport.write(
@@ -106,6 +132,8 @@ def uvicorn_protocol(answers: Answers) -> type[HttpToolsProtocol] | None:
         # uvicorn's own protocol, which queues it behind the answer.
 
         def on_headers_complete(self) -> None:
+            self._progress = True
+            self._head_bytes = 0  # trailers, if any, count afresh
             if self._too_big or self.transport.is_closing():
                 return
             answer = self._static()
@@ -116,10 +144,12 @@ def uvicorn_protocol(answers: Answers) -> type[HttpToolsProtocol] | None:
                 self._answer = answer
 
         def on_body(self, body: bytes) -> None:
+            self._progress = True
             if not self._too_big and not self.transport.is_closing():
                 super().on_body(body)
 
         def on_message_complete(self) -> None:
+            self._progress = True
             if self._too_big or (self._answer is None and self.transport.is_closing()):
                 return
             answer = self._answer
@@ -154,6 +184,9 @@ def uvicorn_protocol(answers: Answers) -> type[HttpToolsProtocol] | None:
         def on_response_complete(self) -> None:
             self.server_state.total_requests += 1
             if self.transport.is_closing():
+                return
+            if self._too_big and not self.pipeline:
+                self._refuse()  # the answers before the refused request are all out
                 return
             self.flow.resume_reading()
             if self.pipeline:

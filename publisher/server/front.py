@@ -31,7 +31,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.utils import get_remote_addr
 
 from publisher.server.answers import AVOID, WANTED, Answer, Answers, log_answer
-from publisher.server.fast import uvicorn_protocol
+from publisher.server.fast import MAX_HEAD, uvicorn_protocol
 from publisher.server.static import FeedFiles
 
 log = logging.getLogger("publisher.server")
@@ -77,6 +77,7 @@ class FrontProtocol(asyncio.Protocol):
         self.open = False  # a request has begun and not ended
         self.closing = False  # an answered request asked to close the connection
         self.forwarded = False  # a request in this data carries X-Forwarded-For
+        self.head_bytes = 0  # of the request being parsed: URL and header lines
         self.out: list[bytes] = []
         self.pending = 0  # bytes in `out`
         self.answered: list[Answer] = []
@@ -177,13 +178,20 @@ class FrontProtocol(asyncio.Protocol):
             self.open = True
             self.url = b""
             self.headers = {}
+            self.head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         if not self.closing:
             self.url += url
+            self.head_bytes += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.closing:
+            return
+        # A head past the bound is refused by uvicorn's protocol, whatever the reads it came in.
+        self.head_bytes += len(name) + len(value) + 4
+        if self.head_bytes > MAX_HEAD:
+            self.plain = False
             return
         name = name.lower()
         wanted = _NAMES.get(name)
