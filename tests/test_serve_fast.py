@@ -101,6 +101,21 @@ def exchange(url: str, request: bytes) -> bytes:
     return b"".join(chunks)
 
 
+def send_parts(url: str, parts: list[bytes], pause: float = 0.1) -> bytes:
+    """Send each part as its own write (TCP_NODELAY), pausing between them; read until the server
+    closes the connection (a reset after its answer counts as closed)."""
+    with socket.create_connection(address(url), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for part in parts:
+            sock.sendall(part)
+            time.sleep(pause)
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    return answer
+
+
 def read_response(
     sock: socket.socket, buffer: bytearray, head_only: bool = False
 ) -> tuple[int, dict[str, str], bytes]:
@@ -580,12 +595,7 @@ def test_a_request_head_without_end_is_refused(
     if end is None:
         return  # the name, ended, is not a header line: uvicorn's 400
     # The answer, on a connection sending 40 KB and the end of the head (or of the URL's read).
-    with socket.create_connection(address(fast), timeout=10) as sock:
-        sock.sendall(start + filler * 40 + end)
-        answer = b""
-        with contextlib.suppress(ConnectionResetError):
-            while chunk := sock.recv(65536):
-                answer += chunk
+    answer = send_parts(fast, [start + filler * 40 + end], pause=0)
     assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:100]
     text = b"URI too long\n" if status == 414 else b"Request header fields too large\n"
     assert answer.endswith(b"\r\n\r\n" + text)
@@ -597,14 +607,7 @@ def test_a_refused_head_is_answered_after_the_requests_before_it(servers: tuple[
     fast, _ = servers
     big = HEAD_START + b"X-Filler: " + b"a" * 40_000 + b"\r\n\r\n"
     for parts in ([b"GET /subscribe HTTP/1.1\r\nHost: x\r\n\r\n" + big], [big], [big[:100], big[100:]]):
-        with socket.create_connection(address(fast), timeout=10) as sock:
-            for part in parts:
-                sock.sendall(part)
-                time.sleep(0.1)
-            answer = b""
-            with contextlib.suppress(ConnectionResetError):
-                while chunk := sock.recv(65536):
-                    answer += chunk
+        answer = send_parts(fast, parts)
         statuses = [int(status) for status in STATUS_LINE.findall(answer)]
         expected = [200, 431] if len(parts) == 1 and parts[0] != big else [431]
         assert statuses == expected, (parts[0][:40], statuses)
@@ -641,16 +644,7 @@ def test_no_upgrade_for_a_request_that_is_not_started(
             ],
         }
         for last, parts in cases.items():
-            with socket.create_connection(address(fast), timeout=10) as sock:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                for part in parts:
-                    sock.sendall(part)
-                    time.sleep(0.2)
-                answer = b""
-                with contextlib.suppress(ConnectionResetError):
-                    while chunk := sock.recv(65536):
-                        answer += chunk
-            statuses = STATUS_LINE.findall(answer)
+            statuses = STATUS_LINE.findall(send_parts(fast, parts, pause=0.2))
             assert statuses[-1] == last and b"101" not in statuses[:-1], statuses
 
 
