@@ -12,7 +12,8 @@ import pytest
 
 from publisher.clock import FixedClock
 from publisher.server import create_app
-from publisher.server.static import accepts_gzip, safe_segments
+from publisher.server.conditional import accepts_gzip
+from publisher.server.static import safe_segments
 from tests.conftest import BASE_CONFIG, NOW, Project
 from tests.support.serving import FILES, TestClient, client, raw_get, tree, write_feeds
 
