@@ -157,9 +157,7 @@ class Answers:
                 return None
         if known.defaults is not defaults:
             known.defaults, known.head = defaults, self.head(answer, defaults)
-        if not answer.send_body:
-            return known.head, None, answer
-        return known.head, entry.gzipped if answer.gzip and entry.gzipped else entry.body, answer
+        return known.head, answer.body(entry), answer
 
     def _prove(self, file: str, version: Version) -> Entry | None:
         # One `stat` per file per turn of the event loop; the proofs are dropped at the next
@@ -185,19 +183,14 @@ class _Known:
         self.head = b""
 
 
-def log_answer(
-    logger: logging.Logger,
-    client: tuple[str, int] | None,
-    method: bytes,
-    url: bytes,
-    version: str,
-    status: int,
-) -> None:
+def log_answer(logger: logging.Logger, client: tuple[str, int] | None, answer: Answer) -> None:
     """uvicorn's access-log line for an answer given outside the app."""
+    url = answer.url
     try:
         parsed = httptools.parse_url(url)
         target = parsed.path.decode("ascii") + ("?" + parsed.query.decode("ascii") if parsed.query else "")
     except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
         target = url.decode("ascii", "replace")
     shown = f"{client[0]}:{client[1]}" if client else "-"
-    logger.info('%s - "%s %s HTTP/%s" %d', shown, method.decode("ascii"), target, version, status)
+    method = answer.method.decode("ascii")
+    logger.info('%s - "%s %s HTTP/%s" %d', shown, method, target, answer.http_version, answer.status)

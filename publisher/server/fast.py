@@ -19,7 +19,7 @@ from typing import Any
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from publisher.server.answers import AVOID, WANTED, Answers, lines, log_answer
+from publisher.server.answers import AVOID, WANTED, Answer, Answers, lines, log_answer
 
 log = logging.getLogger("publisher.server")
 
@@ -48,7 +48,7 @@ def uvicorn_protocol(answers: Answers) -> type[HttpToolsProtocol] | None:
             self, config: Config, server_state: Any, app_state: dict[str, Any], **extra: Any
         ) -> None:
             super().__init__(config, server_state, app_state, **extra)
-            self._answer: tuple[bytes, bytes | None, int, bool] | None = None
+            self._answer: tuple[bytes, bytes | None, Answer] | None = None  # (head, body, answer)
             self._head_bytes = 0
             self._stalled = 0  # bytes read since the parser last reported progress
             self._progress = False
@@ -95,10 +95,8 @@ def uvicorn_protocol(answers: Answers) -> type[HttpToolsProtocol] | None:
                 self._stalled += len(data)
                 if self._stalled > MAX_HEAD:
                     self._too_big = self._too_big or 431
-            if self._too_big:
-                in_flight = self.cycle is not None and not self.cycle.response_complete
-                if not in_flight and not self.pipeline:
-                    self._refuse()  # else on_response_complete does, after the last answer
+            if self._too_big and not self._busy:
+                self._refuse()  # else on_response_complete does, after the last answer
 
         def _should_upgrade(self) -> bool:
             # A request not started (refused, or behind a closing answer) is never upgraded.
@@ -157,20 +155,13 @@ def uvicorn_protocol(answers: Answers) -> type[HttpToolsProtocol] | None:
                 super().on_message_complete()
                 return
             self._answer = None
-            head, body, status, keep_alive = answer
+            head, body, fast = answer
             self.transport.write(head)
             if body:
                 self.transport.write(body)
             if self.access_log:
-                log_answer(
-                    self.access_logger,
-                    self.client,
-                    self.parser.get_method(),
-                    self.url,
-                    self.parser.get_http_version(),
-                    status,
-                )
-            if not keep_alive:
+                log_answer(self.access_logger, self.client, fast)
+            if not fast.keep_alive:
                 self.transport.close()
             self.on_response_complete()
 
@@ -209,9 +200,13 @@ def uvicorn_protocol(answers: Answers) -> type[HttpToolsProtocol] | None:
             else:
                 super().timeout_keep_alive_handler()
 
-        def _static(self) -> tuple[bytes, bytes | None, int, bool] | None:
-            busy = self.cycle is not None and not self.cycle.response_complete
-            if busy or self.pipeline or self.expect_100_continue or self.flow.write_paused:
+        @property
+        def _busy(self) -> bool:
+            """Whether an answer is under way or requests wait behind one."""
+            return bool(self.pipeline) or (self.cycle is not None and not self.cycle.response_complete)
+
+        def _static(self) -> tuple[bytes, bytes | None, Answer] | None:
+            if self._busy or self.expect_100_continue or self.flow.write_paused:
                 return None
             headers: dict[str, str] = {}
             for name, value in self.headers:
@@ -225,7 +220,6 @@ def uvicorn_protocol(answers: Answers) -> type[HttpToolsProtocol] | None:
             if found is None:
                 return None
             answer, entry = found
-            head = answers.head(answer, self.server_state.default_headers)
-            return head, answer.body(entry), answer.status, keep_alive
+            return answers.head(answer, self.server_state.default_headers), answer.body(entry), answer
 
     return FeedProtocol

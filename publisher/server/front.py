@@ -117,12 +117,7 @@ class FrontProtocol(asyncio.Protocol):
         repeat = answers.repeat(data, self.server_state.default_headers)
         if repeat is not None:
             # The very same bytes as a request answered before, for an unchanged file.
-            head, body, answer = repeat
-            self.out.append(head)
-            if body:
-                self.out.append(body)
-            self.answered.append(answer)
-            self.closing = not answer.keep_alive
+            self._queue(*repeat)
         else:
             try:
                 self.parser.feed_data(data)
@@ -153,14 +148,7 @@ class FrontProtocol(asyncio.Protocol):
             if self.access_log:
                 client = get_remote_addr(transport)
                 for answer in self.answered:
-                    log_answer(
-                        self.access_logger,
-                        client,
-                        answer.method,
-                        answer.url,
-                        answer.http_version,
-                        answer.status,
-                    )
+                    log_answer(self.access_logger, client, answer)
             self.answered.clear()
         if self.closing:
             transport.close()
@@ -219,18 +207,21 @@ class FrontProtocol(asyncio.Protocol):
         answer, entry = found
         body = answer.body(entry)
         head = self.answers.head(answer, self.server_state.default_headers)
-        size = len(head) + len(body or b"")
-        if self.out and self.pending + size > PIPELINED_BYTES:
+        if self.out and self.pending + len(head) + len(body or b"") > PIPELINED_BYTES:
             # Many or big answers to requests pipelined in one read: uvicorn's protocol writes
             # them one at a time, each when the client has taken the one before.
             self.plain = False
             return
+        self._queue(head, body, answer)
+
+    def _queue(self, head: bytes, body: bytes | None, answer: Answer) -> None:
+        """An answer to write with the others from this read (`_send`)."""
         self.out.append(head)
         if body:
             self.out.append(body)
-        self.pending += size
+        self.pending += len(head) + len(body or b"")
         self.answered.append(answer)
-        self.closing = not keep_alive
+        self.closing = not answer.keep_alive
 
     # -- keep-alive and hand-over ------------------------------------------------------------------
 
