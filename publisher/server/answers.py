@@ -70,7 +70,7 @@ class Answer:
     def body(self, entry: Entry) -> bytes | None:
         if not self.send_body:
             return None
-        return entry.gzipped if self.gzip and entry.gzipped is not None else entry.body
+        return entry.payload(self.gzip)
 
 
 class Answers:

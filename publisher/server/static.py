@@ -120,6 +120,10 @@ class Entry:
     def size(self) -> int:
         return len(self.body) + len(self.gzipped or b"")
 
+    def payload(self, use_gzip: bool) -> bytes:
+        """The bytes a 200 sends: the gzip form when asked for and there is one."""
+        return self.gzipped if use_gzip and self.gzipped is not None else self.body
+
     def headers(self, status: int, use_gzip: bool, cache_control: str) -> list[tuple[bytes, bytes]]:
         """The headers of a 200 or 304 for this file: validators, caching, type, length (not on a
         304, RFC 9110 section 15.4.5) and the security headers (the file's own CSP wins)."""
@@ -134,8 +138,8 @@ class Entry:
             *((name.lower(), value) for name, value in self.extra),
         ]
         if status == 200:
-            body = self.gzipped if use_gzip and self.gzipped is not None else self.body
-            items += [("content-type", self.content_type), ("content-length", str(len(body)))]
+            length = str(len(self.payload(use_gzip)))
+            items += [("content-type", self.content_type), ("content-length", length)]
             if use_gzip:
                 items.append(("content-encoding", "gzip"))
         present = {name for name, _ in items}
@@ -276,7 +280,7 @@ class FeedFiles:
         response.raw_headers = list(entry.headers(status, use_gzip, self.cache_control))
         if status == 200 and request.method != "HEAD":
             # HEAD: the same headers as GET (Content-Length included), no body.
-            response.body = entry.gzipped if use_gzip and entry.gzipped is not None else entry.body
+            response.body = entry.payload(use_gzip)
         return response
 
     def decide(self, entry: Entry, headers: Mapping[str, str]) -> tuple[int, bool]:
