@@ -19,7 +19,8 @@ from publisher.config import Settings
 from publisher.models import Article, Problem
 
 if TYPE_CHECKING:  # imported when a digest is sent: a build should not pay for them at start
-    from publisher import delivery, mailer
+    from publisher.delivery import engine as delivery
+    from publisher.delivery import mailer
 
 log = logging.getLogger("publisher.pipeline")
 
@@ -148,7 +149,8 @@ def build(
     build (`BuildReport.unsettled`), so a file still being copied is never published half-written.
     The daemon passes its wall-clock time less `daemon.settle`; the CLI reads every file.
     """
-    from publisher import output, publish
+    from publisher import output
+    from publisher.build import publish
     from publisher.store import cache, db
 
     started = time.perf_counter()
@@ -213,11 +215,12 @@ def digest_send(
     resume_only: bool = False,
 ) -> delivery.SendReport:
     """Finish every interrupted digest, then prepare and send the next one if there are new
-    articles, each message through the send ledger (publisher.delivery). `should_stop()` is polled
+    articles, each message through the send ledger (publisher.delivery.engine). `should_stop()` is polled
     between messages; the rest stays pending for the next call. `transport`: one caller-owned
     connection instead of `settings.delivery`'s. `resume_only`: start no new digest (the daemon at
     start, between two slots)."""
-    from publisher import delivery, digest, tokens
+    from publisher import digest, tokens
+    from publisher.delivery import engine as delivery
     from publisher.store import db
 
     mailto = f"mailto:{settings.digest.unsubscribe_mailto}?subject=unsubscribe%20"
@@ -247,9 +250,10 @@ def digest_test(
 ) -> str:
     """Send one copy of the next digest to `address` only, outside the ledger, recording nothing
     (its unsubscribe links carry a token that unsubscribes nobody). Returns the server's reply."""
-    from publisher import delivery, digest
+    from publisher import digest
+    from publisher.delivery import engine as delivery
     from publisher.store import db
-    from publisher.subscribers import normalise_address
+    from publisher.subscriptions import normalise_address
 
     address = normalise_address(address)
     conn = db.connect(settings.db_path, readonly=True)

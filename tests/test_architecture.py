@@ -12,7 +12,7 @@ PACKAGE = ROOT / "publisher"
 # Library -> the modules (paths relative to publisher/, a trailing "/" meaning a whole package)
 # allowed to import it.
 HOMES: dict[str, tuple[str, ...]] = {
-    "feedgen": ("feed.py", "feeds/"),
+    "feedgen": ("build/feed.py",),
     "jinja2": ("render.py",),
     "markupsafe": ("render.py",),
     "yaml": ("ingest/frontmatter.py",),
@@ -22,7 +22,7 @@ HOMES: dict[str, tuple[str, ...]] = {
     "watchfiles": ("daemon/watch.py",),
     "starlette": ("server/",),
     "uvicorn": ("server/",),
-    "smtplib": ("mailer.py",),
+    "smtplib": ("delivery/mailer.py",),
 }
 
 

@@ -99,7 +99,7 @@ def test_every_subscriber_gets_the_digest_once(project: Project, server: SmtpSer
 
 
 def test_connections_work_side_by_side_with_one_message_in_flight_each(project: Project) -> None:
-    """delivery.concurrency connections, all driven by one thread (publisher.multiplex): each is
+    """delivery.concurrency connections, all driven by one thread (publisher.delivery.multiplex): each is
     used, messages overlap, and never more rows are `sending` than there are connections (the
     duplicate window after a crash)."""
     in_flight: list[int] = []
@@ -319,7 +319,8 @@ def test_to_refuses_a_bad_address_in_one_line(project: Project, server: SmtpServ
 
 def test_fast_links_are_the_digest_modules_links(project: Project) -> None:
     """delivery.token_links (secret read once per digest) gives exactly digest.recipient_links."""
-    from publisher import delivery, digest, tokens
+    from publisher import digest, tokens
+    from publisher.delivery import engine as delivery
     from publisher.store import subscribers
 
     for i in range(3):

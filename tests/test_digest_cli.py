@@ -6,7 +6,7 @@ import io
 from datetime import timedelta
 
 from publisher.cli.digest import ProgressBar
-from publisher.delivery import Progress
+from publisher.delivery.engine import Progress
 from publisher.lock import state_lock
 from tests.conftest import NOW, Project
 from tests.support.digests import markdown

@@ -17,7 +17,8 @@ from conftest import NOW, SAMPLE, Project
 from lxml import etree
 from support.feeds import ATOM, T0, assert_atom_valid, newest_first, parse_clean, published
 
-from publisher import feed, ingest, urls
+from publisher import ingest, urls
+from publisher.build import feed
 from publisher.config import Settings
 from publisher.models import Published
 from publisher.store import articles, db
@@ -184,7 +185,7 @@ _SUBPROCESS = """
 import hashlib, sys
 sys.path.insert(0, sys.argv[1])
 from support.feeds import published, newest_first
-from publisher import feed
+from publisher.build import feed
 from publisher.config import Settings
 s = Settings()
 es = newest_first([published(n, tags=("b", "a", "c")) for n in range(1, 6)])

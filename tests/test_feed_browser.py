@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from support.feeds import published
 
-from publisher import feed
+from publisher.build import feed
 from publisher.config import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -15,7 +15,8 @@ from conftest import NOW, SAMPLE, Project
 from lxml import etree
 from support.feeds import ATOM, FH, assert_atom_valid, parse_clean
 
-from publisher import feed, pipeline
+from publisher import pipeline
+from publisher.build import feed
 
 BASE = "https://news.example.org/"
 

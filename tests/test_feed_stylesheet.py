@@ -8,7 +8,7 @@ import lxml.html
 from lxml import etree
 from support.feeds import published
 
-from publisher import feed
+from publisher.build import feed
 from publisher.config import Settings
 
 XSL = Path(__file__).resolve().parents[1] / "templates" / feed.STYLESHEET

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from publisher import mailer
 from publisher.config import DeliverySettings, Settings, SmtpSettings
+from publisher.delivery import mailer
 from tests.support.smtp import Behaviour, SilentServer, SmtpServer, smtp_opener
 
 MESSAGE = (
@@ -25,7 +25,7 @@ Opener = Callable[[Settings], Any]
 @pytest.fixture(params=["blocking", "multiplexed"])
 def open_smtp(request: pytest.FixtureRequest) -> Opener:
     """Opens an SMTP transport driven the blocking way (SmtpTransport.send) or the way
-    publisher.multiplex drives it (publisher.smtpchannel): every test here holds for both."""
+    delivery.multiplex drives it (delivery.smtpchannel): every test here holds for both."""
     return smtp_opener(request.param)
 
 
@@ -224,9 +224,9 @@ def test_login_with_the_password_from_the_environment(
 
 
 def test_replies_are_split_however_the_bytes_arrive() -> None:
-    """publisher.smtpwire.Replies (the multiplexed driver's reader): whole, multi-line and split
+    """publisher.delivery.smtpwire.Replies (the multiplexed driver's reader): whole, multi-line and split
     replies, byte by byte or all at once, give the same replies; an endless line is refused."""
-    from publisher import smtpwire
+    from publisher.delivery import smtpwire
 
     wire = b"250-first\r\n250-second\r\n250 last\r\n354 go ahead\r\n250 2.0.0 queued as 1\r\nxyz\r\n"
     expected = [(250, b"first\nsecond\nlast"), (354, b"go ahead"), (250, b"2.0.0 queued as 1"), (-1, b"")]

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from publisher import mailer
 from publisher.config import DeliverySettings, Settings, SmtpSettings
+from publisher.delivery import mailer
 from publisher.store import db, ledger
 from tests.conftest import NOW, Project
 from tests.support.digests import markdown
@@ -32,7 +32,7 @@ Opener = Callable[[Settings], Any]
 @pytest.fixture(params=["blocking", "multiplexed"])
 def open_smtp(request: pytest.FixtureRequest) -> Opener:
     """Opens an SMTP transport driven the blocking way (SmtpTransport.send) or the way
-    publisher.multiplex drives it (publisher.smtpchannel): every test here holds for both."""
+    delivery.multiplex drives it (delivery.smtpchannel): every test here holds for both."""
     return smtp_opener(request.param)
 
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from publisher.message import InvalidRecipient, MessageTemplate, Recipient, one_line
+from publisher.delivery.message import InvalidRecipient, MessageTemplate, Recipient, one_line
 
 GOLDEN = Path(__file__).parent / "golden" / "eml"
 DATE = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)

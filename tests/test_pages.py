@@ -10,12 +10,12 @@ import pytest
 from conftest import NOW, Project
 from lxml import html
 
-from publisher import pages as pages_module
 from publisher import pipeline
+from publisher.build import pages as pages_module
+from publisher.build.pages import Pages
 from publisher.config import Settings
 from publisher.errors import OutputError
 from publisher.models import Article, Identity, Published
-from publisher.pages import Pages
 
 
 def _published(

@@ -17,7 +17,7 @@ from publisher.cli.options import add_wait
 if TYPE_CHECKING:
     from publisher.cli.main import Context
     from publisher.config import Settings
-    from publisher.delivery import Progress
+    from publisher.delivery.engine import Progress
 
 
 def register(sub: Any) -> None:

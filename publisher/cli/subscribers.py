@@ -73,7 +73,7 @@ def _connect(ctx: Context) -> Any:
 
 
 def _add(args: argparse.Namespace, ctx: Context) -> int:
-    from publisher import subscribers
+    from publisher import subscriptions as subscribers
 
     conn = _connect(ctx)
     try:
@@ -87,7 +87,7 @@ def _add(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _remove(args: argparse.Namespace, ctx: Context) -> int:
-    from publisher import subscribers
+    from publisher import subscriptions as subscribers
 
     conn = _connect(ctx)
     try:
@@ -100,7 +100,7 @@ def _remove(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _delete(args: argparse.Namespace, ctx: Context) -> int:
-    from publisher import subscribers
+    from publisher import subscriptions as subscribers
 
     conn = _connect(ctx)
     try:
@@ -136,7 +136,7 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _import(args: argparse.Namespace, ctx: Context) -> int:
-    from publisher import subscribers
+    from publisher import subscriptions as subscribers
 
     path: Path = args.file
     try:
@@ -156,7 +156,7 @@ def _import(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _export(args: argparse.Namespace, ctx: Context) -> int:
-    from publisher import subscribers
+    from publisher import subscriptions as subscribers
     from publisher.store import subscribers as store
 
     conn = _connect(ctx)

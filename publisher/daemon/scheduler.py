@@ -34,8 +34,8 @@ from publisher.clock import Clock
 from publisher.config import Settings
 from publisher.daemon import catchup, cron, record, summaries
 from publisher.daemon.watch import wait_until_quiet
+from publisher.delivery.mailer import Transport
 from publisher.errors import ConfigError, PublisherError
-from publisher.mailer import Transport
 from publisher.store import db, digests
 
 log = logging.getLogger("publisher.daemon")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from publisher.config import Settings
-from publisher.delivery import SendReport
+from publisher.delivery.engine import SendReport
 from publisher.pipeline import BuildReport
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from publisher import tokens, urls
 from publisher.config import Settings
-from publisher.digest import archive, compose, content, select
+from publisher.digest import compose, content, select, web_archive
 from publisher.errors import DeliveryError, OutputError
 from publisher.models import Published
 from publisher.render import Templates
@@ -182,7 +182,7 @@ def prepare_next(
             article_ids=rendered.article_ids,
         )
     try:
-        archive.write(conn, settings, [rendered.digest_id])
+        web_archive.write(conn, settings, [rendered.digest_id])
     except OutputError as exc:
         # The digest is recorded and its mail is complete; only the web copy is missing, and the
         # next `write_archive` (every build) puts it there.
@@ -226,7 +226,7 @@ def mark_complete(conn: sqlite3.Connection, digest_id: str, now: datetime) -> No
 
 def write_archive(conn: sqlite3.Connection, settings: Settings) -> list[Path]:
     """Rewrite every digest's web version and the index (e.g. after feeds/ was cleared)."""
-    return archive.write(conn, settings)
+    return web_archive.write(conn, settings)
 
 
 def personalise(rendered: RenderedDigest, unsubscribe_url: str, name: str) -> tuple[str, str]:

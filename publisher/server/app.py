@@ -21,15 +21,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from publisher import mailer, tokens
+from publisher import tokens
 from publisher.clock import Clock
 from publisher.config import Settings
-from publisher.mailer import Transport
-from publisher.server.pages import Pages
+from publisher.delivery import mailer
+from publisher.delivery.mailer import Transport
 from publisher.server.security import HEADERS as SECURITY_HEADERS
 from publisher.server.security import BoundedRequests, Csrf, SecurityHeaders
 from publisher.server.static import FeedFiles
 from publisher.server.subscribe import Subscriptions
+from publisher.server.views import Pages
 
 log = logging.getLogger("publisher.server")
 

@@ -20,8 +20,8 @@ import uvicorn
 
 from publisher.clock import Clock
 from publisher.config import Settings
+from publisher.delivery.mailer import Transport
 from publisher.errors import PublisherError
-from publisher.mailer import Transport
 from publisher.server.app import create_app
 from publisher.server.front import protocol_for
 

@@ -33,14 +33,14 @@ from starlette.responses import Response
 from publisher import tokens
 from publisher.clock import Clock
 from publisher.config import Settings
+from publisher.delivery.mailer import Transport
 from publisher.errors import PublisherError, SubscriberError
-from publisher.mailer import Transport
-from publisher.server.pages import Pages
 from publisher.server.ratelimit import RateLimiter
 from publisher.server.security import CSRF_FIELD, Csrf
+from publisher.server.views import Pages
 from publisher.store import db
 from publisher.store import subscribers as store
-from publisher.subscribers import normalise_address
+from publisher.subscriptions import normalise_address
 
 log = logging.getLogger("publisher.server")
 

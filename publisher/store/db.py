@@ -32,8 +32,12 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 
+# A component's name is stored in existing databases' `schema` table, so it outlives module renames.
+_MODULES = {"archives": "feed_archives"}
+
+
 def migrations(component: str) -> list[str]:
-    module = importlib.import_module(f"publisher.store.{component}")
+    module = importlib.import_module(f"publisher.store.{_MODULES.get(component, component)}")
     found: list[str] = module.MIGRATIONS
     return found
 

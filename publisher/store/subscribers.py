@@ -1,6 +1,6 @@
 """Subscribers: address, name, status and the per-subscriber token secret.
 
-Addresses arrive here already normalised (publisher.subscribers does that at the door). Functions
+Addresses arrive here already normalised (publisher.subscriptions does that at the door). Functions
 that change rows join the caller's transaction when one is open, else run in their own, so the
 delivery code can record a bounce in the same transaction as its ledger row.
 """

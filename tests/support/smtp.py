@@ -22,9 +22,9 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult
 
-from publisher import mailer, smtpwire
 from publisher.config import Settings
-from publisher.smtpchannel import Channel
+from publisher.delivery import mailer, smtpwire
+from publisher.delivery.smtpchannel import Channel
 
 
 @dataclass(frozen=True)
@@ -234,7 +234,7 @@ def running(behaviour: Behaviour | None = None) -> Iterator[SmtpServer]:
 
 class ChannelDriven:
     """An SMTP transport with `send()` and `close()` that runs each message through
-    publisher.smtpchannel (what publisher.multiplex does for many connections at once), so the
+    delivery.smtpchannel (what delivery.multiplex does for many connections at once), so the
     transport tests hold for the multiplexed driver as they do for the blocking one."""
 
     def __init__(self, settings: Settings) -> None:

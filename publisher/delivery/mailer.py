@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from publisher import smtpwire
 from publisher.config import Settings
-from publisher.smtpwire import (
+from publisher.delivery import smtpwire
+from publisher.delivery.smtpwire import (
     ConnectionFailure,
     PermanentFailure,
     Scope,
@@ -89,7 +89,7 @@ class SmtpTransport:
         return ConnectionFailure(0, f"SMTP server {self.where} hung up: {reason}")
 
     def connection(self) -> tuple[socket.socket, bool, bool]:
-        """For publisher.smtpchannel, which drives the socket itself: (the connected socket,
+        """For publisher.delivery.smtpchannel, which drives the socket itself: (the connected socket,
         whether the server offers PIPELINING, whether it was open already), connecting first
         when there is no connection. Raises what `send` raises when it cannot connect."""
         reused = self._conn is not None
@@ -176,7 +176,7 @@ class SmtpTransport:
                 raise self.hung_up(str(again)) from again
 
     def _transaction(self, conn: smtplib.SMTP, sender: str, recipients: Sequence[str], message: bytes) -> str:
-        """Drive publisher.smtpwire's transaction over the blocking socket.
+        """Drive publisher.delivery.smtpwire's transaction over the blocking socket.
 
         smtplib's own `sendmail` runs two regular expressions over every message and parses each
         address with the email package; the transaction sends our ready-made bytes instead."""

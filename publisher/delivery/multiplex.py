@@ -1,10 +1,10 @@
-"""All of a run's SMTP connections driven by one thread, for publisher.sender.
+"""All of a run's SMTP connections driven by one thread, for publisher.delivery.sender.
 
 With a thread per connection, every message cost several hand-offs of the GIL and of the run's
 lock between threads: about a fifth of the sender's CPU on a fast server. Here one thread keeps
 `delivery.concurrency` connections busy: each free slot records its last answer and claims its
-next row (publisher.sender.Slot.step; the slots freed in the same round share one commit), then
-starts the message on its connection (publisher.smtpchannel), and a selector tells which
+next row (publisher.delivery.sender.Slot.step; the slots freed in the same round share one commit), then
+starts the message on its connection (publisher.delivery.smtpchannel), and a selector tells which
 connection can move on. The intent is still committed before a message leaves and the outcome
 right after its answer, and at most one row per connection is ever `sending`, so the duplicate
 window after a crash is unchanged.
@@ -19,9 +19,9 @@ import sqlite3
 import threading
 import time
 
-from publisher.mailer import SmtpTransport
-from publisher.sender import _POLL, Answer, LinkMaker, Slot, _Run
-from publisher.smtpchannel import Channel
+from publisher.delivery.mailer import SmtpTransport
+from publisher.delivery.sender import _POLL, Answer, LinkMaker, Slot, _Run
+from publisher.delivery.smtpchannel import Channel
 from publisher.store import ledger
 from publisher.store.db import transaction
 

@@ -1,9 +1,9 @@
 """One SMTP connection driven without blocking, so one thread can keep several busy
-(publisher.multiplex).
+(publisher.delivery.multiplex).
 
 The connection is opened, greeted, secured and logged in by mailer.SmtpTransport as before
 (blocking, with its timeout); then its socket is switched to non-blocking mode and the steps of
-publisher.smtpwire's transaction are written and read as the socket allows. The outcomes are the
+publisher.delivery.smtpwire's transaction are written and read as the socket allows. The outcomes are the
 blocking driver's, word for word: a silent server times out after `smtp.timeout` seconds without
 progress, a connection that hangs up before the first answer of a reused session is opened again
 once (nothing of the message was accepted), and any other hang-up is a temporary failure.
@@ -17,8 +17,8 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 
-from publisher import smtpwire
-from publisher.mailer import SmtpTransport, os_reason
+from publisher.delivery import smtpwire
+from publisher.delivery.mailer import SmtpTransport, os_reason
 
 _CHUNK = 65536
 

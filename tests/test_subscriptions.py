@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from publisher import subscribers
+from publisher import subscriptions as subscribers
 from publisher.errors import SubscriberError
 from publisher.store import subscribers as store
 from tests.conftest import NOW, Project

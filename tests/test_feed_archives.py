@@ -13,10 +13,11 @@ from lxml import etree
 from pydantic import ValidationError
 from support.feeds import ATOM, FH, article, assert_atom_valid, parse_clean
 
-from publisher import feed, urls
+from publisher import urls
+from publisher.build import feed
 from publisher.config import Settings
 from publisher.models import Article, Published
-from publisher.store import archives, articles, db
+from publisher.store import articles, db, feed_archives
 
 HOST = "news.example.org"
 
@@ -48,11 +49,11 @@ class Site:
         self.sync()
 
     def assign(self, settings: Settings) -> list[int]:
-        return archives.assign(self.conn, settings, self.clock)
+        return feed_archives.assign(self.conn, settings, self.clock)
 
     def members(self, number: int) -> list[int]:
         by_id = {ident: n for n, ident in self.ids.items()}
-        return [by_id[ident] for ident in archives.members(self.conn, number)]
+        return [by_id[ident] for ident in feed_archives.members(self.conn, number)]
 
 
 @pytest.fixture
@@ -71,10 +72,10 @@ def test_complete_chunks_are_frozen_in_the_order_articles_went_live(site: Site) 
     for n in range(1, 8):
         site.add(n, date=NOW - timedelta(days=n))
     assert site.assign(_settings()) == [1, 2]
-    assert archives.count(site.conn) == 2
+    assert feed_archives.count(site.conn) == 2
     assert site.members(1) == [3, 2, 1]  # newest first
     assert site.members(2) == [6, 5, 4]
-    assert archives.unarchived(site.conn, site.clock) == [site.ids[7]]
+    assert feed_archives.unarchived(site.conn, site.clock) == [site.ids[7]]
     assert site.assign(_settings()) == []  # nothing new: nothing to write
 
 
@@ -96,9 +97,9 @@ def test_articles_not_live_yet_wait(site: Site) -> None:
     site.add(4)
     assert site.assign(_settings(size=2)) == [1]
     assert site.members(1) == [2, 1]
-    assert archives.unarchived(site.conn, site.clock) == [site.ids[4]]
+    assert feed_archives.unarchived(site.conn, site.clock) == [site.ids[4]]
     # Live later than `now` (a clock that went back): not archived either.
-    assert archives.assign(site.conn, _settings(size=1), NOW) == []
+    assert feed_archives.assign(site.conn, _settings(size=1), NOW) == []
     # Article 3, known since before 4 and 5, goes live after them: it is archived after them.
     site.add(5)
     site.ids[3] = next(i for i, p in site.sync().items() if p.article.source == "0003.txt")
@@ -106,7 +107,7 @@ def test_articles_not_live_yet_wait(site: Site) -> None:
     articles.mark_live(site.conn, [site.ids[3]], site.clock)
     assert site.assign(_settings(size=2)) == [1, 2]
     assert site.members(2) == [5, 4]
-    assert archives.unarchived(site.conn, site.clock) == [site.ids[3]]
+    assert feed_archives.unarchived(site.conn, site.clock) == [site.ids[3]]
 
 
 def test_a_takedown_rewrites_only_the_archive_that_held_the_article(site: Site) -> None:
@@ -151,11 +152,11 @@ def test_archive_size_may_not_exceed_the_feed_size() -> None:
 def _write_all(site: Site, settings: Settings) -> dict[str, bytes]:
     """What a build writes: atom.xml with the newest live articles, and every archive."""
     published = site.sync()
-    total = archives.count(site.conn)
+    total = feed_archives.count(site.conn)
     url = {n: urls.absolute(settings.site, feed.archive_path(n)) for n in range(1, total + 1)}
     docs: dict[str, bytes] = {}
     for n in range(1, total + 1):
-        members = [published[i] for i in archives.members(site.conn, n)]
+        members = [published[i] for i in feed_archives.members(site.conn, n)]
         docs[url[n]] = feed.atom_archive(
             members, settings, number=n, prev_archive=url.get(n - 1), next_archive=url.get(n + 1)
         )
@@ -221,15 +222,15 @@ def test_the_archives_component_is_migrated(tmp_path: Path) -> None:
     finally:
         conn.close()
     assert {"archives", "archive_members"} <= tables
-    assert version[0] == len(archives.MIGRATIONS)
+    assert version[0] == len(feed_archives.MIGRATIONS)
 
 
 def test_count_and_members_of_an_empty_store(tmp_path: Path) -> None:
     conn = db.connect(tmp_path / "s.sqlite3")
     try:
-        assert archives.count(conn) == 0
-        assert archives.members(conn, 1) == []
-        assert archives.assign(conn, _settings(), NOW) == []
+        assert feed_archives.count(conn) == 0
+        assert feed_archives.members(conn, 1) == []
+        assert feed_archives.assign(conn, _settings(), NOW) == []
     finally:
         conn.close()
 
@@ -241,13 +242,13 @@ def test_an_article_back_from_removal_after_its_turn_waits_for_the_next_archive(
     site.add(4)
     assert site.assign(_settings()) == [1]
     site.add(2)  # the same file back: same id, its old live_at
-    assert archives.unarchived(site.conn, site.clock) == [site.ids[2]]
+    assert feed_archives.unarchived(site.conn, site.clock) == [site.ids[2]]
     assert site.assign(_settings()) == []
     site.add(5, 6)
-    assert archives.unarchived(site.conn, site.clock) == [site.ids[6], site.ids[5], site.ids[2]]
+    assert feed_archives.unarchived(site.conn, site.clock) == [site.ids[6], site.ids[5], site.ids[2]]
     assert site.assign(_settings()) == [1, 2]
     assert site.members(2) == [6, 5, 2]
-    assert archives.unarchived(site.conn, site.clock) == []
+    assert feed_archives.unarchived(site.conn, site.clock) == []
 
 
 def test_an_article_that_went_live_on_a_clock_set_back_is_still_archived(site: Site) -> None:
@@ -257,7 +258,7 @@ def test_an_article_that_went_live_on_a_clock_set_back_is_still_archived(site: S
     site.sync()
     site.ids[4] = "tag:news.example.org,2025-02-01:article-number-4"
     articles.mark_live(site.conn, [site.ids[4]], NOW - timedelta(days=1))  # before archive 1's last
-    assert archives.unarchived(site.conn, site.clock) == [site.ids[4]]
+    assert feed_archives.unarchived(site.conn, site.clock) == [site.ids[4]]
     site.add(5, 6)
     assert site.assign(_settings()) == [1, 2]
     assert site.members(2) == [6, 5, 4]
@@ -271,7 +272,7 @@ def test_a_takedown_not_yet_recorded_does_not_hide_a_waiting_article(site: Site)
     site.assign(_settings())  # archive 1: 1, 3, 4
     site.add(2)  # back behind the watermark
     site.remove(3)  # and an archived article taken down, not yet seen by assign()
-    assert archives.unarchived(site.conn, site.clock) == [site.ids[2]]
+    assert feed_archives.unarchived(site.conn, site.clock) == [site.ids[2]]
 
 
 def test_per_build_queries_never_scan_the_articles_table(site: Site) -> None:
@@ -280,10 +281,11 @@ def test_per_build_queries_never_scan_the_articles_table(site: Site) -> None:
     site.assign(_settings())
     site.conn.execute("ANALYZE")
     queries = [
-        archives._TAKEDOWNS,
-        archives._RETURNS,
-        f"SELECT id FROM {archives._LIVE_INDEX} WHERE {archives._LIVE} AND (live_at, seq) > ('', 0)",
-        f"SELECT COUNT(*) FROM {archives._LIVE_INDEX} WHERE {archives._LIVE}",
+        feed_archives._TAKEDOWNS,
+        feed_archives._RETURNS,
+        f"SELECT id FROM {feed_archives._LIVE_INDEX} WHERE {feed_archives._LIVE}"
+        " AND (live_at, seq) > ('', 0)",
+        f"SELECT COUNT(*) FROM {feed_archives._LIVE_INDEX} WHERE {feed_archives._LIVE}",
     ]
     for query in queries:
         plan = " | ".join(str(row[3]) for row in site.conn.execute("EXPLAIN QUERY PLAN " + query))
@@ -294,7 +296,7 @@ def test_per_build_queries_never_scan_the_articles_table(site: Site) -> None:
 
 def test_migration_2_fills_in_what_version_1_lacked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "s.sqlite3"
-    monkeypatch.setattr(archives, "MIGRATIONS", archives.MIGRATIONS[:1])
+    monkeypatch.setattr(feed_archives, "MIGRATIONS", feed_archives.MIGRATIONS[:1])
     conn = db.connect(path)
     old = Site(conn)
     old.add(1, 2, 3)
@@ -310,6 +312,6 @@ def test_migration_2_fills_in_what_version_1_lacked(tmp_path: Path, monkeypatch:
         row = conn.execute("SELECT size, last_live, last_seq FROM archives WHERE number = 1").fetchone()
         live_2 = conn.execute("SELECT live_at, seq FROM articles WHERE id = ?", (old.ids[2],)).fetchone()
         assert tuple(row) == (2, live_2[0], live_2[1])
-        assert archives.unarchived(conn, old.clock) == [old.ids[3]]
+        assert feed_archives.unarchived(conn, old.clock) == [old.ids[3]]
     finally:
         conn.close()

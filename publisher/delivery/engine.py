@@ -1,9 +1,9 @@
 """Sending a digest to its recipients over the send ledger: exactly once each, through any crash.
 
 This module is the delivery stage's face: `send_digest` enqueues a digest's ledger rows once (for
-the subscribers active when it was prepared) and hands them to the engine in publisher.sender;
+the subscribers active when it was prepared) and hands them to the engine in publisher.delivery.sender;
 `template_for` encodes the digest's shared message parts once; `transports_for` picks the
-transport and the number of connections. See publisher.sender for what each server answer does,
+transport and the number of connections. See publisher.delivery.sender for what each server answer does,
 and docs/delivery.md for the duplicate window.
 """
 
@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from publisher import mailer, tokens
+from publisher import tokens
 from publisher.clock import Clock, OffsetClock
 from publisher.config import Settings
+from publisher.delivery import mailer
+from publisher.delivery.message import MessageTemplate, Recipient
+from publisher.delivery.sender import LinkMaker, Progress, Result, TransportFactory, deliver
 from publisher.errors import DeliveryError
-from publisher.message import MessageTemplate, Recipient
-from publisher.sender import LinkMaker, Progress, Result, TransportFactory, deliver
 from publisher.store import ledger, subscribers
 
 __all__ = [

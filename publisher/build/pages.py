@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 # render.BUNDLED, without importing Jinja2: a build with nothing to do only fingerprints the
 # templates, and Jinja2 costs 50 ms to import (tests/test_pages.py checks the two agree).
-BUNDLED = Path(__file__).resolve().parent.parent / "templates"
+BUNDLED = Path(__file__).resolve().parents[2] / "templates"
 
 INDEX = "index.html"
 STYLESHEET = "style.css"

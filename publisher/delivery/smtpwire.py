@@ -8,7 +8,7 @@ a refusal it asks the server to RSET, so the connection can carry the next messa
 whose `close` attribute is true means the connection must not be reused (421, or RSET refused).
 
 `Replies` splits raw bytes from the server into replies, multi-line ones included, like
-smtplib's getreply(). Dot-stuffing happens once per digest in publisher.message (`smtp_data`);
+smtplib's getreply(). Dot-stuffing happens once per digest in publisher.delivery.message (`smtp_data`);
 `data_block` stuffs any other bytes.
 """
 
@@ -77,7 +77,7 @@ MAXLINE = 8192  # as smtplib's own limit on a reply line
 
 def data_block(message: bytes) -> bytes:
     """The message as DATA sends it: dot-stuffed, ended by CRLF.CRLF. A message rendered by
-    publisher.message carries this form ready (`smtp_data`, stuffed piece by piece once per
+    publisher.delivery.message carries this form ready (`smtp_data`, stuffed piece by piece once per
     digest); any other bytes are stuffed here."""
     ready: bytes | None = getattr(message, "smtp_data", None)
     if ready is not None:
@@ -100,7 +100,7 @@ def transaction(
     sender: str, recipients: Sequence[str], message: bytes, pipelined: bool, stuffed: bool = False
 ) -> Exchange:
     """MAIL, RCPT, DATA and the message; pipelined (RFC 2920) when the server offers it.
-    `stuffed`: the message is already in DATA's form (publisher.message's `render_wire`)."""
+    `stuffed`: the message is already in DATA's form (publisher.delivery.message's `render_wire`)."""
     for address in (sender, *recipients):
         if not ENVELOPE.fullmatch(address) or not address.isascii():
             raise PermanentFailure(0, f"{address!r} cannot be used in an SMTP command", scope="message")

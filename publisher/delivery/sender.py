@@ -1,10 +1,10 @@
-"""The sending engine behind publisher.delivery: slots over the send ledger.
+"""The sending engine behind publisher.delivery.engine: slots over the send ledger.
 
 A slot is one connection's share of a run. It loops: one commit records the outcome of its
 previous message and claims (marks `sending`) its next row, then it renders and sends that
 message outside any lock. So the intent is always committed before a message leaves and its
 outcome right after the answer, and at most one row per slot is ever `sending`. SMTP slots are
-all driven by one thread over non-blocking sockets (publisher.multiplex): with a thread per
+all driven by one thread over non-blocking sockets (publisher.delivery.multiplex): with a thread per
 connection, the hand-offs of the interpreter lock between senders cost about a fifth of the CPU.
 Other transports (the outbox, a transport lent by the caller) get a `_Worker` thread each. The
 short transactions run under one lock on one SQLite connection shared by the slots: SQLite never
@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from publisher import mailer
 from publisher.clock import Clock
 from publisher.config import DeliverySettings
+from publisher.delivery import mailer
+from publisher.delivery.message import MessageTemplate, Recipient
 from publisher.errors import DeliveryError, StateError
-from publisher.message import MessageTemplate, Recipient
 from publisher.store import ledger, subscribers
 from publisher.store.db import joined
 
@@ -138,7 +138,7 @@ def _shared_connection(database: Path) -> sqlite3.Connection:
 class Slot:
     """One connection's share of a run: records the answer to its last message and claims its
     next row (`step`), and says whom a row's message goes to (`recipient`). Driven by a `_Worker` thread
-    (blocking transports) or by publisher.multiplex (SMTP, all connections in one thread)."""
+    (blocking transports) or by publisher.delivery.multiplex (SMTP, all connections in one thread)."""
 
     def __init__(self, run: _Run, conn: sqlite3.Connection, links: LinkMaker, sender: str) -> None:
         self.run_state = run
@@ -362,7 +362,7 @@ def deliver(
     pool: list[threading.Thread]
     if isinstance(first, mailer.SmtpTransport):
         # Every SMTP connection in one thread: no lock or GIL hand-offs between senders.
-        from publisher.multiplex import Multiplexer
+        from publisher.delivery.multiplex import Multiplexer
 
         smtp = [first] + [transports() for _ in range(max(1, workers) - 1)]
         pool = [Multiplexer(shared, worker_conn, links, sender, smtp)]  # type: ignore[arg-type]

@@ -23,8 +23,8 @@ from publisher.config import Settings
 from publisher.models import Published
 
 if TYPE_CHECKING:
+    from publisher.build.pages import Pages
     from publisher.output import Batch
-    from publisher.pages import Pages
 
 # Below this many pages to render (or files to parse, publish_parse), starting worker processes
 # costs more than it saves.
@@ -43,12 +43,12 @@ class Unit:
 
 def plan(conn: sqlite3.Connection, archives_to_write: Sequence[int], page_ids: Sequence[str]) -> list[Unit]:
     """Units covering every archive to write and every page to render, each page exactly once."""
-    from publisher.store import archives
+    from publisher.store import feed_archives
 
     todo = set(page_ids)
     units = []
     for number in sorted(archives_to_write):
-        members = tuple(archives.members(conn, number))
+        members = tuple(feed_archives.members(conn, number))
         mine = tuple(m for m in members if m in todo)
         todo.difference_update(mine)
         units.append(Unit(number, members, mine))
@@ -77,7 +77,8 @@ def render(
     total: int,
 ) -> None:
     """Write the pages and archive document of `unit` into `batch`."""
-    from publisher import feed, pages, urls
+    from publisher import urls
+    from publisher.build import feed, pages
     from publisher.store import visible
 
     def archive_url(number: int) -> str | None:
@@ -150,7 +151,8 @@ def _work(
     settings: Settings, unit: Unit, now: datetime, total: int
 ) -> tuple[list[tuple[str, str, str]], int]:
     """In a worker: render one unit into temporary files; hand them over without committing."""
-    from publisher import output, pages
+    from publisher import output
+    from publisher.build import pages
     from publisher.store import db
 
     if "conn" not in _WORKER:  # once per worker process: its own connection and templates

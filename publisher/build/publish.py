@@ -26,14 +26,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from publisher import ingest
+from publisher.build.parse import Parsed, parse_all
 from publisher.config import Settings
 from publisher.models import Problem, Published
-from publisher.publish_parse import Parsed, parse_all
 
 if TYPE_CHECKING:
     pass
 
-log = logging.getLogger("publisher.publish")
+log = logging.getLogger("publisher.build")
 
 _META_FINGERPRINT = "build.fingerprint"
 _META_COMPLETE = "build.complete"
@@ -208,7 +208,8 @@ def _parse_fingerprint(settings: Settings) -> str:
 
 def output_fingerprint(settings: Settings) -> str:
     """What decides how outputs look: the release, the settings and the page templates' bytes."""
-    from publisher import __version__, pages
+    from publisher import __version__
+    from publisher.build import pages
 
     parts = [__version__, settings.model_dump_json(), str(settings.feeds_dir)]
     # Only the templates the pages use: editing a digest template must not re-render every page.
@@ -303,8 +304,10 @@ def write_outputs(
     when one is missing, or when the look changed (`new_look`: settings, templates, release), and
     not by `full` alone, so a --full build never disagrees with the incremental ones.
     """
-    from publisher import feed, output, pages, publish_units, urls
-    from publisher.store import archives, articles, db, visible
+    from publisher import output, urls
+    from publisher.build import feed, pages
+    from publisher.build import units as publish_units
+    from publisher.store import articles, db, feed_archives, visible
 
     # Going out now: digests are cut along live_at, archives are filled in live order.
     going_live = visible.not_yet_live(conn, now)
@@ -312,8 +315,8 @@ def write_outputs(
     if candidates is not None:
         candidates = candidates | set(going_live)
     pending = set(json.loads(db.get_meta(conn, _META_ARCHIVES) or "[]"))
-    pending.update(archives.assign(conn, settings, now))
-    total = archives.count(conn)
+    pending.update(feed_archives.assign(conn, settings, now))
+    total = feed_archives.count(conn)
     if new_look:
         pending.update(range(1, total + 1))
     pending.update(
@@ -342,7 +345,7 @@ def write_outputs(
         rendered = time.perf_counter() - started
         newest = visible.newest(conn, now, max(settings.feed.entries, settings.feed.index_entries))
         # atom.xml must also hold every live article not archived yet (store/archives.py).
-        waiting = visible.published_among(conn, now, archives.unarchived(conn, now))
+        waiting = visible.published_among(conn, now, feed_archives.unarchived(conn, now))
         current = published(sorted(set(newest[: settings.feed.entries]) | waiting))
         batch.write(feed.ATOM_FILE, feed.atom_current(current, settings, prev_archive=archive_url(total)))
         batch.write(feed.RSS_FILE, feed.rss(current, settings))

@@ -1,4 +1,4 @@
-"""Reading and parsing seed files for the parse cache (publisher.publish.refresh_cache), in this
+"""Reading and parsing seed files for the parse cache (publisher.build.publish.refresh_cache), in this
 process or, when there are many (a cold build of thousands), in worker processes on every core.
 
 Each file is read once: the bytes hashed are the bytes parsed, and a file whose hash is the one
@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from publisher import ingest
+from publisher.build.units import POOL_FROM, die_with_parent
 from publisher.config import Settings
-from publisher.publish_units import POOL_FROM, die_with_parent
 
 if TYPE_CHECKING:
     from publisher.store import cache

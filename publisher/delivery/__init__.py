@@ -1,0 +1,1 @@
+"""The delivery stage: a rendered digest becomes one message per subscriber, sent exactly once."""
