@@ -1,21 +1,21 @@
 """Jinja2 templates (the only home of Jinja2): autoescape on, undefined variables are errors.
 
-Templates come from `templates/` of the project (bundled with the package via the project root),
-or from `paths.templates` when the operator sets it, which then wins file by file.
+Templates come from the operator's `paths.templates` folder, file by file, and otherwise from the
+set bundled inside the package (`publisher/templates/`, shipped as package data).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import jinja2
 import markupsafe
 
+from publisher import BUNDLED_TEMPLATES
 from publisher.config import Settings
 from publisher.errors import OutputError
 
-BUNDLED = Path(__file__).resolve().parent.parent / "templates"
+BUNDLED = BUNDLED_TEMPLATES
 
 
 class Templates:

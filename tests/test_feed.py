@@ -17,7 +17,7 @@ from conftest import NOW, SAMPLE, Project
 from lxml import etree
 from support.feeds import ATOM, T0, assert_atom_valid, newest_first, parse_clean, published
 
-from publisher import ingest, urls
+from publisher import BUNDLED_TEMPLATES, ingest, urls
 from publisher.build import feed
 from publisher.config import Settings
 from publisher.models import Published
@@ -104,7 +104,7 @@ def test_atom_points_browsers_at_the_stylesheet(settings: Settings) -> None:
     pi = etree.fromstring(data).getroottree().getroot().getprevious()
     assert pi is not None and pi.target == "xml-stylesheet"
     assert pi.get("type") == "text/xsl" and pi.get("href") == feed.STYLESHEET
-    assert (Path(__file__).resolve().parents[1] / "templates" / feed.STYLESHEET).is_file()
+    assert (BUNDLED_TEMPLATES / feed.STYLESHEET).is_file()
 
 
 def test_empty_feeds_are_valid_with_a_fixed_updated(settings: Settings) -> None:

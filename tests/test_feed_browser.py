@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 from support.feeds import published
 
+from publisher import BUNDLED_TEMPLATES
 from publisher.build import feed
 from publisher.config import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")
-XSL = Path(__file__).resolve().parents[1] / "templates" / feed.STYLESHEET
+XSL = BUNDLED_TEMPLATES / feed.STYLESHEET
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
 

@@ -1,17 +1,16 @@
-"""templates/atom.xsl: opened in a browser, atom.xml and its archives read as a page."""
+"""publisher/templates/atom.xsl: opened in a browser, atom.xml and its archives read as a page."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import lxml.html
 from lxml import etree
 from support.feeds import published
 
+from publisher import BUNDLED_TEMPLATES
 from publisher.build import feed
 from publisher.config import Settings
 
-XSL = Path(__file__).resolve().parents[1] / "templates" / feed.STYLESHEET
+XSL = BUNDLED_TEMPLATES / feed.STYLESHEET
 BASE = "https://news.example.org/"
 
 

@@ -114,10 +114,3 @@ def test_stylesheet_is_copied_and_a_missing_one_is_an_error(
     monkeypatch.setattr(pages_module, "BUNDLED", project.root / "nowhere")
     with pytest.raises(OutputError, match=r"template style\.css not found"):
         Pages(bare).static()
-
-
-def test_pages_finds_the_bundled_templates_where_render_does() -> None:
-    """pages keeps its own copy of the path (so a no-op build never imports Jinja2): they agree."""
-    from publisher import render
-
-    assert pages_module.BUNDLED == render.BUNDLED

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from publisher import urls
+from publisher import BUNDLED_TEMPLATES, urls
 from publisher.config import Settings
 from publisher.errors import OutputError
 from publisher.models import Published
@@ -23,9 +23,8 @@ from publisher.models import Published
 if TYPE_CHECKING:
     from publisher.render import Templates
 
-# render.BUNDLED, without importing Jinja2: a build with nothing to do only fingerprints the
-# templates, and Jinja2 costs 50 ms to import (tests/test_pages.py checks the two agree).
-BUNDLED = Path(__file__).resolve().parents[2] / "templates"
+# Read here without importing Jinja2: a build with nothing to do only fingerprints the templates.
+BUNDLED = BUNDLED_TEMPLATES
 
 INDEX = "index.html"
 STYLESHEET = "style.css"
