@@ -21,6 +21,7 @@ from publisher.models import Article, Problem
 if TYPE_CHECKING:  # imported when a digest is sent: a build should not pay for them at start
     from publisher.delivery import engine as delivery
     from publisher.delivery import mailer
+    from publisher.delivery.report import DigestReport
 
 log = logging.getLogger("publisher.pipeline")
 
@@ -238,6 +239,28 @@ def digest_send(
     finally:
         conn.close()
     return run.report
+
+
+def digest_report(settings: Settings, digest_id: str | None = None) -> DigestReport:
+    """Who got one digest and who did not, with the server's answers (the latest digest when
+    `digest_id` is None). Reads only."""
+    from publisher.delivery import report
+    from publisher.errors import DeliveryError
+    from publisher.store import db
+
+    conn = db.connect(settings.db_path, readonly=True)
+    try:
+        chosen = digest_id or report.latest_id(conn)
+        if chosen is None:
+            raise DeliveryError("no digest has been sent yet")
+        found = report.build(conn, chosen)
+    finally:
+        conn.close()
+    if found is None:
+        raise DeliveryError(
+            f"digest {chosen}: never sent", hint="`publisher digest --report` without an id shows the latest"
+        )
+    return found
 
 
 def digest_test(

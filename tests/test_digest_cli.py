@@ -21,7 +21,7 @@ def with_articles(project: Project) -> None:
 
 def test_one_action_is_required_and_they_exclude_each_other(project: Project) -> None:
     none = project.cli("digest")
-    assert none.code == 2 and "one of the arguments --preview --send --to is required" in none.err
+    assert none.code == 2 and "one of the arguments --preview --send --to --report is required" in none.err
     both = project.cli("digest", "--send", "--preview")
     assert both.code == 2 and "not allowed with argument" in both.err
     negative = project.cli("digest", "--send", "--backfill", "-1")

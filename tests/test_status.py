@@ -51,6 +51,21 @@ def test_after_a_build_it_counts_articles_rejects_and_subscribers(project: Proje
     assert data["daemon_holder"] is None
 
 
+def test_it_shows_how_much_the_state_folder_holds(project: Project) -> None:
+    """The database, the outbox and the previews all count; a missing folder is 0 bytes."""
+    assert "State size:  0 bytes" in project.cli("status").out.splitlines()
+    project.seed("good.txt", "date 2025-02-20 A good story.\n")
+    assert project.cli("build").code == 0
+    (project.state / "outbox" / "new").mkdir(parents=True)
+    (project.state / "outbox" / "new" / "m1").write_bytes(b"x" * 2_500_000)
+    database = (project.state / "publisher.sqlite3").stat().st_size
+    data = json.loads(project.cli("status", "--json").out)
+    # SQLite's -wal and -shm files beside the database count too, and change size as it is read.
+    assert 2_500_000 + database <= data["state_bytes"] < 2_500_000 + database + 5_000_000
+    shown = next(line for line in project.cli("status").out.splitlines() if line.startswith("State size:"))
+    assert shown.startswith("State size:  2.") and shown.endswith(" MB")
+
+
 def test_it_names_the_process_holding_the_state_folder(project: Project) -> None:
     settings = project.settings()
     with state_lock(settings, purpose="publisher run"):

@@ -4,6 +4,7 @@ test copy to an address."""
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import time
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from publisher.cli.main import Context
     from publisher.config import Settings
     from publisher.delivery.engine import Progress
+    from publisher.delivery.report import DigestReport
 
 
 def register(sub: Any) -> None:
@@ -30,7 +32,9 @@ def register(sub: Any) -> None:
         "sends the next one if there are new articles, each message recorded in the send ledger so "
         "that nobody gets it twice or not at all; a progress bar shows on a terminal and a summary "
         "line ends the run. --to ADDRESS sends one test copy of the next digest to ADDRESS only, "
-        "outside the ledger. Exit status: 0 when done; 1 on an error or when the run was stopped "
+        "outside the ledger. --report [ID] prints who got a digest (the latest when no ID is "
+        "given) and who did not, with the server's answer for each failure; --json prints it as "
+        "JSON. Exit status: 0 when done; 1 on an error or when the run was stopped "
         "with messages left pending (run --send again to resume); 2 on a usage or configuration "
         "error; 3 when another publisher process holds the state lock.",
     )
@@ -38,6 +42,14 @@ def register(sub: Any) -> None:
     action.add_argument("--preview", action="store_true", help="render the next digest to files")
     action.add_argument("--send", action="store_true", help="send the next digest to every subscriber")
     action.add_argument("--to", metavar="ADDRESS", help="send one test copy to ADDRESS only")
+    action.add_argument(
+        "--report",
+        nargs="?",
+        const="",
+        metavar="ID",
+        help="show every recipient of a digest (default: the latest) with what happened to them",
+    )
+    parser.add_argument("--json", action="store_true", help="with --report: print JSON instead of a table")
     parser.add_argument(
         "--backfill",
         type=_count,
@@ -58,11 +70,19 @@ def _count(text: str) -> int:
     return value
 
 
+# How many recipients a send's summary names before it points at --report (-v names them all).
+SHOWN_PROBLEMS = 10
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from publisher import pipeline
 
     settings = ctx.settings
     now = ctx.clock.now()
+    if args.report is not None:
+        return _report(pipeline.digest_report(settings, args.report or None), as_json=args.json)
+    if args.json:
+        return _usage("--json goes with --report")
     if args.preview:
         paths = pipeline.digest_preview(settings, now, backfill=args.backfill)
         if not paths:
@@ -121,12 +141,55 @@ def _send(args: argparse.Namespace, ctx: Context) -> int:
         parts.append(f"pending {report.pending}")
     names = ", ".join(report.digests)
     print(f"Digest {names}: {', '.join(parts)} in {report.seconds:.1f} s")
+    for digest_id in report.digests:
+        _problems(pipeline.digest_report(ctx.settings, digest_id), everyone=ctx.verbosity > 0)
     if report.pending:
         print(
             f"Stopped with {report.pending} message(s) pending: run `publisher digest --send` to resume.",
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+def _usage(message: str) -> int:
+    print(f"Error: {message}", file=sys.stderr)
+    return 2
+
+
+def problem_lines(found: DigestReport, limit: int | None) -> list[str]:
+    """`address: outcome: the server's answer` per recipient who did not get the digest, the
+    first `limit` of them (all when None), then how many more there are."""
+    problems = found.problems
+    shown = problems if limit is None else problems[:limit]
+    lines = [line.summary() for line in shown]
+    if len(problems) > len(shown):
+        lines.append(f"… and {len(problems) - len(shown)} more (publisher digest --report {found.digest_id})")
+    return lines
+
+
+def _problems(found: DigestReport, *, everyone: bool) -> None:
+    lines = problem_lines(found, None if everyone else SHOWN_PROBLEMS)
+    if lines:
+        print(f"Not delivered ({found.digest_id}):")
+        for line in lines:
+            print(f"  {line}")
+
+
+def _report(found: DigestReport, *, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(found.as_json(), indent=2, ensure_ascii=False))
+        return 0
+    made = f", made {found.created_at:%Y-%m-%d %H:%M %Z}" if found.created_at else ""
+    print(f"Digest {found.digest_id}: {found.subject!r}{made}")
+    counts = found.counts
+    print("  " + ", ".join(f"{n} {outcome}" for outcome, n in counts.items() if n) or "  no recipients")
+    width = max((len(line.email) for line in found.lines), default=0)
+    for line in found.lines:
+        detail = line.reply
+        if line.retry_at is not None and line.outcome == "deferred":
+            detail += f" (retry after {line.retry_at:%Y-%m-%d %H:%M %Z})"
+        print(f"{line.email:<{width}}  {line.outcome:<8}  {detail}".rstrip())
     return 0
 
 

@@ -12,6 +12,10 @@ if TYPE_CHECKING:
     from publisher.daemon.status import Status
 
 
+# How many recipients who did not get the last digest are named before pointing at --report.
+SHOWN_PROBLEMS = 5
+
+
 def register(sub: Any) -> None:
     parser = sub.add_parser(
         "status",
@@ -61,6 +65,18 @@ def _when(moment: datetime | None, tz: tzinfo, now: datetime) -> str:
     return f"{moment.astimezone(tz).strftime('%Y-%m-%d %H:%M %Z')} ({relative})"
 
 
+def _size(count: int) -> str:
+    """`812 bytes`, `4.2 MB`: decimal units, as `du --si` and file managers show them."""
+    if count < 1000:
+        return f"{count} bytes"
+    size, unit = count / 1000, "KB"
+    for bigger in ("MB", "GB", "TB"):
+        if size < 1000:
+            break
+        size, unit = size / 1000, bigger
+    return f"{size:.1f} {unit}"
+
+
 def render(status: Status, tz: tzinfo, now: datetime) -> list[str]:
     lines = [
         f"Articles:    {status.published} published, {status.waiting} waiting (embargoed or draft), "
@@ -77,6 +93,14 @@ def render(status: Status, tz: tzinfo, now: datetime) -> list[str]:
         if not status.last_digest_complete:
             last += ", UNFINISHED (the next `publisher digest --send` or daemon start finishes it)"
     lines.append(f"Last digest: {last}")
+    if status.last_send_digest is not None:
+        counts = ", ".join(f"{n} {outcome}" for outcome, n in status.last_send.items()) or "no recipients"
+        lines.append(f"Last send:   {status.last_send_digest}: {counts}")
+        shown = status.last_send_problems[:SHOWN_PROBLEMS]
+        lines += [f"  {line}" for line in shown]
+        if len(status.last_send_problems) > len(shown):
+            more = len(status.last_send_problems) - len(shown)
+            lines.append(f"  … and {more} more (publisher digest --report {status.last_send_digest})")
     if status.last_slot is not None:
         lines.append(f"Last slot:   {_when(status.last_slot, tz, now)}: {status.last_slot_outcome or '?'}")
     lines.append(f"Next digest: {_when(status.next_digest, tz, now)} (schedule {status.schedule!r})")
@@ -98,6 +122,7 @@ def render(status: Status, tz: tzinfo, now: datetime) -> list[str]:
     if work is not None:
         outcome = "ok" if work.ok else "FAILED"
         lines.append(f"Last work:   {work.job} {_when(work.at, tz, now)}, {outcome}: {work.detail}")
+    lines.append(f"State size:  {_size(status.state_bytes)}")
     if status.state:
         lines.append(f"State:       {status.state}")
     return lines

@@ -8,14 +8,18 @@ the lock file.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from publisher import lock, pipeline
 from publisher.config import Settings
 from publisher.daemon import cron, record
+from publisher.delivery import report
 from publisher.errors import PublisherError
 from publisher.models import Problem
 from publisher.store import cache, db, digests, subscribers
@@ -37,6 +41,9 @@ class Status:
     last_digest_subject: str | None = None
     last_digest_articles: int = 0
     last_digest_complete: bool = True  # False while some of its messages are still to go out
+    last_send: dict[str, int] = field(default_factory=dict)  # recipients per outcome, latest digest sent
+    last_send_digest: str | None = None
+    last_send_problems: list[str] = field(default_factory=list)  # who did not get it, and why
     last_slot: datetime | None = None  # the last scheduled time the daemon dealt with
     last_slot_outcome: str | None = None  # sent, nothing new to send, skipped, failed, baseline
     next_digest: datetime | None = None
@@ -47,6 +54,7 @@ class Status:
     daemon_stopped: datetime | None = None
     last_work: record.Work | None = None
     state: str | None = None  # why the database could not be read, if it could not
+    state_bytes: int = 0  # everything under the state folder: database, outbox, previews
 
     def as_json(self) -> dict[str, Any]:
         def plain(value: Any) -> Any:
@@ -67,6 +75,7 @@ def collect(settings: Settings, now: datetime, *, fresh: bool = False) -> Status
     (instant), or with `fresh` (and before any build) from reading every file in seeds/ now."""
     status = Status(schedule=settings.digest.schedule, timezone=settings.site.timezone)
     status.daemon_holder = lock.held_by(settings)
+    status.state_bytes = _folder_bytes(settings.state_dir)
     try:
         schedule = cron.parse(settings.digest.schedule)
         status.next_digest = cron.next_slot(schedule, settings.site.tz, now)
@@ -89,6 +98,17 @@ def collect(settings: Settings, now: datetime, *, fresh: bool = False) -> Status
         if conn is not None:
             conn.close()
     return status
+
+
+def _folder_bytes(folder: Path) -> int:
+    """The size of every file below `folder` (0 when it does not exist); files that vanish while
+    being counted (a send in progress) are skipped."""
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += (Path(root) / name).lstat().st_size
+    return total
 
 
 def _problems_from_build(conn: sqlite3.Connection, status: Status) -> bool:
@@ -140,6 +160,12 @@ def _from_database(conn: sqlite3.Connection, status: Status, now: datetime) -> N
             status.last_digest_subject = row.subject
             status.last_digest_articles = len(row.article_ids)
             status.last_digest_complete = row.completed_at is not None
+    if "ledger_digests" in tables and (latest := report.latest_id(conn)) is not None:
+        found = report.build(conn, latest)
+        if found is not None:
+            status.last_send_digest = latest
+            status.last_send = {outcome: n for outcome, n in found.counts.items() if n}
+            status.last_send_problems = [line.summary() for line in found.problems]
     if "meta" in tables:
         saved = record.load(conn)
         status.last_slot = saved.last_slot

@@ -237,13 +237,25 @@ class Entry:
     status: str
     attempts: int
     reply: str
+    retry_at: datetime
+    subscriber_status: str  # the subscriber's status now (active, unsubscribed, bounced, ...)
 
 
 def entries(conn: sqlite3.Connection, digest_id: str) -> list[Entry]:
     """Every row of a digest with the subscriber's address, in subscriber order."""
     rows = conn.execute(
-        "SELECT l.subscriber_id, s.email, l.status, l.attempts, l.reply FROM ledger l "
-        "JOIN subscribers s ON s.id = l.subscriber_id WHERE l.digest_id = ? ORDER BY l.subscriber_id",
+        "SELECT l.subscriber_id, s.email, l.status, l.attempts, l.reply, l.retry_at, s.status "
+        "FROM ledger l JOIN subscribers s ON s.id = l.subscriber_id WHERE l.digest_id = ? "
+        "ORDER BY l.subscriber_id",
         (digest_id,),
     )
-    return [Entry(int(a), str(b), str(c), int(d), str(e)) for a, b, c, d, e in rows]
+    return [
+        Entry(int(a), str(b), str(c), int(d), str(e), from_db_time(str(f)), str(g))
+        for a, b, c, d, e, f, g in rows
+    ]
+
+
+def digest_ids(conn: sqlite3.Connection) -> list[str]:
+    """Every digest that has ledger rows, the most recently enqueued first."""
+    rows = conn.execute("SELECT digest_id FROM ledger_digests ORDER BY enqueued_at DESC, digest_id DESC")
+    return [str(row[0]) for row in rows]
