@@ -211,6 +211,44 @@ class ServeSettings(_Section):
     rate_address_burst: int = Field(3, ge=1, description="Subscription requests per address at once.")
 
 
+_DNS_NAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+class DkimSettings(_Section):
+    """DKIM signing of every digest and confirmation email (docs/dkim.md). Off without a domain."""
+
+    domain: str | None = Field(
+        None, description="Signing domain (d=), e.g. news.example.org; unset: no DKIM."
+    )
+    selector: str = Field("publisher", description="Selector (s=) the RSA key is published under.")
+    private_key_path: Path | None = Field(
+        None, description="File holding the RSA private key (PEM); the key is never in this file."
+    )
+    ed25519_selector: str = Field(
+        "publisher-ed25519", description="Selector the Ed25519 key is published under."
+    )
+    ed25519_private_key_path: Path | None = Field(
+        None, description="File holding an Ed25519 private key: messages then carry both signatures."
+    )
+
+    @field_validator("domain", "selector", "ed25519_selector")
+    @classmethod
+    def _dns_name(cls, value: str | None) -> str | None:
+        if value is not None and not _DNS_NAME.match(value):
+            raise ValueError(f"{value!r} is not a DNS name")
+        return value
+
+    @model_validator(mode="after")
+    def _has_key(self) -> DkimSettings:
+        if self.domain and self.private_key_path is None and self.ed25519_private_key_path is None:
+            raise ValueError(
+                "domain is set but no key is: set private_key_path (and/or ed25519_private_key_path)"
+            )
+        return self
+
+
 class Settings(BaseModel):
     """Everything publisher can be told. `base_dir` is the folder relative paths resolve against."""
 
@@ -225,6 +263,7 @@ class Settings(BaseModel):
     smtp: SmtpSettings = SmtpSettings()
     daemon: DaemonSettings = DaemonSettings()
     serve: ServeSettings = ServeSettings()
+    dkim: DkimSettings = DkimSettings()
     base_dir: Annotated[Path, Field(exclude=True)] = Path()
     source: Annotated[Path | None, Field(exclude=True)] = None
 

@@ -23,6 +23,9 @@ HOMES: dict[str, tuple[str, ...]] = {
     "starlette": ("server/",),
     "uvicorn": ("server/",),
     "smtplib": ("delivery/mailer.py",),
+    "dkim": ("delivery/dkim.py",),
+    "cryptography": ("delivery/dkim.py",),
+    "nacl": ("delivery/dkim.py",),
 }
 
 

@@ -14,13 +14,13 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 from publisher import tokens
 from publisher.clock import Clock, OffsetClock
 from publisher.config import Settings
-from publisher.delivery import mailer
+from publisher.delivery import dkim, mailer
 from publisher.delivery.message import MessageTemplate, Recipient
 from publisher.delivery.sender import LinkMaker, Progress, Result, TransportFactory, deliver
 from publisher.errors import DeliveryError
@@ -77,10 +77,16 @@ class Digest(Protocol):
     def text(self) -> str: ...
     @property
     def placeholders(self) -> Mapping[str, str]: ...
+    @property
+    def created_at(self) -> datetime | None: ...
 
 
-def template_for(rendered: Digest, settings: Settings, date: datetime) -> MessageTemplate:
-    """Encode a digest's shared parts once, with the sender and list settings."""
+def template_for(
+    rendered: Digest, settings: Settings, date: datetime, signer: dkim.Signer | None = None
+) -> MessageTemplate:
+    """Encode a digest's shared parts once, with the sender and list settings. The Date is when
+    the digest was recorded (`date` only for one never recorded), so a message sent again after a
+    crash is the same bytes, DKIM signature included."""
     return MessageTemplate(
         digest_id=rendered.digest_id,
         subject=rendered.subject,
@@ -91,8 +97,9 @@ def template_for(rendered: Digest, settings: Settings, date: datetime) -> Messag
         reply_to=settings.digest.reply_to,
         host=settings.site.host,
         list_name=settings.site.title,
-        date=date,
+        date=(rendered.created_at or date).astimezone(UTC),
         placeholders=rendered.placeholders,
+        signatures=signer.signatures if signer is not None else None,
     )
 
 
@@ -130,6 +137,7 @@ def send_digest(
     clock: Clock,
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    signer: dkim.Signer | None = None,
 ) -> Result:
     """Enqueue the digest for every active subscriber (once: a resumed digest keeps its rows),
     then deliver whatever is still pending."""
@@ -141,7 +149,7 @@ def send_digest(
         conn,
         settings.db_path,
         rendered.digest_id,
-        template_for(rendered, settings, clock.now()),
+        template_for(rendered, settings, clock.now(), signer),
         links=links,
         transports=transports,
         workers=workers,
@@ -173,6 +181,7 @@ class Session:
         self.progress = progress
         self.should_stop = should_stop
         self.report = SendReport()
+        self.signer = dkim.signer_for(settings)  # a DKIM key that cannot be used stops us before any mail
         self.started = time.monotonic()
 
     def send(
@@ -193,6 +202,7 @@ class Session:
             clock=self.clock,
             progress=self.progress,
             should_stop=self.should_stop,
+            signer=self.signer,
         )
         self.report.add(result)
         self.report.seconds = time.monotonic() - self.started
@@ -215,7 +225,9 @@ def send_copy(
             "no digest to send: no new articles since the last digest",
             hint="--backfill N includes the N latest articles in a first digest",
         )
-    data = template_for(rendered, settings, now).render(Recipient(address, "", *links))
+    data = template_for(rendered, settings, now, dkim.signer_for(settings)).render(
+        Recipient(address, "", *links)
+    )
     used = transport or mailer.open_transport(settings)
     try:
         return used.send(settings.digest.from_address, [address], data)

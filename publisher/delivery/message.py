@@ -21,7 +21,7 @@ import hashlib
 import html
 import re
 from base64 import b64encode
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
@@ -200,9 +200,12 @@ class MessageTemplate:
         date: datetime,
         reply_to: str | None = None,
         placeholders: Mapping[str, str] | None = None,
+        signatures: Callable[[bytes], bytes] | None = None,
     ) -> None:
         """`placeholders` maps a role ("unsubscribe" for the https URL, "name" for the reader's
-        name) to the text standing for it in both bodies."""
+        name) to the text standing for it in both bodies. `signatures(message)` gives header
+        fields to put in front of each message (DKIM, publisher.delivery.dkim)."""
+        self.signatures = signatures
         self.digest_id = digest_id
         self.host = one_line(host).replace(" ", "")
         self.from_address = check_address(from_address)
@@ -264,13 +267,18 @@ class MessageTemplate:
 
     def render(self, recipient: Recipient) -> Rendered:
         values, wire_values = self._values(recipient)
-        message = Rendered(self._fill(self._layout, values))
-        message.smtp_data = self._fill(self._wire_layout, wire_values)
+        plain = self._fill(self._layout, values)
+        # Signature header lines start with a field name or a space: nothing to dot-stuff.
+        signed = self.signatures(plain) if self.signatures is not None else b""
+        message = Rendered(signed + plain)
+        message.smtp_data = signed + self._fill(self._wire_layout, wire_values)
         return message
 
     def render_wire(self, recipient: Recipient) -> bytes:
         """Only what SMTP's DATA sends for this recipient (`render(...).smtp_data`), for a
         transport that never needs the plain message bytes."""
+        if self.signatures is not None:
+            return self.render(recipient).smtp_data
         return self._fill(self._wire_layout, self._values(recipient)[1])
 
     def _fill(self, layout: list[bytes], values: dict[str, bytes]) -> bytes:

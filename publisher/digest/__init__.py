@@ -17,7 +17,7 @@ import logging
 import secrets
 import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -67,6 +67,7 @@ class RenderedDigest:
     period_end: datetime
     nonce: str = ""
     web_html: str = ""
+    created_at: datetime | None = None  # when recorded: every message's Date (a resend matches)
 
     @property
     def unsubscribe_placeholder(self) -> str:
@@ -181,6 +182,7 @@ def prepare_next(
             nonce=rendered.nonce,
             article_ids=rendered.article_ids,
         )
+        rendered = replace(rendered, created_at=now)
     try:
         web_archive.write(conn, settings, [rendered.digest_id])
     except OutputError as exc:
@@ -207,6 +209,7 @@ def load(conn: sqlite3.Connection, digest_id: str) -> RenderedDigest:
         period_end=row.period_end,
         nonce=row.nonce,
         web_html=row.web_html,
+        created_at=row.created_at,
     )
 
 

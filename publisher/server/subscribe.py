@@ -33,6 +33,7 @@ from starlette.responses import Response
 from publisher import tokens
 from publisher.clock import Clock
 from publisher.config import Settings
+from publisher.delivery import dkim
 from publisher.delivery.mailer import Transport
 from publisher.errors import PublisherError, SubscriberError
 from publisher.server.ratelimit import RateLimiter
@@ -106,6 +107,8 @@ class Subscriptions:
         self.transport_factory = transport_factory
         self.pages = pages
         self.csrf = csrf
+        # Loaded at start: a DKIM key that cannot be used stops the server, not each confirmation.
+        self.signer = dkim.signer_for(settings)
         self.per_ip = RateLimiter(serve.rate_ip_per_minute / 60, serve.rate_ip_burst)
         self.per_address = RateLimiter(serve.rate_address_per_hour / 3600, serve.rate_address_burst)
 
@@ -210,6 +213,8 @@ class Subscriptions:
             token = tokens.make(self.settings, subscriber.id, subscriber.token_secret, "confirm", expires)
             link = f"{self.settings.site.base_url}confirm/{token}"
             message = self.pages.confirmation_email(subscriber.email, link, now, expires)
+            if self.signer is not None:
+                message = self.signer.sign(message)
             transport = self.transport_factory()
             try:
                 transport.send(self.settings.digest.from_address, [subscriber.email], message)
