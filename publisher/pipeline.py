@@ -270,9 +270,11 @@ def digest_test(
     *,
     transport: mailer.Transport | None = None,
     backfill: int | None = None,
-) -> str:
-    """Send one copy of the next digest to `address` only, outside the ledger, recording nothing
-    (its unsubscribe links carry a token that unsubscribes nobody). Returns the server's reply."""
+) -> tuple[str, str]:
+    """Send one test copy to `address` only, outside the ledger, recording nothing (its
+    unsubscribe links carry a token that unsubscribes nobody): the next digest when there are new
+    articles, else the most recent digest, else a sample of the latest articles; its subject says
+    [Test] and its "view in your browser" link works. Returns (what was sent, the server's reply)."""
     from publisher import digest
     from publisher.delivery import engine as delivery
     from publisher.store import db
@@ -281,9 +283,17 @@ def digest_test(
     address = normalise_address(address)
     conn = db.connect(settings.db_path, readonly=True)
     try:
-        rendered = digest.render_preview(conn, settings, now, backfill)
+        proof = digest.render_proof(conn, settings, now, backfill)
     finally:
         conn.close()
+    # The web version first: a test whose link would be dead is not sent.
+    digest.write_proof_page(settings, proof)
     mailto = f"mailto:{settings.digest.unsubscribe_mailto}?subject=unsubscribe%20test"
     links = (digest.unsubscribe_url(settings, "test"), mailto)
-    return delivery.send_copy(rendered, settings, address, links, now, transport)
+    n = len(proof.digest.article_ids)
+    what = {
+        "next": f"the next digest ({n} article{'s' if n != 1 else ''})",
+        "latest": f"the latest digest, {proof.digest.digest_id}",
+        "sample": f"a sample of the {n} latest article{'s' if n != 1 else ''}",
+    }[proof.kind]
+    return what, delivery.send_copy(proof.digest, settings, address, links, now, transport)

@@ -78,13 +78,6 @@ def test_send_refuses_while_another_process_holds_the_lock(project: Project) -> 
     assert "Error: " in result.err and "in use by another publisher process" in result.err
 
 
-def test_to_without_a_digest_to_send_is_one_error_line(project: Project) -> None:
-    with_articles(project)
-    result = project.cli("digest", "--to", "ana@example.com", now=LATER)
-    assert result.code == 1
-    assert result.err.strip().splitlines()[-1].startswith("Error: no digest to send: no new articles")
-
-
 def test_progress_bar_draws_one_line_and_ends_it() -> None:
     stream = io.StringIO()
     bar = ProgressBar(stream, width=10)

@@ -31,8 +31,9 @@ def register(sub: Any) -> None:
         "state. --send first finishes any digest an earlier run left unfinished, then builds and "
         "sends the next one if there are new articles, each message recorded in the send ledger so "
         "that nobody gets it twice or not at all; a progress bar shows on a terminal and a summary "
-        "line ends the run. --to ADDRESS sends one test copy of the next digest to ADDRESS only, "
-        "outside the ledger. --report [ID] prints who got a digest (the latest when no ID is "
+        "line ends the run. --to ADDRESS sends one test copy to ADDRESS only, outside the ledger, marked "
+        "[Test]: the next digest, or when there is nothing new the latest one sent (or a sample "
+        "of the latest articles). --report [ID] prints who got a digest (the latest when no ID is "
         "given) and who did not, with the server's answer for each failure; --json prints it as "
         "JSON. Exit status: 0 when done; 1 on an error or when the run was stopped "
         "with messages left pending (run --send again to resume); 2 on a usage or configuration "
@@ -92,8 +93,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             print(path)
         return 0
     if args.to is not None:
-        reply = pipeline.digest_test(settings, now, args.to, backfill=args.backfill)
-        print(f"Sent a test copy to {args.to}: {reply}")
+        what, reply = pipeline.digest_test(settings, now, args.to, backfill=args.backfill)
+        print(f"Sent a test copy of {what} to {args.to}: {reply}")
         return 0
     return _send(args, ctx)
 

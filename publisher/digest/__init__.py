@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html as html_lib
 import logging
 import secrets
@@ -26,6 +27,7 @@ from publisher.config import Settings
 from publisher.digest import compose, content, select, web_archive
 from publisher.errors import DeliveryError, OutputError
 from publisher.models import Published
+from publisher.output import write_atomic
 from publisher.render import Templates
 from publisher.store import digests as store_digests
 from publisher.store.db import transaction
@@ -49,8 +51,10 @@ __all__ = [
     "prepare_next",
     "recipient_links",
     "render_preview",
+    "render_proof",
     "unfinished",
     "write_archive",
+    "write_proof_page",
 ]
 
 
@@ -97,6 +101,8 @@ def _render(
     settings: Settings,
     plan: select.Plan,
     load: select.Loader | None,
+    *,
+    web_path: str | None = None,
 ) -> RenderedDigest | None:
     loader = load or select.load
     found = loader(conn, settings, plan.article_ids)
@@ -107,6 +113,8 @@ def _render(
     digest_id = content.make_id(plan.period_end, ids)
     templates = Templates(settings)
     data = content.build(settings, templates, digest_id, plan.period_start, plan.period_end, published)
+    if web_path is not None:
+        data = dataclasses.replace(data, web_url=urls.absolute(settings.site, web_path))
     strings = [data.subject, data.preheader, data.site_title, data.postal_address]
     for item in data.items:
         strings.extend((item.title, item.author, item.summary, item.url))
@@ -141,6 +149,54 @@ def render_preview(
     if not plan.article_ids:
         return None
     return _render(conn, settings, plan, load)
+
+
+# A test copy of a digest that is not recorded (the next one, or a sample) links its "view in your
+# browser" here: one page, overwritten by each test, never listed in the archive.
+TEST_PAGE = f"{content.FOLDER}/test-copy.html"
+TEST_SAMPLE = 5  # articles in a sample test copy when no digest exists at all
+
+
+def render_proof(conn: sqlite3.Connection, settings: Settings, now: datetime, backfill: int | None) -> Proof:
+    """What `digest --to` sends: the next digest when there is one; otherwise the most recent
+    digest sent; otherwise a sample of the latest articles. The subject is marked as a test, and
+    an unrecorded digest's web link points at `TEST_PAGE` (written by `write_proof_page`)."""
+    plan = select.plan(conn, settings, now, backfill)
+    kind, rendered = "next", None
+    if plan.article_ids:
+        rendered = _render(conn, settings, plan, None, web_path=TEST_PAGE)
+    if rendered is None:
+        newest = store_digests.summaries(conn)[:1]
+        kind, rendered = "latest", load(conn, newest[0].id) if newest else None
+    if rendered is None:
+        sample = select.sample(conn, now, TEST_SAMPLE)
+        kind, rendered = "sample", _render(conn, settings, sample, None, web_path=TEST_PAGE)
+    if rendered is None:
+        raise DeliveryError("no digest to send: nothing is published yet", hint="run `publisher build` first")
+    subject = compose.one_line(f"[Test] {rendered.subject}", content.SUBJECT_MAX)
+    return Proof(kind, dataclasses.replace(rendered, subject=subject))
+
+
+@dataclass(frozen=True)
+class Proof:
+    """A test copy of a digest (a proof, in printers' words) and which digest it is."""
+
+    kind: str  # "next" (the digest that would go out now), "latest" (sent before) or "sample"
+    digest: RenderedDigest
+
+    @property
+    def recorded(self) -> bool:
+        return self.kind == "latest"
+
+
+def write_proof_page(settings: Settings, copy: Proof) -> Path | None:
+    """Put the web version of an unrecorded test copy at `TEST_PAGE` (a recorded digest's page is
+    already in place). Fails with OutputError, so no test mail goes out with a dead link."""
+    if copy.recorded:
+        return None
+    target = settings.feeds_dir / TEST_PAGE
+    write_atomic(target, copy.digest.web_html.encode("utf-8"))
+    return target
 
 
 def prepare_next(

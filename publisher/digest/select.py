@@ -64,6 +64,13 @@ def plan(conn: sqlite3.Connection, settings: Settings, now: datetime, backfill: 
     return Plan(start, now, chosen, first=True, has_baseline=base is not None)
 
 
+def sample(conn: sqlite3.Connection, now: datetime, count: int) -> Plan:
+    """The `count` articles that went live most recently before `now`, whatever was mailed
+    already: what a test copy shows when there is no digest to show."""
+    live = store_articles.live_between(conn, None, now)
+    return Plan(None, now, tuple(live[-count:]) if count > 0 else (), first=False, has_baseline=True)
+
+
 def load(conn: sqlite3.Connection, settings: Settings, ids: Sequence[str]) -> dict[str, Published]:
     """The articles with their identities: content from the build's parse cache (`store.cache`),
     identity from `store.articles`. An id the cache does not hold (its file is currently invalid)
