@@ -20,7 +20,7 @@ from publisher.clock import Clock
 from publisher.config import Settings
 from publisher.errors import PublisherError
 
-COMMANDS = ("check", "build", "digest", "subscribers", "status", "run", "serve", "dkim")
+COMMANDS = ("init", "check", "build", "digest", "subscribers", "status", "run", "serve", "dkim")
 
 log = logging.getLogger("publisher")
 
