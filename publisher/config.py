@@ -160,6 +160,9 @@ class DeliverySettings(_Section):
     max_attempts: int = Field(5, ge=1, description="Attempts per message before it is marked failed.")
     retry_backoff: float = Field(2.0, ge=0, description="Seconds before the first retry; doubles each time.")
     bounce_after: int = Field(3, ge=1, description="Permanent failures before a subscriber is bounced.")
+    outbox_keep_days: int = Field(
+        30, ge=0, le=36_500, description="Days sent messages and previews stay in state/ (0: for ever)."
+    )
 
 
 class SmtpSettings(_Section):
@@ -201,6 +204,10 @@ class ServeSettings(_Section):
         16_384, ge=256, le=10_000_000, description="Larger request bodies are refused with 413."
     )
     confirm_hours: float = Field(48, gt=0, description="Hours a subscription confirmation link works.")
+    welcome: bool = Field(
+        False,
+        description="Send a welcome message (template welcome_email.txt.j2) once a subscriber confirms.",
+    )
     rate_ip_per_minute: float = Field(
         10, gt=0, description="Form and token requests per client IP per minute (sustained)."
     )

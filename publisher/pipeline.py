@@ -238,7 +238,19 @@ def digest_send(
                 run.send(conn, rendered, digest.mark_complete)
     finally:
         conn.close()
+    _housekeeping(settings, run.clock.now())
     return run.report
+
+
+def _housekeeping(settings: Settings, now: datetime) -> None:
+    """Prune old outbox messages and previews; a failure is logged, never the send's failure."""
+    from publisher import housekeeping
+    from publisher.errors import PublisherError
+
+    try:
+        housekeeping.prune(settings, now)
+    except PublisherError as exc:
+        log.warning("housekeeping: %s", exc.one_line())
 
 
 def digest_report(settings: Settings, digest_id: str | None = None) -> DigestReport:

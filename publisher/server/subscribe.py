@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from publisher import tokens
+from publisher import digest, tokens
 from publisher.clock import Clock
 from publisher.config import Settings
 from publisher.delivery import dkim
@@ -212,18 +212,32 @@ class Subscriptions:
         try:
             token = tokens.make(self.settings, subscriber.id, subscriber.token_secret, "confirm", expires)
             link = f"{self.settings.site.base_url}confirm/{token}"
-            message = self.pages.confirmation_email(subscriber.email, link, now, expires)
-            if self.signer is not None:
-                message = self.signer.sign(message)
-            transport = self.transport_factory()
-            try:
-                transport.send(self.settings.digest.from_address, [subscriber.email], message)
-            finally:
-                transport.close()
+            self._deliver(
+                subscriber.email, self.pages.confirmation_email(subscriber.email, link, now, expires)
+            )
         except PublisherError as exc:
             log.warning("subscribe: confirmation to %s not sent: %s", subscriber.email, exc.one_line())
             return
         log.info("subscribe: confirmation sent to %s", subscriber.email)
+
+    def _send_welcome(self, subscriber: store.Subscriber, now: datetime) -> None:
+        """After the confirmation page went out: the welcome message, when the operator wants one."""
+        try:
+            links = digest.recipient_links(self.settings, subscriber)
+            self._deliver(subscriber.email, self.pages.welcome_email(subscriber.email, links, now))
+        except PublisherError as exc:
+            log.warning("confirm: welcome to %s not sent: %s", subscriber.email, exc.one_line())
+            return
+        log.info("confirm: welcome sent to %s", subscriber.email)
+
+    def _deliver(self, address: str, message: bytes) -> None:
+        if self.signer is not None:
+            message = self.signer.sign(message)
+        transport = self.transport_factory()
+        try:
+            transport.send(self.settings.digest.from_address, [address], message)
+        finally:
+            transport.close()
 
     # -- confirm -------------------------------------------------------------------------------
 
@@ -234,19 +248,25 @@ class Subscriptions:
         form = await read_form(request)
         if not self.csrf.check(request, form, self.clock.now(), static_form=False):
             raise HTTPException(403)
-        await run_in_threadpool(self._activate, subscriber.email)
-        return self.pages.render("confirm_done.html.j2", email=subscriber.email)
+        joined = await run_in_threadpool(self._activate, subscriber.email)
+        response = self.pages.render("confirm_done.html.j2", email=subscriber.email)
+        if joined is not None and self.settings.serve.welcome:
+            response.background = BackgroundTask(self._send_welcome, joined, self.clock.now())
+        return response
 
-    def _activate(self, address: str) -> None:
+    def _activate(self, address: str) -> store.Subscriber | None:
+        """Make the address active; the subscriber when this made them active, None when they
+        were already (a second click on the link sends no second welcome)."""
         conn = self._connect()
         try:
             # add() with status active resets the bounce count; unchanged when already active.
-            _, outcome = store.add(conn, address, "", self.clock.now(), status="active")
+            subscriber, outcome = store.add(conn, address, "", self.clock.now(), status="active")
             log.info(
                 "confirm: %s %s", address, "subscribed" if outcome != "unchanged" else "was already active"
             )
         finally:
             conn.close()
+        return subscriber if outcome != "unchanged" else None
 
     # -- unsubscribe ---------------------------------------------------------------------------
 

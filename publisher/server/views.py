@@ -1,4 +1,4 @@
-"""The server's HTML pages and the confirmation email, rendered from templates/.
+"""The server's HTML pages and its two emails (confirmation, welcome), rendered from templates.
 
 Every page gets `site`, `base` (the URL path the site lives under, e.g. "/") and `title`; pages
 with a form also get `csrf` (the hidden field's value). Responses are never cached.
@@ -58,20 +58,42 @@ class Pages:
 
     def confirmation_email(self, address: str, link: str, now: datetime, expires: datetime) -> bytes:
         """The one message double opt-in needs: plain text, the link, and who asked for it."""
-        digest = self.settings.digest
         site = self.settings.site
         text = self.templates.render(
             "confirm_email.txt.j2", site=site, link=link, address=address, expires=expires
         )
+        message = self._email("confirm", address, f"Confirm your subscription to {site.title}", now)
+        message.set_content(text, charset="utf-8")
+        return message.as_bytes()
+
+    def welcome_email(self, address: str, unsubscribe: tuple[str, str], now: datetime) -> bytes:
+        """Sent once a subscriber confirms (when `serve.welcome` is on): the operator's text from
+        welcome_email.txt.j2, with the same one-click unsubscribe as every digest (RFC 8058)."""
+        site = self.settings.site
+        https, mailto = unsubscribe
+        text = self.templates.render(
+            "welcome_email.txt.j2",
+            site=site,
+            address=address,
+            unsubscribe=https,
+            schedule=self.settings.digest.schedule,
+        )
+        message = self._email("welcome", address, f"Welcome to {site.title}", now)
+        message["List-Unsubscribe"] = f"<{https}>, <{mailto}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        message.set_content(text, charset="utf-8")
+        return message.as_bytes()
+
+    def _email(self, kind: str, address: str, subject: str, now: datetime) -> EmailMessage:
+        digest = self.settings.digest
         message = EmailMessage(policy=SMTP)
         message["From"] = Address(display_name=digest.from_name, addr_spec=digest.from_address)
         message["To"] = Address(addr_spec=address)
-        message["Subject"] = f"Confirm your subscription to {site.title}"
+        message["Subject"] = subject
         message["Date"] = format_datetime(now)
-        message["Message-ID"] = f"<confirm.{secrets.token_hex(12)}@{site.host}>"
+        message["Message-ID"] = f"<{kind}.{secrets.token_hex(12)}@{self.settings.site.host}>"
         # RFC 3834: an automatic message; vacation responders must not answer it.
         message["Auto-Submitted"] = "auto-generated"
         if digest.reply_to:
             message["Reply-To"] = digest.reply_to
-        message.set_content(text, charset="utf-8")
-        return message.as_bytes()
+        return message

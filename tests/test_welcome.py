@@ -1,0 +1,79 @@
+"""The welcome message: off by default; when `serve.welcome` is on, one message after a subscriber
+confirms, from a template the operator can replace, with a working one-click unsubscribe."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from publisher.clock import FixedClock
+from tests.conftest import NOW, Project
+from tests.support.serving import TestClient, client, link_in, outbox, write_feeds
+from tests.test_serve_subscribe import SAME, SITE, csrf_of, status_of, subscribe
+
+
+@pytest.fixture
+def site(project: Project) -> Project:
+    project.configure("[serve]\nwelcome = true\n")
+    write_feeds(project.feeds)
+    return project
+
+
+@pytest.fixture
+def http(site: Project) -> Iterator[TestClient]:
+    with client(site.settings(), FixedClock(NOW)) as c:
+        yield c
+
+
+def _confirm(http: TestClient, site: Project, address: str) -> None:
+    subscribe(http, address)
+    path = link_in(outbox(site.state)[0], "confirm").removeprefix(SITE)
+    r = http.post(path, data={"csrf": csrf_of(http.get(path).text)}, headers=SAME)
+    assert r.status_code == 200 and "You're subscribed" in r.text
+
+
+def test_confirming_sends_one_welcome_that_unsubscribes_in_one_click(http: TestClient, site: Project) -> None:
+    _confirm(http, site, "gil@example.org")
+    confirmation, welcome = outbox(site.state)
+    assert str(welcome["Subject"]) == "Welcome to Test Gazette"
+    assert welcome["To"] == "gil@example.org" and welcome["Auto-Submitted"] == "auto-generated"
+    assert welcome["Message-ID"] != confirmation["Message-ID"]
+    assert welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    https, mailto = (part.strip(" <>") for part in str(welcome["List-Unsubscribe"]).split(","))
+    assert mailto.startswith("mailto:")
+    assert link_in(welcome, "unsubscribe") == https
+    # The link in it works like a digest's: a one-click POST unsubscribes.
+    r = http.post(https.removeprefix(SITE), data={"List-Unsubscribe": "One-Click"})
+    assert r.status_code == 200 and status_of(site, "gil@example.org") == "unsubscribed"
+
+
+def test_a_second_click_on_the_confirmation_link_sends_no_second_welcome(
+    http: TestClient, site: Project
+) -> None:
+    _confirm(http, site, "gil@example.org")
+    path = link_in(outbox(site.state)[0], "confirm").removeprefix(SITE)
+    again = http.post(path, data={"csrf": csrf_of(http.get(path).text)}, headers=SAME)
+    assert again.status_code == 200
+    assert len(outbox(site.state)) == 2
+
+
+def test_the_operator_writes_the_welcome_in_their_templates_folder(project: Project) -> None:
+    (project.root / "templates").mkdir(exist_ok=True)
+    (project.root / "templates" / "welcome_email.txt.j2").write_text(
+        "Glad to have you, {{ address }}. Leave any time: {{ unsubscribe }}\n", encoding="utf-8"
+    )
+    project.configure("[serve]\nwelcome = true\n")  # paths.templates: "templates", the default
+    write_feeds(project.feeds)
+    with client(project.settings(), FixedClock(NOW)) as http:
+        _confirm(http, project, "gil@example.org")
+    welcome = outbox(project.state)[1]
+    body = welcome.get_body(("plain",))
+    assert body is not None and body.get_content().startswith("Glad to have you, gil@example.org. Leave")
+
+
+def test_off_by_default(project: Project) -> None:
+    write_feeds(project.feeds)
+    with client(project.settings(), FixedClock(NOW)) as http:
+        _confirm(http, project, "gil@example.org")
+    assert len(outbox(project.state)) == 1
