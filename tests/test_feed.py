@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
 import re
@@ -252,16 +253,19 @@ def test_hostile_text_ends_in_valid_escaped_output(settings: Settings) -> None:
     assert b"<script" not in atom and b"<b>" not in atom
     root = etree.fromstring(atom)
     node = root.find(f"{ATOM}entry")
-    assert node.findtext(f"{ATOM}title") == clean_title
+    # Text that looks like markup is declared as HTML and escaped: it shows as written.
+    assert node.find(f"{ATOM}title").get("type") == "html"
+    assert html.unescape(node.findtext(f"{ATOM}title")) == clean_title
     assert node.findtext(f"{ATOM}content") == HOSTILE_BODY.replace("\x0c", "")
-    assert node.findtext(f"{ATOM}summary") == "summary <i>not markup</i>"
+    assert node.find(f"{ATOM}summary").get("type") == "html"
+    assert html.unescape(node.findtext(f"{ATOM}summary")) == "summary <i>not markup</i>"
     assert [c.get("term") for c in node.findall(f"{ATOM}category")] == ["a<b>"]
     assert node.findtext(f"{ATOM}author/{ATOM}name") == "A & B <x@y>"
-    assert parse_clean(atom).entries[0].title == clean_title
+    assert html.unescape(parse_clean(atom).entries[0].title) == clean_title
 
     rss = feed.rss([entry], settings)
     assert b"<script" not in rss
-    assert parse_clean(rss).entries[0].title == clean_title
+    assert html.unescape(parse_clean(rss).entries[0].title) == clean_title
 
     item = json.loads(feed.json_feed([entry], settings))["items"][0]
     assert item["title"] == clean_title and item["content_html"] == HOSTILE_BODY.replace("\x0c", "")

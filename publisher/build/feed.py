@@ -14,6 +14,7 @@ tree through its extension hooks, and the RSS channel link is added last (feedge
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections.abc import Sequence
@@ -60,6 +61,21 @@ def clean(text: str) -> str:
     if len(raw.translate(None, _C0)) == len(raw) and "\ufffe" not in text and "\uffff" not in text:
         return text
     return _NOT_XML.sub("", text)
+
+
+# Text that a reader treating it as HTML would see markup in: a tag, a comment or declaration, or a
+# character reference. Such text goes out escaped, as HTML (Atom `type="html"`, RSS always).
+_LOOKS_LIKE_MARKUP = re.compile(r"<[A-Za-z/!?]|&(?:#[0-9]+|#[xX][0-9A-Fa-f]+|[A-Za-z][A-Za-z0-9]*);")
+
+
+def looks_like_markup(text: str) -> bool:
+    """Would `text`, read as HTML, hold an element, a comment or a character reference?"""
+    return _LOOKS_LIKE_MARKUP.search(text) is not None
+
+
+def as_html(text: str) -> str:
+    """Plain `text` as the HTML that shows exactly it: no element or reference can come alive."""
+    return html.escape(text, quote=False)
 
 
 def archive_path(number: int) -> str:
@@ -198,8 +214,20 @@ def _atom(
     return declaration + instruction + data[len(declaration) :]
 
 
+def _declare_html(parent: etree._Element, names: tuple[str, ...]) -> None:
+    """Atom text constructs whose text looks like markup become `type="html"`, escaped, so that
+    readers show the text as written and validators see no undeclared HTML (RFC 4287 3.1)."""
+    for name in names:
+        for node in parent.iterfind(name):
+            text = node.text or ""
+            if node.get("type", "text") == "text" and looks_like_markup(text):
+                node.set("type", "html")
+                node.text = as_html(text)
+
+
 class _AtomFeed(BaseExtension):  # type: ignore[misc]
-    """Marks an archive document with `fh:archive` (RFC 5005), declared on the root element."""
+    """Marks an archive document with `fh:archive` (RFC 5005), declared on the root element, and
+    declares the feed's own title and subtitle as HTML when they look like markup."""
 
     archive = False
 
@@ -207,15 +235,18 @@ class _AtomFeed(BaseExtension):  # type: ignore[misc]
         return {"fh": FH_NS} if self.archive else {}
 
     def extend_atom(self, feed: etree._Element) -> etree._Element:
+        _declare_html(feed, ("title", "subtitle"))
         if self.archive:
             etree.SubElement(feed, f"{{{FH_NS}}}archive")
         return feed
 
 
 class _AtomEntry(BaseEntryExtension):  # type: ignore[misc]
-    """Restores the entry link's `rel` and `type`, which feedgen drops (upstream issue 135)."""
+    """Restores the entry link's `rel` and `type`, which feedgen drops (upstream issue 135), and
+    declares titles and summaries that look like markup as HTML."""
 
     def extend_atom(self, entry: etree._Element) -> etree._Element:
+        _declare_html(entry, ("title", "summary"))
         # feedgen's elements carry no namespace (it writes xmlns as a plain attribute); each entry
         # has exactly one link: its page.
         for link in entry.iterfind("link"):
@@ -227,26 +258,35 @@ class _AtomEntry(BaseEntryExtension):  # type: ignore[misc]
 # --- RSS 2.0 -----------------------------------------------------------------------------------
 
 
+def _rss_title(text: str) -> str:
+    # Readers differ on whether an RSS title is HTML; escaped only when it looks like markup, it
+    # reads right either way for ordinary titles and is never live for the others.
+    return as_html(text) if looks_like_markup(text) else text
+
+
 def rss(entries: Sequence[Published], settings: Settings) -> bytes:
-    """rss.xml: RSS 2.0 with `guid isPermaLink="false"`, RFC 822 dates and an atom:link to itself."""
+    """rss.xml: RSS 2.0 with `guid isPermaLink="false"`, RFC 822 dates and an atom:link to itself.
+
+    Every reader treats `description` as HTML, many treat `title` so: our plain texts go there
+    escaped as HTML (so escaped twice in the XML), never as live markup."""
     site = settings.site
     items = [_item(entry, site) for entry in entries]
     fg = FeedGenerator()
     fg.load_extension("dc")  # dc:creator: RSS <author> must be an email address, ours is a name
-    fg.title(clean(site.title))
+    fg.title(_rss_title(clean(site.title)))
     fg.link(href=urls.absolute(site, RSS_FILE), rel="self", type="application/rss+xml")
     # feedgen makes the channel <link> of whichever link came last: the home page must.
     fg.link(href=site.base_url, rel="alternate")
-    fg.description(_subtitle(site))
+    fg.description(as_html(_subtitle(site)))
     fg.language(site.language)
     fg.generator(GENERATOR)
     fg.lastBuildDate(_newest(items))  # the default is the build time
     for item in items:
         fe = fg.add_entry(order="append")
         fe.id(item.id)  # also the guid, isPermaLink="false": a tag: URI is no URL to follow
-        fe.title(item.title)
+        fe.title(_rss_title(item.title))
         fe.link(href=item.url, rel="alternate")
-        fe.description(item.summary)  # RSS only: description + content:encoded
+        fe.description(as_html(item.summary))  # RSS only: description + content:encoded
         fe.content(item.content_html)
         fe.published(item.published)
         fe.dc.dc_creator(item.author)
