@@ -6,7 +6,8 @@
   instruction, because browsers only apply same-origin stylesheets. Browsers without XSLT show
   the raw XML instead, which is still a working feed.
   Article HTML is not rendered here (Firefox cannot disable output escaping): the summary is shown
-  and the title links to the article's page.
+  and the title links to the article's page. A title or summary of type="html" is the build's
+  escaped plain text (only &lt; &gt; &amp;): the "text" template turns it back into that text.
 -->
 <xsl:stylesheet version="1.0"
     xmlns:xsl="http://www.w3.org/1999/XSL/Transform"
@@ -23,7 +24,7 @@
       <head>
         <meta name="viewport" content="width=device-width, initial-scale=1"/>
         <meta name="color-scheme" content="light dark"/>
-        <title><xsl:value-of select="atom:title"/> (web feed)</title>
+        <title><xsl:apply-templates select="atom:title" mode="text"/> (web feed)</title>
         <style>
           :root { color-scheme: light dark; --muted: #5b6270; --box: #eef3fb; --line: #c9d5ea; }
           @media (prefers-color-scheme: dark) {
@@ -50,9 +51,9 @@
       <body>
         <header>
           <p class="badge">Web feed</p>
-          <h1><xsl:value-of select="atom:title"/></h1>
+          <h1><xsl:apply-templates select="atom:title" mode="text"/></h1>
           <xsl:if test="atom:subtitle">
-            <p class="muted"><xsl:value-of select="atom:subtitle"/></p>
+            <p class="muted"><xsl:apply-templates select="atom:subtitle" mode="text"/></p>
           </xsl:if>
         </header>
 
@@ -110,14 +111,42 @@
 
   <xsl:template match="atom:entry">
     <article>
-      <h3><a href="{atom:link[@rel='alternate']/@href}"><xsl:value-of select="atom:title"/></a></h3>
+      <h3><a href="{atom:link[@rel='alternate']/@href}"><xsl:apply-templates select="atom:title" mode="text"/></a></h3>
       <p class="meta">
         <time datetime="{atom:published}"><xsl:value-of select="substring(atom:published, 1, 10)"/></time>
         <xsl:if test="atom:author/atom:name">
           <xsl:text> · </xsl:text><xsl:value-of select="atom:author/atom:name"/>
         </xsl:if>
       </p>
-      <p class="summary"><xsl:value-of select="atom:summary"/></p>
+      <p class="summary"><xsl:apply-templates select="atom:summary" mode="text"/></p>
     </article>
+  </xsl:template>
+
+  <!-- An Atom text construct as the text it stands for. -->
+  <xsl:template match="*" mode="text">
+    <xsl:choose>
+      <xsl:when test="@type = 'html'">
+        <xsl:call-template name="unescape"><xsl:with-param name="s" select="string(.)"/></xsl:call-template>
+      </xsl:when>
+      <xsl:otherwise><xsl:value-of select="."/></xsl:otherwise>
+    </xsl:choose>
+  </xsl:template>
+
+  <!-- &lt; &gt; &amp; back to < > & (the only references the build writes), left to right. -->
+  <xsl:template name="unescape">
+    <xsl:param name="s"/>
+    <xsl:choose>
+      <xsl:when test="contains($s, '&amp;')">
+        <xsl:value-of select="substring-before($s, '&amp;')"/>
+        <xsl:variable name="rest" select="substring-after($s, '&amp;')"/>
+        <xsl:choose>
+          <xsl:when test="starts-with($rest, 'lt;')">&lt;<xsl:call-template name="unescape"><xsl:with-param name="s" select="substring($rest, 4)"/></xsl:call-template></xsl:when>
+          <xsl:when test="starts-with($rest, 'gt;')">&gt;<xsl:call-template name="unescape"><xsl:with-param name="s" select="substring($rest, 4)"/></xsl:call-template></xsl:when>
+          <xsl:when test="starts-with($rest, 'amp;')">&amp;<xsl:call-template name="unescape"><xsl:with-param name="s" select="substring($rest, 5)"/></xsl:call-template></xsl:when>
+          <xsl:otherwise>&amp;<xsl:call-template name="unescape"><xsl:with-param name="s" select="$rest"/></xsl:call-template></xsl:otherwise>
+        </xsl:choose>
+      </xsl:when>
+      <xsl:otherwise><xsl:value-of select="$s"/></xsl:otherwise>
+    </xsl:choose>
   </xsl:template>
 </xsl:stylesheet>
