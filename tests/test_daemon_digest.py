@@ -71,3 +71,39 @@ def test_the_digest_goes_out_at_its_time_once_and_restarts_respect_the_record(
     assert len(outbox(project)) == 2
     status = project.cli("status", "--json", now=datetime(2025, 3, 24, 12, 1, tzinfo=UTC))
     assert json.loads(status.out)["last_slot_outcome"] == "skipped"
+
+
+def test_the_daemon_logs_who_did_not_get_the_digest_and_why(
+    project: Project, daemons: Callable[..., Daemon]
+) -> None:
+    """A real SMTP server refuses one recipient for good: the daemon's log names them with the
+    server's answer, as `digest --send` does."""
+    from tests.support.smtp import Behaviour, SmtpServer
+
+    refuse = Behaviour(rcpt=lambda rcpt, n: "550 5.1.1 no such user" if rcpt.startswith("gone") else None)
+    with SmtpServer(refuse) as server:
+        project.configure(
+            f"""
+            [daemon]
+            settle = 0.1
+
+            [digest]
+            schedule = "0 8 * * 1"
+            backfill = 10
+
+            [delivery]
+            transport = "smtp"
+
+            [smtp]
+            host = "127.0.0.1"
+            port = {server.port}
+            timeout = 2.0
+            """
+        )
+        project.seed("one.txt", "date 2025-03-01 The first story of the week.\n")
+        for who in ("reader@example.org", "gone@example.org"):
+            assert project.cli("subscribers", "add", who, now=JUST_BEFORE).code == 0
+        daemon = daemons(now=JUST_BEFORE)
+        daemon.wait_log("digest: not delivered: gone@example.org: failed: 550 5.1.1 no such user")
+        assert daemon.stop() == 0
+        assert server.by_recipient() == {"reader@example.org": 1}

@@ -158,19 +158,8 @@ def _usage(message: str) -> int:
     return 2
 
 
-def problem_lines(found: DigestReport, limit: int | None) -> list[str]:
-    """`address: outcome: the server's answer` per recipient who did not get the digest, the
-    first `limit` of them (all when None), then how many more there are."""
-    problems = found.problems
-    shown = problems if limit is None else problems[:limit]
-    lines = [line.summary() for line in shown]
-    if len(problems) > len(shown):
-        lines.append(f"… and {len(problems) - len(shown)} more (publisher digest --report {found.digest_id})")
-    return lines
-
-
 def _problems(found: DigestReport, *, everyone: bool) -> None:
-    lines = problem_lines(found, None if everyone else SHOWN_PROBLEMS)
+    lines = found.problem_lines(None if everyone else SHOWN_PROBLEMS)
     if lines:
         print(f"Not delivered ({found.digest_id}):")
         for line in lines:

@@ -366,6 +366,8 @@ class Daemon:
             return "failed"
         summary = summaries.send(report)
         self._sent_something = bool(report.digests)
+        for line in summaries.not_delivered(self.settings, report):
+            log.warning("digest: not delivered: %s", line)
         if report.stopped:
             log.info("digest stopped: %s; the rest goes out at the next start", summary)
             return "stopped"

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from publisher import pipeline
 from publisher.config import Settings
 from publisher.delivery.engine import SendReport
+from publisher.errors import PublisherError
 from publisher.pipeline import BuildReport
+
+# Recipients named in the log after a send before it points at `digest --report`.
+SHOWN_PROBLEMS = 10
 
 
 def rel(settings: Settings, path: Path) -> str:
@@ -49,3 +54,16 @@ def send(report: SendReport) -> str:
     )
     which = ", ".join(report.digests)
     return f"{'; '.join(parts)} (digest {which}) in {report.seconds:.1f}s"
+
+
+def not_delivered(settings: Settings, report: SendReport) -> list[str]:
+    """Who did not get the digests of a send, and why, as the CLI's summary names them."""
+    if not (report.failed or report.bounced or report.pending):
+        return []
+    lines: list[str] = []
+    for digest_id in report.digests:
+        try:
+            lines += pipeline.digest_report(settings, digest_id).problem_lines(SHOWN_PROBLEMS)
+        except PublisherError as exc:  # the send is done; only its report could not be read
+            lines.append(f"{digest_id}: report unavailable: {exc.one_line()}")
+    return lines

@@ -67,6 +67,17 @@ class DigestReport:
         chosen = [line for line in self.lines if line.outcome in order]
         return sorted(chosen, key=lambda line: order[line.outcome])
 
+    def problem_lines(self, limit: int | None) -> list[str]:
+        """`address: outcome: the server's answer` per recipient who did not get the digest, the
+        first `limit` of them (all when None), then how many more there are."""
+        problems = self.problems
+        shown = problems if limit is None else problems[:limit]
+        lines = [line.summary() for line in shown]
+        if len(problems) > len(shown):
+            more = len(problems) - len(shown)
+            lines.append(f"… and {more} more (publisher digest --report {self.digest_id})")
+        return lines
+
     def as_json(self) -> dict[str, Any]:
         return {
             "digest": self.digest_id,
