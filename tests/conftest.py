@@ -19,8 +19,10 @@ import pytest
 from publisher.cli.main import main
 from publisher.config import Settings, load_settings
 
-SHARED_SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
-SAMPLE = SHARED_SEEDS / "000_57ecf0943ba01667.txt"
+DATA = Path(__file__).resolve().parent / "data"
+# Our own plain-text sample: a news story with typographic quotes, a non-ASCII name and page
+# furniture (all-capitals cross-links and an app promotion) between its paragraphs.
+SAMPLE = DATA / "sample.txt"
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 BASE_CONFIG = """\
