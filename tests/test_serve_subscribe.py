@@ -122,11 +122,11 @@ def test_subscribing_sends_one_signed_expiring_confirmation(http: TestClient, si
         sub = store.by_email(conn, "anna@example.org")
         assert sub is not None
         lookup = lambda i: store.token_secret(conn, i)  # noqa: E731
-        assert tokens.read(settings, token, "confirm", NOW, lookup) == sub.id
+        assert tokens.verify(settings, token, "confirm", NOW, lookup) == sub.id
         with pytest.raises(tokens.TokenError):
-            tokens.read(settings, token, "unsubscribe", NOW, lookup)
+            tokens.verify(settings, token, "unsubscribe", NOW, lookup)
         with pytest.raises(tokens.TokenError):
-            tokens.read(settings, token, "confirm", NOW + timedelta(hours=48, seconds=1), lookup)
+            tokens.verify(settings, token, "confirm", NOW + timedelta(hours=48, seconds=1), lookup)
     finally:
         conn.close()
 

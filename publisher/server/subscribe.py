@@ -130,7 +130,7 @@ class Subscriptions:
         """Runs in a worker thread: the subscriber a token names, or None for any kind of bad token."""
         conn = self._connect()
         try:
-            ident = tokens.read(
+            ident = tokens.verify(
                 self.settings, token, purpose, self.clock.now(), lambda i: store.token_secret(conn, i)
             )
             found = store.get(conn, ident)
