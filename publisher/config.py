@@ -203,6 +203,12 @@ class ServeSettings(_Section):
     max_body_bytes: int = Field(
         16_384, ge=256, le=10_000_000, description="Larger request bodies are refused with 413."
     )
+    request_timeout: float = Field(
+        15,
+        ge=1,
+        le=3600,
+        description="Seconds a client has to send a whole request; slower connections are closed.",
+    )
     confirm_hours: float = Field(48, gt=0, description="Hours a subscription confirmation link works.")
     welcome: bool = Field(
         False,

@@ -52,5 +52,5 @@ def setup(verbosity: int = 0, fmt: Literal["text", "json"] = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Third-party libraries speak only when asked to be verbose.
-    for name in ("apscheduler", "watchfiles", "uvicorn", "mail.log", "asyncio", "markdown_it"):
+    for name in ("apscheduler", "watchfiles", "hypercorn", "mail.log", "asyncio", "markdown_it"):
         logging.getLogger(name).setLevel(logging.WARNING if verbosity < 2 else logging.DEBUG)

@@ -34,13 +34,11 @@ from publisher.server.views import Pages
 
 log = logging.getLogger("publisher.server")
 
-DYNAMIC = ("subscribe", "confirm/", "unsubscribe/")
 
-
-class FastFiles:
-    """ASGI middleware: a GET or HEAD for anything but the dynamic routes goes straight to feeds/,
-    skipping the router and the exception layer (a 304 is most of a feed server's traffic). Any
-    refusal falls through to the app, whose catch-all route renders the error page."""
+class FilesFirst:
+    """ASGI middleware: a GET or HEAD of a file in feeds/ that is cached and current is answered
+    here, before the router, with the headers the file's entry holds (the security headers
+    included); anything else, a refusal or a 412 included, goes on to the app."""
 
     def __init__(self, app: ASGIApp, files: FeedFiles, dynamic: tuple[str, ...]) -> None:
         self.app = app
@@ -48,15 +46,26 @@ class FastFiles:
         self.dynamic = dynamic
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        static = scope["type"] == "http" and scope["method"] in ("GET", "HEAD")
-        if static and not scope["path"].startswith(self.dynamic):
-            try:
-                response = await self.files.serve(Request(scope, receive))
-            except HTTPException:
-                pass
-            else:
-                await response(scope, receive, send)
-                return
+        if (
+            scope["type"] == "http"
+            and scope["method"] in ("GET", "HEAD")
+            and not scope["path"].startswith(self.dynamic)
+        ):
+            found = self.files.locate(scope["path"])
+            if isinstance(found, tuple) and found[2] is not None:
+                entry = found[2]
+                headers = {
+                    name.decode("latin-1"): value.decode("latin-1")
+                    for name, value in scope["headers"]
+                    if name.startswith(b"if-") or name == b"accept-encoding"
+                }
+                status, use_gzip = self.files.decide(entry, headers)
+                if status != 412:
+                    head = entry.headers(status, use_gzip, self.files.cache_control)
+                    body = entry.payload(use_gzip) if status == 200 and scope["method"] == "GET" else b""
+                    await send({"type": "http.response.start", "status": status, "headers": head})
+                    await send({"type": "http.response.body", "body": body})
+                    return
         await self.app(scope, receive, send)
 
 
@@ -64,7 +73,7 @@ def create_app(
     settings: Settings,
     clock: Clock,
     transport_factory: Callable[[], Transport] | None = None,
-) -> Starlette:
+) -> ASGIApp:
     """The whole server for one site. `transport_factory` opens a mail transport per confirmation
     message (default: the one `delivery.transport` names)."""
     base = urlsplit(settings.site.base_url).path
@@ -75,7 +84,6 @@ def create_app(
     files = FeedFiles(settings.feeds_dir, settings.serve.cache_max_age, base)
     css = pages.stylesheet().encode("utf-8")
     css_etag = f'"{hashlib.sha256(css).hexdigest()[:32]}"'
-    dynamic = tuple(f"{base}{name}" for name in DYNAMIC)
 
     async def stylesheet(request: Request) -> Response:
         headers = {"ETag": css_etag, "Cache-Control": f"public, max-age={settings.serve.cache_max_age}"}
@@ -98,7 +106,6 @@ def create_app(
             response.headers.setdefault(name, value)
         return response
 
-    # The same routes as DYNAMIC, which FastFiles leaves to the router.
     routes = [
         Route(f"{base}subscribe", subscriptions.subscribe, methods=["GET", "POST"]),
         Route(f"{base}subscribe.css", stylesheet, methods=["GET"]),
@@ -110,14 +117,15 @@ def create_app(
         routes=routes,
         middleware=[
             Middleware(SecurityHeaders),
-            Middleware(BoundedRequests, limit=settings.serve.max_body_bytes),
-            Middleware(FastFiles, files=files, dynamic=dynamic),
+            Middleware(
+                BoundedRequests,
+                limit=settings.serve.max_body_bytes,
+                timeout=settings.serve.request_timeout,
+            ),
         ],
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
     # Starlette would answer "/subscribe/" with a redirect built from the Host header; a 404 is safer.
     app.router.redirect_slashes = False
-    # For the runner's fast path (publisher.server.fast), which shares the file cache.
-    app.state.feed_files = files
-    app.state.dynamic_paths = dynamic
-    return app
+    dynamic = tuple(f"{base}{name}" for name in ("subscribe", "confirm/", "unsubscribe/"))
+    return FilesFirst(app, files, dynamic)

@@ -1,6 +1,6 @@
 """Conditional requests and content coding for the files under feeds/: RFC 9110's preconditions
 (section 13: If-Match, If-Unmodified-Since, If-None-Match, If-Modified-Since, in the spec's order)
-and whether Accept-Encoding allows gzip. Both the app's path and the fast path decide with these.
+and whether Accept-Encoding allows gzip.
 """
 
 from __future__ import annotations

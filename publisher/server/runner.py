@@ -1,31 +1,49 @@
-"""Running the app under uvicorn: in the foreground (`publisher serve`) or in a thread (`publisher run`).
+"""Running the app under Hypercorn: in the foreground (`publisher serve`) or in a thread (`publisher run`).
 
-The listening socket is bound here, before uvicorn starts, so "address already in use" becomes one
-`Error:` line instead of uvicorn's exit, and port 0 (any free port) can be reported back. uvicorn
-trusts X-Forwarded-For only from a proxy on 127.0.0.1 (its default, or FORWARDED_ALLOW_IPS), which
-is what the per-IP rate limit then sees as the client.
+Hypercorn is used through its public API only (`hypercorn.asyncio.serve` and its `Config`). It was
+chosen for one setting: its keep-alive timeout also runs on a connection that has not finished
+sending a request head, whether it sent nothing or a few bytes at a time, so `serve.request_timeout`
+closes slow and incomplete clients (docs/serve.md, "Slow clients").
+
+The listening socket is bound here, before Hypercorn starts, so "address already in use" becomes
+one `Error:` line, and port 0 (any free port) can be reported back; Hypercorn gets a duplicate of
+it (`fd://`), which it closes when it stops. `X-Forwarded-For` is believed only from the addresses
+in the environment variable FORWARDED_ALLOW_IPS (default 127.0.0.1, a proxy on this machine),
+which is what the per-IP rate limit then sees as the client.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import os
+import resource
 import signal
 import socket
 import threading
 from collections.abc import Callable
-from types import FrameType
 
-import uvicorn
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from publisher.clock import Clock
 from publisher.config import Settings
 from publisher.delivery.mailer import Transport
 from publisher.errors import PublisherError
 from publisher.server.app import create_app
-from publisher.server.front import protocol_for
 
 log = logging.getLogger("publisher.server")
+
+# The most a request's line and headers may take together (nginx's default total is 32 KiB too);
+# past it Hypercorn answers 431 and closes the connection.
+MAX_HEAD = 32 * 1024
+# Connections waiting to be accepted.
+BACKLOG = 1024
+# Open files wanted: every connection is one; thousands of idle clients must not exhaust them
+# before request_timeout closes them.
+WANTED_FILES = 65536
 
 
 class ServeError(PublisherError):
@@ -43,36 +61,121 @@ def bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit it: an answer's last segment must not wait for the
+        # client's delayed ACK (Hypercorn sets it only on sockets it creates itself).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind(address)
-        sock.listen(1024)
+        sock.listen(BACKLOG)
     except OSError as exc:
         sock.close()
         raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    sock.set_inheritable(True)
     return sock
-
-
-def _server(
-    settings: Settings, clock: Clock, transport_factory: Callable[[], Transport] | None, fast: bool = True
-) -> uvicorn.Server:
-    app = create_app(settings, clock, transport_factory)
-    config = uvicorn.Config(
-        app,
-        # GETs of cached files in feeds/ are answered in the protocol itself (server/front.py, fast.py).
-        http=protocol_for(app.state.feed_files, app.state.dynamic_paths) if fast else "httptools",
-        log_config=None,  # publisher.logs has set up logging already
-        server_header=False,
-        proxy_headers=True,
-        lifespan="off",
-        timeout_graceful_shutdown=5,
-    )
-    return uvicorn.Server(config)
 
 
 def url_of(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}/"
+
+
+def raise_file_limit() -> None:
+    """Raise this process's soft limit on open files towards the hard one (the headroom for idle
+    connections); never lower it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = WANTED_FILES if hard == resource.RLIM_INFINITY else min(WANTED_FILES, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+class TrustedProxy:
+    """ASGI middleware: the client is the last address in `X-Forwarded-For` when the peer is a
+    trusted proxy; anyone else could forge the header to escape the per-IP rate limit."""
+
+    def __init__(self, app: ASGIApp, trusted: frozenset[str]) -> None:
+        self.app = app
+        self.trusted = trusted
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        if scope["type"] == "http" and client and client[0] in self.trusted:
+            forwarded = [value for name, value in scope["headers"] if name == b"x-forwarded-for"]
+            if forwarded:
+                last = b",".join(forwarded).decode("latin-1").rsplit(",", 1)[-1].strip()
+                if last:
+                    scope = {**scope, "client": (last, 0)}
+        await self.app(scope, receive, send)
+
+
+def _trusted() -> frozenset[str]:
+    listed = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+    return frozenset(item.strip() for item in listed.split(",") if item.strip())
+
+
+def _config(settings: Settings, sock: socket.socket) -> Config:
+    config = Config()
+    config.bind = [f"fd://{os.dup(sock.fileno())}"]
+    config.backlog = BACKLOG
+    # Closes a connection whose request head is not complete this long after it opened (or after
+    # the previous answer on it), and idle keep-alive connections.
+    config.keep_alive_timeout = settings.serve.request_timeout
+    config.h11_max_incomplete_size = MAX_HEAD
+    config.include_server_header = False
+    config.graceful_timeout = 5
+    config.errorlog = logging.getLogger("hypercorn.error")  # quiet unless -vv (publisher.logs)
+    config.accesslog = None
+    return config
+
+
+class Server:
+    """The app and Hypercorn for one site, run until `stop()` or, in the main thread, a signal."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        sock: socket.socket,
+        transport_factory: Callable[[], Transport] | None = None,
+    ) -> None:
+        self.app = TrustedProxy(create_app(settings, clock, transport_factory), _trusted())
+        self.config = _config(settings, sock)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopping: asyncio.Event | None = None
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        raise_file_limit()
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(self._serve())
+
+    async def _serve(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.stopping = asyncio.Event()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.loop.add_signal_handler(sig, self._signalled, sig)
+        self.ready.set()
+        await serve(self.app, self.config, shutdown_trigger=self.stopping.wait)  # type: ignore[arg-type]
+
+    def _signalled(self, signum: int) -> None:
+        log.info("stopped by signal %d", signum)
+        assert self.stopping is not None
+        self.stopping.set()
+
+    def stop(self) -> None:
+        """Stop gracefully (from any thread): open requests get up to 5 s to finish."""
+        if self.ready.wait(10) and self.loop is not None and self.stopping is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has ended already
+                self.loop.call_soon_threadsafe(self.stopping.set)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop  # optional: a faster event loop where it installs
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def run(
@@ -83,25 +186,15 @@ def run(
     transport_factory: Callable[[], Transport] | None = None,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM. `on_ready(url)` is called once the socket listens."""
+    """Serve until SIGINT/SIGTERM (a clean stop). `on_ready(url)` is called once the socket listens."""
     sock = bind(host, port)
-    # uvicorn stops gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler that was
-    # in place before it started; a quiet one makes a requested stop a clean exit (status 0).
-    main = threading.current_thread() is threading.main_thread()
-    previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
     try:
-        server = _server(settings, clock, transport_factory)
+        server = Server(settings, clock, sock, transport_factory)
         if on_ready is not None:
             on_ready(url_of(sock))
-        server.run(sockets=[sock])
+        server.run()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         sock.close()
-
-
-def _stopped(signum: int, frame: FrameType | None) -> None:
-    log.info("stopped by signal %d", signum)
 
 
 class Background:
@@ -114,14 +207,11 @@ class Background:
         host: str,
         port: int,
         transport_factory: Callable[[], Transport] | None = None,
-        fast: bool = True,
     ) -> None:
         self.sock = bind(host, port)
         self.url = url_of(self.sock)
-        self.server = _server(settings, clock, transport_factory, fast)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, name="publisher-serve", daemon=True
-        )
+        self.server = Server(settings, clock, self.sock, transport_factory)
+        self.thread = threading.Thread(target=self.server.run, name="publisher-serve", daemon=True)
 
     def start(self) -> str:
         self.thread.start()
@@ -129,7 +219,7 @@ class Background:
         return self.url
 
     def stop(self, timeout: float = 10.0) -> None:
-        self.server.should_exit = True
+        self.server.stop()
         self.thread.join(timeout)
         with contextlib.suppress(OSError):
             self.sock.close()

@@ -19,6 +19,7 @@ CSRF, decided as follows (docs/serve.md explains it to operators):
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -83,15 +84,18 @@ class SecurityHeaders:
 
 
 class BoundedRequests:
-    """ASGI middleware: URLs over 2048 bytes get 414, bodies over `limit` bytes get 413.
+    """ASGI middleware: URLs over 2048 bytes get 414, bodies over `limit` bytes get 413, bodies
+    not received within `timeout` seconds of the request's head get 408.
 
     A declared Content-Length over the limit is refused before anything is read; a chunked body is
-    counted as it arrives and refused as soon as it passes the limit.
+    counted as it arrives and refused as soon as it passes the limit. (The head itself has the same
+    time limit, enforced by the server: publisher.server.runner.)
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, timeout: float) -> None:
         self.app = app
         self.limit = limit
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -112,10 +116,15 @@ class BoundedRequests:
                 await _plain(413, "Request body too large\n")(scope, receive, send)
                 return
         seen = 0
+        deadline = asyncio.get_running_loop().time() + self.timeout
 
         async def counted() -> Message:
             nonlocal seen
-            message = await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise HTTPException(408, "Request body too slow") from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:

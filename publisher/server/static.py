@@ -34,8 +34,6 @@ from publisher.server.security import HEADERS as SECURITY_HEADERS
 MAX_CACHED_FILE = 4 * 1024 * 1024
 # Total bytes (bodies + gzip forms) the cache may hold before the least recently used go.
 CACHE_BYTES = 64 * 1024 * 1024
-# URL paths `quick` remembers before starting afresh (each maps to a file path in the cache).
-HOT_PATHS = 4096
 # Below this size gzip saves too little to be worth a header and a CPU cycle.
 MIN_GZIP = 256
 
@@ -112,9 +110,8 @@ class Entry:
     body: bytes
     gzipped: bytes | None
     extra: tuple[tuple[str, str], ...] = ()  # Vary and CSP, decided once per file
-    # Response headers per (status, gzip), built once: both the app and the fast path send these.
+    # Response headers per (status, gzip), built on first use.
     heads: dict[tuple[int, bool], list[tuple[bytes, bytes]]] = field(default_factory=dict, compare=False)
-    wire: dict[tuple[int, bool], bytes] = field(default_factory=dict, compare=False)
 
     @property
     def size(self) -> int:
@@ -197,7 +194,6 @@ class FeedFiles:
         self.base_path = base_path
         self.cache_control = f"public, max-age={max_age}"
         self._cache: OrderedDict[str, Entry] = OrderedDict()
-        self._hot: dict[str, str] = {}  # URL path -> file path, for `quick`
         self._cached_bytes = 0
 
     def inside(self, candidate: str) -> bool:
@@ -288,44 +284,6 @@ class FeedFiles:
         use_gzip = entry.gzipped is not None and accepts_gzip(headers.get("accept-encoding"))
         etag = entry.gzip_etag if use_gzip and entry.gzip_etag else entry.etag
         return precondition(headers, etag, entry.mtime) or 200, use_gzip
-
-    def quick(self, path: str, headers: Mapping[str, str]) -> tuple[str, Entry, int, bool] | None:
-        """The answer to a GET or HEAD when a current cached file gives it (the file, its entry,
-        200 or 304, gzip); None when `serve` must decide (a miss, a folder, a refusal, a 412).
-
-        A URL path that `locate` has mapped to a cached file is remembered, so a repeat costs a
-        dictionary look-up and the one `stat` that proves the file is still that version.
-        """
-        candidate = self._hot.get(path)
-        if candidate is not None and candidate in self._cache:
-            entry = self.current(candidate)
-            if entry is None:
-                return None
-        else:
-            found = self.locate(path)
-            if not isinstance(found, tuple) or found[2] is None:
-                return None
-            candidate, _, entry = found[0], found[1], found[2]
-            if len(self._hot) >= HOT_PATHS:
-                self._hot.clear()
-            self._hot[path] = candidate
-        status, use_gzip = self.decide(entry, headers)
-        return None if status == 412 else (candidate, entry, status, use_gzip)
-
-    def current(self, candidate: str, version: Version | None = None) -> Entry | None:
-        """The cached entry for the file at `candidate` (of this `version`, when given) if it is
-        still that file; else None. Proved by the version alone (device, inode, mtime, change time, size), as
-        in `locate`: the file was checked to lie inside feeds/ when it was loaded."""
-        entry = self._cache.get(candidate)
-        if entry is None or (version is not None and entry.version != version):
-            return None
-        try:
-            if _version(os.stat(candidate)) != entry.version:  # noqa: PTH116
-                return None
-        except (OSError, ValueError):
-            return None
-        self._cache.move_to_end(candidate)
-        return entry
 
     def _large(self, real: str, st: os.stat_result, headers: dict[str, str]) -> Response:
         with Path(real).open("rb") as handle:

@@ -29,6 +29,7 @@ ERRORS: dict[int, tuple[str, str]] = {
     ),
     404: ("Not found", "There is nothing at this address."),
     405: ("Method not allowed", "This address does not accept that kind of request."),
+    408: ("Too slow", "The request took too long to arrive. Please try again."),
     412: ("Precondition failed", "The page has changed since your copy."),
     413: ("Request too large", "What was sent is larger than this server accepts."),
     414: ("Address too long", "The address asked for is longer than this server accepts."),
