@@ -12,8 +12,7 @@ second process:
 Scenarios: GET identity (200), GET gzip (200), GET with If-None-Match (304), and the same with gzip.
 Columns: bytes of one response on the wire; requests per second; the server process's CPU time
 per request (user + system, from /proc: far less sensitive to other load on the machine than
-requests per second; the median of `--repeat` runs); and the Python work per request inside the
-server's HTTP protocol, fed the request's bytes in-process without a socket or event loop.
+requests per second; the median of `--repeat` runs).
 
     python bench/serve.py                     # wrk if present, else the asyncio client
     python bench/serve.py --client python --requests 20000
@@ -35,9 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = "2026-01-01T12:00:00+00:00"
@@ -151,89 +148,6 @@ def wire(url: str, headers: dict[str, str]) -> tuple[int, str]:
         conn.close()
 
 
-# -- the server's own cost, in-process -----------------------------------------------------------
-
-
-class _Transport(asyncio.Transport):
-    """Swallows what the protocol writes: in_process measures the Python side alone."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.protocol: Any = None
-
-    def set_protocol(self, protocol: Any) -> None:
-        self.protocol = protocol
-
-    def get_protocol(self) -> Any:
-        return self.protocol
-
-    def write(self, data: Any) -> None:
-        pass
-
-    def writelines(self, data: Any) -> None:
-        pass
-
-    def is_closing(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"sockname": ("127.0.0.1", 80), "peername": ("127.0.0.1", 5555)}.get(name, default)
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-
-def in_process(config: Path, headers: dict[str, str], rounds: int) -> float:
-    """Median microseconds per request inside `publisher serve`'s HTTP protocol (parsing, routing,
-    the answer), fed the raw request bytes with no socket and no event-loop round trip."""
-    sys.path.insert(0, str(ROOT))
-    from uvicorn.server import ServerState
-
-    from publisher.clock import FixedClock
-    from publisher.config import load_settings
-    from publisher.server.runner import _server
-
-    lines = ["GET /atom.xml HTTP/1.1", "Host: 127.0.0.1"] + [f"{k}: {v}" for k, v in headers.items()]
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-    async def run() -> float:
-        server = _server(load_settings(config), FixedClock(datetime(2026, 1, 1, tzinfo=UTC)), None)
-        server.config.load()
-        state = ServerState()
-        state.default_headers = [(b"date", b"Thu, 01 Jan 2026 12:00:00 GMT")]
-        factory: Any = server.config.http_protocol_class
-
-        def connect() -> _Transport:
-            transport = _Transport()
-            transport.protocol = factory(config=server.config, server_state=state, app_state={})
-            transport.protocol.connection_made(transport)
-            return transport
-
-        warm = connect()
-        for _ in range(5):  # the first request reads the file into the cache, in a thread
-            warm.protocol.data_received(request)
-            await asyncio.sleep(0.05)
-        # A new connection: the cached file is answered by the protocol it starts in.
-        protocol = connect().protocol
-        times = []
-        for _ in range(rounds):
-            start = time.perf_counter()
-            protocol.data_received(request)
-            times.append(time.perf_counter() - start)
-            # A turn of the loop between requests, as for a lone request on a real server:
-            # nothing proved in one turn is reused in the next.
-            await asyncio.sleep(0)
-        return statistics.median(times) * 1e6
-
-    return asyncio.run(run())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -242,7 +156,6 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per run at most")
     parser.add_argument("--requests", type=int, default=30_000, help="requests per scenario at most (python)")
-    parser.add_argument("--rounds", type=int, default=3000, help="in-process requests per scenario")
     parser.add_argument("--repeat", type=int, default=5, help="rounds through the scenarios")
     args = parser.parse_args()
     client = args.client
@@ -274,21 +187,19 @@ def main() -> None:
                     before = cpu_seconds(proc.pid)
                     rate, count = load(url, headers, args)
                     runs[index].append((rate, (cpu_seconds(proc.pid) - before) / count * 1e6))
-            print(f"{'scenario':32} {'bytes':>8} {'req/s':>8} {'CPU µs/req':>11} {'Python µs':>10}")
-            costs = []
+            print(f"{'scenario':32} {'bytes':>8} {'req/s':>8} {'CPU µs/req':>11}")
             for (name, headers), found in zip(scenarios, runs, strict=True):
                 rate = statistics.median(run[0] for run in found)
                 cpu = statistics.median(run[1] for run in found)
-                costs.append(in_process(config, headers, args.rounds))
                 size = wire(url, headers)[0]
-                print(f"{name:32} {size:8,} {rate:8,.0f} {cpu:11,.0f} {costs[-1]:10,.1f}")
+                print(f"{name:32} {size:8,} {rate:8,.0f} {cpu:11,.0f}")
             share = statistics.median(c[1] / f[1] for f, c in zip(runs[0], runs[2], strict=True))
             speed = statistics.median(c[0] / f[0] for f, c in zip(runs[0], runs[2], strict=True))
             print(
                 f"304 vs 200 (identity): {speed:.1f}x the requests per second; a 304 costs the server "
                 f"{100 * share:.0f}% of the CPU time of a full response (per-round ratios: "
                 + ", ".join(f"{100 * c[1] / f[1]:.0f}%" for f, c in zip(runs[0], runs[2], strict=True))
-                + f"; {100 * costs[2] / costs[0]:.0f}% of the Python work)"
+                + ")"
             )
         finally:
             proc.send_signal(signal.SIGTERM)
