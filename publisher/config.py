@@ -262,6 +262,32 @@ class DkimSettings(_Section):
         return self
 
 
+class WebsubSettings(_Section):
+    """WebSub: hubs told of every feed change (docs/websub.md)."""
+
+    hubs: list[str] = Field(
+        default_factory=list,
+        description="Hub URLs the feeds advertise and each build that changes a feed pings.",
+    )
+    timeout: float = Field(5.0, gt=0, le=60, description="Seconds a hub has to answer a ping.")
+    retry_backoff: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds before a failed ping is tried again; doubles each time (1 h at most).",
+    )
+
+    @field_validator("hubs")
+    @classmethod
+    def _hub_urls(cls, value: list[str]) -> list[str]:
+        for hub in value:
+            parts = urlsplit(hub)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+                raise ValueError(f"{hub!r} is not an absolute http:// or https:// URL")
+        if len(set(value)) != len(value):
+            raise ValueError("a hub is listed twice")
+        return value
+
+
 class Settings(BaseModel):
     """Everything publisher can be told. `base_dir` is the folder relative paths resolve against."""
 
@@ -277,6 +303,7 @@ class Settings(BaseModel):
     daemon: DaemonSettings = DaemonSettings()
     serve: ServeSettings = ServeSettings()
     dkim: DkimSettings = DkimSettings()
+    websub: WebsubSettings = WebsubSettings()
     base_dir: Annotated[Path, Field(exclude=True)] = Path()
     source: Annotated[Path | None, Field(exclude=True)] = None
 

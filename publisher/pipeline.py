@@ -19,6 +19,7 @@ from publisher.config import Settings
 from publisher.models import Article, Problem
 
 if TYPE_CHECKING:  # imported when a digest is sent: a build should not pay for them at start
+    from publisher import websub
     from publisher.delivery import engine as delivery
     from publisher.delivery import mailer
     from publisher.delivery.report import DigestReport
@@ -203,6 +204,24 @@ def build(
         len(report.written),
     )
     return report
+
+
+def websub_ping(
+    settings: Settings, now: datetime, written: list[str], post: websub.Poster | None = None
+) -> websub.PingReport | None:
+    """After a build: tell the WebSub hubs about each feed among `written` (paths relative to
+    feeds/) and retry the pings that failed before and are due. None without `websub.hubs`.
+    Never raises for a hub's failure (the report says it); `post` replaces the HTTP client."""
+    if not settings.websub.hubs:
+        return None
+    from publisher import websub
+    from publisher.store import db
+
+    conn = db.connect(settings.db_path)
+    try:
+        return websub.notify(conn, settings, now, written, post or websub.post_form)
+    finally:
+        conn.close()
 
 
 def digest_send(

@@ -188,6 +188,9 @@ def _atom(
     fg.generator(GENERATOR)
     fg.link(href=urls.absolute(site, self_path), rel="self", type="application/atom+xml")
     fg.link(href=site.base_url, rel="alternate", type="text/html")
+    if not archive:  # WebSub: the subscription document names its hubs (archives never change)
+        for hub in settings.websub.hubs:
+            fg.link(href=hub, rel="hub")
     for rel, href in links:
         fg.link(href=href, rel=rel, type="application/atom+xml")
     fg.updated(_newest(items))
@@ -273,6 +276,9 @@ def rss(entries: Sequence[Published], settings: Settings) -> bytes:
     items = [_item(entry, site) for entry in entries]
     fg = FeedGenerator()
     fg.load_extension("dc")  # dc:creator: RSS <author> must be an email address, ours is a name
+    if settings.websub.hubs:
+        fg.register_extension("websub", _RssHubs, None, atom=False, rss=True)
+        fg.websub.hubs = list(settings.websub.hubs)
     fg.title(_rss_title(clean(site.title)))
     fg.link(href=urls.absolute(site, RSS_FILE), rel="self", type="application/rss+xml")
     # feedgen makes the channel <link> of whichever link came last: the home page must.
@@ -296,6 +302,24 @@ def rss(entries: Sequence[Published], settings: Settings) -> bytes:
     return document
 
 
+class _RssHubs(BaseExtension):  # type: ignore[misc]
+    """WebSub hubs as `atom:link rel="hub"` beside the channel's self link (feedgen writes an
+    atom:link for `self` only)."""
+
+    hubs: list[str] = []  # noqa: RUF012 (set per document, before rendering)
+
+    def extend_rss(self, feed: etree._Element) -> etree._Element:
+        channel = feed.find("channel")
+        anchor = channel.find(f"{{{ATOM_NS}}}link") if channel is not None else None
+        if channel is None or anchor is None:
+            raise RuntimeError("unexpected RSS document from feedgen: no atom:link in the channel")
+        position = list(channel).index(anchor) + 1
+        for offset, hub in enumerate(self.hubs):
+            link = etree.Element(f"{{{ATOM_NS}}}link", href=hub, rel="hub")
+            channel.insert(position + offset, link)
+        return feed
+
+
 # --- JSON Feed 1.1 -----------------------------------------------------------------------------
 
 
@@ -310,6 +334,11 @@ def json_feed(entries: Sequence[Published], settings: Settings) -> bytes:
         "description": _subtitle(site),
         "language": site.language,
         "authors": [{"name": clean(site.author)}],
+        **(
+            {"hubs": [{"type": "WebSub", "url": hub} for hub in settings.websub.hubs]}
+            if settings.websub.hubs
+            else {}
+        ),
         "items": [_json_item(_item(entry, site), site) for entry in entries],
     }
     return (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode("utf-8")

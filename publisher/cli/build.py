@@ -35,11 +35,13 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from publisher.lock import state_lock
-    from publisher.pipeline import build
+    from publisher.pipeline import build, websub_ping
 
     settings = ctx.settings
     with state_lock(settings, wait=args.wait, purpose="publisher build"):
         report = build(settings, ctx.clock.now(), full=args.full)
+        # Tell WebSub hubs of changed feeds; a hub's failure is a logged warning, never the build's.
+        pings = websub_ping(settings, ctx.clock.now(), report.written)
     for problem in report.problems:
         print(problem, file=sys.stdout)
     parts = [
@@ -52,6 +54,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         parts.append(f"{report.warnings} warning{'s' if report.warnings != 1 else ''}")
     if report.next_embargo is not None:
         parts.append(f"next scheduled {report.next_embargo.isoformat()}")
+    if pings is not None:
+        if pings.sent:
+            parts.append(f"{pings.sent} hub ping{'s' if pings.sent != 1 else ''}")
+        if pings.failed:
+            parts.append(f"{len(pings.failed)} hub ping{'s' if len(pings.failed) != 1 else ''} failed")
     parts.append(f"{report.seconds:.2f} s")
     if not args.quiet or report.rejected:
         print(", ".join(parts))

@@ -33,6 +33,7 @@ from publisher import pipeline
 from publisher.clock import Clock
 from publisher.config import Settings
 from publisher.daemon import catchup, cron, record, summaries
+from publisher.daemon.sidejobs import SideJobs
 from publisher.daemon.watch import wait_until_quiet
 from publisher.delivery.mailer import Transport
 from publisher.errors import ConfigError, PublisherError
@@ -79,6 +80,7 @@ class Daemon:
         self._problems: set[str] = set()
         self._digest_failures = 0
         self._sent_something = False
+        self.side = SideJobs(settings, clock, self._at, self._cancel, self._outcome)
 
     # ----- life cycle (main thread) -----
 
@@ -226,6 +228,7 @@ class Daemon:
         summary = summaries.build(report)
         log.info("built: %s", summary, extra={"written": len(report.written), "rejected": report.rejected})
         self._outcome("build", True, summary)
+        self.side.after_build(report.written)
         self._plan_embargo(report.next_embargo)
         if report.unsettled:
             log.debug("still changing, left for the next build: %s", ", ".join(report.unsettled[:5]))

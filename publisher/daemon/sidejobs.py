@@ -1,0 +1,62 @@
+"""The daemon's jobs besides builds and the digest: WebSub pings after a build, retried with
+backoff.
+
+They run on the daemon's one worker thread like every job (scheduled through its `at`), so they
+never race a build or a digest.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from publisher import pipeline
+from publisher.clock import Clock
+from publisher.config import Settings
+from publisher.errors import PublisherError
+
+log = logging.getLogger("publisher.daemon")
+
+At = Callable[..., str]  # (moment or None, function, kind, *args) -> job id
+
+
+class SideJobs:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        at: At,
+        cancel: Callable[[str | None], None],
+        outcome: Callable[[str, bool, str], None],
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.at = at
+        self.cancel = cancel
+        self.outcome = outcome
+        self._ping_job: str | None = None
+
+    # ----- WebSub -----
+
+    def after_build(self, written: list[str]) -> None:
+        """Ping the hubs for the feeds a build changed (and any ping now due again)."""
+        if not self.settings.websub.hubs:
+            return
+        self._ping(written)
+
+    def _ping(self, written: list[str]) -> None:
+        try:
+            report = pipeline.websub_ping(self.settings, self.clock.now(), written)
+        except PublisherError as exc:  # a database problem: say it; the next build tries again
+            log.error("WebSub pings not sent: %s", exc.one_line())
+            return
+        if report is None:
+            return
+        self.cancel(self._ping_job)
+        self._ping_job = None
+        if report.retry_at is not None:
+            self._ping_job = self.at(report.retry_at, self._retry, "websub")
+
+    def _retry(self) -> None:
+        self._ping_job = None
+        self._ping([])
