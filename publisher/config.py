@@ -266,7 +266,7 @@ class WebsubSettings(_Section):
     """WebSub: hubs told of every feed change (docs/websub.md)."""
 
     hubs: list[str] = Field(
-        default_factory=list,
+        [],  # pydantic copies it for each instance
         description="Hub URLs the feeds advertise and each build that changes a feed pings.",
     )
     timeout: float = Field(5.0, gt=0, le=60, description="Seconds a hub has to answer a ping.")
