@@ -1,217 +1,226 @@
-"""RFC 5005 archives: membership frozen in live order, stable, takedown-aware, and walkable."""
+"""RFC 5005 archives over real builds: atom.xml holds exactly the newest `feed.entries` articles,
+the archives the rest, cut by publication date; walked from atom.xml the chain gives every
+published article exactly once, newest first; a full archive never changes; and no clock, late
+article or old database breaks that."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import NOW
+from conftest import NOW, Project
 from lxml import etree
-from pydantic import ValidationError
-from support.feeds import ATOM, FH, article, assert_atom_valid, parse_clean
+from support.feeds import ATOM, FH, assert_atom_valid, parse_clean
 
-from publisher import urls
+from publisher import pipeline
 from publisher.build import feed
-from publisher.config import Settings
-from publisher.models import Article, Published
-from publisher.store import articles, db, feed_archives
+from publisher.store import db, feed_archives
 
-HOST = "news.example.org"
-
-
-class Site:
-    """A state database with articles that go live one per minute, in the order they are added."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.present: dict[str, Article] = {}  # source -> article: what seeds/ holds now
-        self.clock = NOW
-        self.ids: dict[int, str] = {}  # article number -> permanent id
-
-    def sync(self) -> dict[str, Published]:
-        report = articles.sync(self.conn, list(self.present.values()), self.clock, host=HOST)
-        return {p.id: p for p in report.published}
-
-    def add(self, *numbers: int, **kw: object) -> None:
-        for n in numbers:
-            self.present[f"{n:04d}.txt"] = article(n, **kw)  # type: ignore[arg-type]
-            self.clock += timedelta(minutes=1)
-            by_source = {p.article.source: p.id for p in self.sync().values()}
-            self.ids[n] = by_source[f"{n:04d}.txt"]
-            articles.mark_live(self.conn, [self.ids[n]], self.clock)
-
-    def remove(self, n: int) -> None:
-        del self.present[f"{n:04d}.txt"]
-        self.clock += timedelta(minutes=1)
-        self.sync()
-
-    def assign(self, settings: Settings) -> list[int]:
-        return feed_archives.assign(self.conn, settings, self.clock)
-
-    def members(self, number: int) -> list[int]:
-        by_id = {ident: n for n, ident in self.ids.items()}
-        return [by_id[ident] for ident in feed_archives.members(self.conn, number)]
+BASE = "https://news.example.org/"
+DAY0 = date(2024, 1, 1)
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    conn = db.connect(tmp_path / "state" / "publisher.sqlite3")
-    yield Site(conn)
-    conn.close()
+def _story(n: int, day: date | None = None) -> str:
+    day = day or DAY0 + timedelta(days=n)
+    return f"date {day:%Y-%m-%d} Story number {n} tells of harbour item {n} in full.\n\nMore on {n}.\n"
 
 
-def _settings(size: int = 3, entries: int = 5) -> Settings:
-    return Settings(feed={"archive_size": size, "entries": entries})
+def _site(project: Project, count: int, *, entries: int, size: int | None = None) -> Project:
+    extra = f"[feed]\nentries = {entries}\n" + (f"archive_size = {size}\n" if size else "")
+    project.configure(extra)
+    for n in range(1, count + 1):
+        project.seed(f"s{n:03d}.txt", _story(n))
+    return project
 
 
-def test_complete_chunks_are_frozen_in_the_order_articles_went_live(site: Site) -> None:
-    # Dates run backwards: archives follow when articles went live, not their dates.
-    for n in range(1, 8):
-        site.add(n, date=NOW - timedelta(days=n))
-    assert site.assign(_settings()) == [1, 2]
-    assert feed_archives.count(site.conn) == 2
-    assert site.members(1) == [3, 2, 1]  # newest first
-    assert site.members(2) == [6, 5, 4]
-    assert feed_archives.unarchived(site.conn, site.clock) == [site.ids[7]]
-    assert site.assign(_settings()) == []  # nothing new: nothing to write
-
-
-def test_archives_stay_put_when_more_articles_arrive(site: Site) -> None:
-    site.add(*range(1, 7))
-    assert site.assign(_settings()) == [1, 2]
-    site.add(7, 8)
-    assert site.assign(_settings()) == []  # an incomplete chunk waits
-    site.add(9)
-    # Archive 3 is new; archive 2 is rewritten only to gain its next-archive link.
-    assert site.assign(_settings()) == [2, 3]
-    assert (site.members(1), site.members(2), site.members(3)) == ([3, 2, 1], [6, 5, 4], [9, 8, 7])
-
-
-def test_articles_not_live_yet_wait(site: Site) -> None:
-    site.add(1, 2)
-    site.present["0003.txt"] = article(3)
-    site.sync()  # known, but never marked live (a draft or a scheduled article)
-    site.add(4)
-    assert site.assign(_settings(size=2)) == [1]
-    assert site.members(1) == [2, 1]
-    assert feed_archives.unarchived(site.conn, site.clock) == [site.ids[4]]
-    # Live later than `now` (a clock that went back): not archived either.
-    assert feed_archives.assign(site.conn, _settings(size=1), NOW) == []
-    # Article 3, known since before 4 and 5, goes live after them: it is archived after them.
-    site.add(5)
-    site.ids[3] = next(i for i, p in site.sync().items() if p.article.source == "0003.txt")
-    site.clock += timedelta(minutes=1)
-    articles.mark_live(site.conn, [site.ids[3]], site.clock)
-    assert site.assign(_settings(size=2)) == [1, 2]
-    assert site.members(2) == [5, 4]
-    assert feed_archives.unarchived(site.conn, site.clock) == [site.ids[3]]
-
-
-def test_a_takedown_rewrites_only_the_archive_that_held_the_article(site: Site) -> None:
-    site.add(*range(1, 7))
-    site.assign(_settings())
-    site.remove(5)
-    assert site.assign(_settings()) == [2]
-    assert site.members(2) == [6, 4] and site.members(1) == [3, 2, 1]
-    assert site.assign(_settings()) == []
-    # The file comes back: same id, same archive, rewritten once more.
-    site.add(5)
-    assert site.ids[5] == "tag:news.example.org,2025-02-01:article-number-5"
-    assert site.assign(_settings()) == [2]
-    assert site.members(2) == [6, 5, 4]
-
-
-def test_an_article_removed_before_it_was_archived_is_skipped(site: Site) -> None:
-    site.add(1, 2, 3)
-    site.remove(2)
-    site.add(4)
-    assert site.assign(_settings()) == [1]
-    assert site.members(1) == [4, 3, 1]
-
-
-def test_an_edit_does_not_touch_the_archives(site: Site) -> None:
-    site.add(1, 2, 3)
-    site.assign(_settings())
-    site.present["0002.txt"] = article(2, title="Article number 2, corrected")
-    site.clock += timedelta(minutes=1)
-    site.sync()
-    assert site.assign(_settings()) == []
-    assert site.members(1) == [3, 2, 1]
-
-
-def test_archive_size_may_not_exceed_the_feed_size() -> None:
-    with pytest.raises(ValidationError, match=r"archive_size \(6\) must not exceed entries \(5\)"):
-        Settings(feed={"archive_size": 6, "entries": 5})
-    assert Settings(feed={"entries": 20}).feed.archive_size == 20  # the default follows entries
-    assert Settings(feed={"entries": 20, "archive_size": 20}).feed.archive_size == 20
-
-
-def _write_all(site: Site, settings: Settings) -> dict[str, bytes]:
-    """What a build writes: atom.xml with the newest live articles, and every archive."""
-    published = site.sync()
-    total = feed_archives.count(site.conn)
-    url = {n: urls.absolute(settings.site, feed.archive_path(n)) for n in range(1, total + 1)}
-    docs: dict[str, bytes] = {}
-    for n in range(1, total + 1):
-        members = [published[i] for i in feed_archives.members(site.conn, n)]
-        docs[url[n]] = feed.atom_archive(
-            members, settings, number=n, prev_archive=url.get(n - 1), next_archive=url.get(n + 1)
-        )
-    live = site.conn.execute(
-        "SELECT id FROM articles WHERE live_at IS NOT NULL AND removed_at IS NULL "
-        "ORDER BY live_at DESC, seq DESC"
-    )
-    current = [published[row[0]] for row in live][: settings.feed.entries]
-    docs[urls.absolute(settings.site, feed.ATOM_FILE)] = feed.atom_current(
-        current, settings, prev_archive=url.get(total)
-    )
-    return docs
-
-
-def test_every_article_is_found_walking_back_from_atom_xml_to_archive_1(site: Site) -> None:
-    settings = _settings(size=3, entries=4)
-    site.add(*range(1, 15))
-    site.assign(settings)
-    site.remove(4)
-    site.assign(settings)
-    docs = _write_all(site, settings)
-    assert len(docs) == 5  # atom.xml and archives 1..4
-
-    seen: list[str] = []
-    url: str | None = urls.absolute(settings.site, feed.ATOM_FILE)
-    visited = []
+def _walk(feeds: Path) -> tuple[list[list[tuple[str, str]]], list[str]]:
+    """From atom.xml along prev-archive: each document's (link, published) entries, and its path."""
+    docs: list[list[tuple[str, str]]] = []
+    paths: list[str] = []
+    url: str | None = BASE + feed.ATOM_FILE
     while url is not None:
-        visited.append(url)
-        data = docs[url]
+        path = url.removeprefix(BASE)
+        assert path not in paths, f"the chain loops at {path}"
+        paths.append(path)
+        data = (feeds / path).read_bytes()
         root = assert_atom_valid(data)
-        parsed = parse_clean(data)
-        seen += [e.id for e in parsed.entries]
-        is_archive = root.find(f"{FH}archive") is not None
-        assert is_archive == (url != urls.absolute(settings.site, feed.ATOM_FILE))
-        if is_archive:
-            current = root.find(f"{ATOM}link[@rel='current']")
-            assert current is not None and current.get("href") == settings.site.base_url + "atom.xml"
+        parse_clean(data)
+        assert (root.find(f"{FH}archive") is not None) == (path != feed.ATOM_FILE)
+        docs.append(
+            [
+                (e.find(f"{ATOM}link").get("href"), e.findtext(f"{ATOM}published"))
+                for e in root.iterfind(f"{ATOM}entry")
+            ]
+        )
         prev = root.find(f"{ATOM}link[@rel='prev-archive']")
         url = None if prev is None else prev.get("href")
-    assert visited[-1] == settings.site.base_url + "archive/1.xml"
-    present = set(site.sync())
-    assert set(seen) == present  # every present article at least once
-    assert site.ids[4] not in seen  # the takedown is gone everywhere
-    assert len(seen) - len(set(seen)) <= settings.feed.entries  # overlap only with atom.xml
-
-    # Forward links mirror the backward ones.
-    first = etree.fromstring(docs[settings.site.base_url + "archive/1.xml"])
-    assert first.find(f"{ATOM}link[@rel='next-archive']").get("href").endswith("archive/2.xml")
+    return docs, paths
 
 
-def test_archive_documents_are_identical_when_written_again(site: Site) -> None:
-    settings = _settings()
-    site.add(*range(1, 7))
-    site.assign(settings)
-    assert _write_all(site, settings) == _write_all(site, settings)
+def _check(project: Project, *, entries: int, size: int) -> list[str]:
+    """Every published article (its page exists) in exactly one document, newest first, atom.xml
+    holding exactly the newest `entries`; returns the documents' paths, atom.xml first."""
+    feeds = project.feeds
+    docs, paths = _walk(feeds)
+    links = [link for doc in docs for link, _ in doc]
+    pages = sorted(BASE + f"articles/{p.name}" for p in (feeds / "articles").glob("*.html"))
+    assert len(links) == len(set(links)), "an article is in two documents"
+    assert sorted(links) == pages, "an article is in no document, or a document has no page"
+    assert len(docs[0]) == min(entries, len(pages))
+    assert all(len(doc) <= size for doc in docs[1:])
+    # On disk: no archive document outside the chain.
+    on_disk = sorted(f"archive/{p.name}" for p in (feeds / "archive").glob("*.xml")) if docs[1:] else []
+    assert on_disk == sorted(paths[1:])
+    for name in (feed.RSS_FILE, feed.JSON_FILE):
+        data = (feeds / name).read_bytes()
+        got = (
+            [item["url"] for item in json.loads(data)["items"]]
+            if name == feed.JSON_FILE
+            else [e.link for e in parse_clean(data).entries]
+        )
+        assert got == [link for link, _ in docs[0]], name
+    return paths
+
+
+def _in_date_order(project: Project) -> None:
+    docs, _ = _walk(project.feeds)
+    dates = [published for doc in docs for _, published in doc]
+    assert dates == sorted(dates, reverse=True)
+
+
+def test_the_chain_gives_every_article_once_newest_first_cut_by_date(project: Project) -> None:
+    _site(project, 10, entries=3, size=2)
+    # Files named against their dates: neither discovery order nor ids may decide the cut.
+    for n in range(1, 11):
+        project.seed(f"s{n:03d}.txt", _story(n, DAY0 + timedelta(days=20 - n)))
+    pipeline.build(project.settings(), NOW)
+    paths = _check(project, entries=3, size=2)
+    # 3 in atom.xml; 7 older: archives 1-3 full (2 each), archive 4 open with the one left.
+    assert paths == [feed.ATOM_FILE, "archive/4.xml", "archive/3.xml", "archive/2.xml", "archive/1.xml"]
+    _in_date_order(project)
+    first = etree.fromstring((project.feeds / "archive/1.xml").read_bytes())
+    assert first.find(f"{ATOM}link[@rel='next-archive']").get("href") == BASE + "archive/2.xml"
+    assert first.find(f"{ATOM}link[@rel='current']").get("href") == BASE + feed.ATOM_FILE
+
+
+@pytest.mark.parametrize(("entries", "size"), [(50, 50), (50, 20)])
+def test_feed_entries_is_honoured_exactly_in_every_feed(project: Project, entries: int, size: int) -> None:
+    _site(project, 120, entries=entries, size=size)
+    pipeline.build(project.settings(), NOW)
+    _check(project, entries=entries, size=size)
+    _in_date_order(project)
+    feeds = project.feeds
+    assert len(parse_clean((feeds / feed.ATOM_FILE).read_bytes()).entries) == entries
+    assert len(parse_clean((feeds / feed.RSS_FILE).read_bytes()).entries) == entries
+    assert len(json.loads((feeds / feed.JSON_FILE).read_bytes())["items"]) == entries
+
+
+def test_a_full_archive_never_changes_when_newer_articles_arrive(project: Project) -> None:
+    _site(project, 7, entries=3, size=2)
+    full: dict[str, bytes] = {}
+    now = NOW
+    for n in range(8, 16):
+        pipeline.build(project.settings(), now)
+        paths = _check(project, entries=3, size=2)
+        _in_date_order(project)
+        for path in paths[2:]:  # every archive but the open one is full
+            data = (project.feeds / path).read_bytes()
+            assert len(etree.fromstring(data).findall(f"{ATOM}entry")) == 2
+            assert full.setdefault(path, data) == data, f"{path} changed once full"
+        project.seed(f"s{n:03d}.txt", _story(n))
+        now += timedelta(minutes=5)
+    assert len(full) >= 4
+
+
+def test_a_clock_set_back_drops_no_entry_and_a_no_op_build_keeps_it_so(project: Project) -> None:
+    """120 articles built at T, 30 more (dated among them) built at T - 1 h: 150 in 150 places."""
+    _site(project, 120, entries=50)
+    pipeline.build(project.settings(), NOW)
+    _check(project, entries=50, size=50)
+    for n in range(121, 151):
+        project.seed(f"s{n:03d}.txt", _story(n, DAY0 + timedelta(days=(n - 120) * 4, hours=12)))
+    pipeline.build(project.settings(), NOW - timedelta(hours=1))
+    assert len(list((project.feeds / "articles").glob("*.html"))) == 150
+    _check(project, entries=50, size=50)
+    again = pipeline.build(project.settings(), NOW)
+    assert again.skipped
+    _check(project, entries=50, size=50)
+
+
+def test_a_backdated_article_joins_the_open_part_and_frozen_archives_stay(project: Project) -> None:
+    _site(project, 9, entries=3, size=2)
+    pipeline.build(project.settings(), NOW)
+    before = {p.name: p.read_bytes() for p in (project.feeds / "archive").glob("*.xml")}
+    project.seed("old.txt", _story(99, DAY0 - timedelta(days=30)))  # older than everything
+    pipeline.build(project.settings(), NOW + timedelta(minutes=1))
+    _check(project, entries=3, size=2)
+    after = {p.name: p.read_bytes() for p in (project.feeds / "archive").glob("*.xml")}
+    # 6 archived in 1-3 (full), archive 4 open (empty): the backdated article goes there.
+    assert sorted(before) == ["1.xml", "2.xml", "3.xml", "4.xml"] and b"<entry>" not in before["4.xml"]
+    assert [name for name in sorted(before) if after[name] != before[name]] == ["4.xml"]
+    assert b"Story number 99 " in after["4.xml"]
+
+
+def test_an_unpublished_member_leaves_its_archive_and_returns_to_it(project: Project) -> None:
+    _site(project, 9, entries=3, size=2)
+    pipeline.build(project.settings(), NOW)
+    before = {p.name: p.read_bytes() for p in (project.feeds / "archive").glob("*.xml")}
+    assert b"Story number 1 " in before["1.xml"]  # the oldest article, in the oldest archive
+    gone = project.seeds / "s001.txt"
+    text = gone.read_text(encoding="utf-8")
+    gone.unlink()
+    pipeline.build(project.settings(), NOW + timedelta(minutes=1))
+    _check(project, entries=3, size=2)
+    after = {p.name: p.read_bytes() for p in (project.feeds / "archive").glob("*.xml")}
+    assert [name for name in sorted(before) if after[name] != before[name]] == ["1.xml"]
+    assert len(etree.fromstring(after["1.xml"]).findall(f"{ATOM}entry")) == 1
+    project.seed("s001.txt", text)
+    pipeline.build(project.settings(), NOW + timedelta(minutes=2))
+    _check(project, entries=3, size=2)
+    back = {p.name: p.read_bytes() for p in (project.feeds / "archive").glob("*.xml")}
+    assert back == before
+    # Dated into the future (scheduled again): unpublished the same way, its archive alone rewritten.
+    project.seed("s001.txt", text.replace(f"date {DAY0 + timedelta(days=1):%Y-%m-%d}", "date 2030-01-01"))
+    pipeline.build(project.settings(), NOW + timedelta(minutes=3))
+    _check(project, entries=3, size=2)
+    later = {p.name: p.read_bytes() for p in (project.feeds / "archive").glob("*.xml")}
+    assert [name for name in sorted(before) if later[name] != before[name]] == ["1.xml"]
+    assert b"Story number 1 " not in later["1.xml"]
+
+
+def test_a_database_cut_the_old_way_is_re_cut_by_the_next_no_op_build(project: Project) -> None:
+    """Archives cut in live order and overlapping atom.xml (before migration 3) are repaired."""
+    _site(project, 12, entries=3, size=2)
+    settings = project.settings()
+    pipeline.build(settings, NOW)
+    conn = db.connect(settings.db_path)
+    try:
+        with db.transaction(conn):
+            ids = [str(r[0]) for r in conn.execute("SELECT id FROM articles ORDER BY seq DESC")]
+            conn.execute("DELETE FROM archive_members")
+            conn.execute("DELETE FROM archives")
+            # The old damage: the newest article frozen into archive 1, four others nowhere.
+            conn.execute("INSERT INTO archives (number, frozen_at, size) VALUES (1, '2025-01-01', 2)")
+            conn.executemany(
+                "INSERT INTO archive_members (archive, article_id) VALUES (1, ?)", [(ids[0],), (ids[5],)]
+            )
+            conn.execute("UPDATE schema_versions SET version = 2 WHERE component = 'archives'")
+    finally:
+        conn.close()
+    (project.feeds / "archive" / "9.xml").write_bytes((project.feeds / "archive" / "1.xml").read_bytes())
+    report = pipeline.build(settings, NOW + timedelta(minutes=1))
+    assert not report.skipped
+    _check(project, entries=3, size=2)
+    _in_date_order(project)
+    conn = db.connect(settings.db_path)
+    try:
+        version = conn.execute("SELECT version FROM schema_versions WHERE component = 'archives'").fetchone()
+        assert version[0] == len(feed_archives.MIGRATIONS)
+    finally:
+        conn.close()
 
 
 def test_the_archives_component_is_migrated(tmp_path: Path) -> None:
@@ -225,93 +234,39 @@ def test_the_archives_component_is_migrated(tmp_path: Path) -> None:
     assert version[0] == len(feed_archives.MIGRATIONS)
 
 
-def test_count_and_members_of_an_empty_store(tmp_path: Path) -> None:
-    conn = db.connect(tmp_path / "s.sqlite3")
+def test_archive_size_may_not_exceed_the_feed_size() -> None:
+    from pydantic import ValidationError
+
+    from publisher.config import Settings
+
+    with pytest.raises(ValidationError, match=r"archive_size \(6\) must not exceed entries \(5\)"):
+        Settings(feed={"archive_size": 6, "entries": 5})
+    assert Settings(feed={"entries": 20}).feed.archive_size == 20  # the default follows entries
+
+
+def test_per_build_queries_use_the_indexes(project: Project) -> None:
+    """What runs on every build finds articles by key or by the published index: no query costs
+    the number of archived articles times anything (no timing: the plans)."""
+    _site(project, 9, entries=3, size=2)
+    settings = project.settings()
+    pipeline.build(settings, NOW)
+    conn: sqlite3.Connection = db.connect(settings.db_path)
     try:
-        assert feed_archives.count(conn) == 0
-        assert feed_archives.members(conn, 1) == []
-        assert feed_archives.assign(conn, _settings(), NOW) == []
-    finally:
-        conn.close()
+        conn.execute("ANALYZE")
+        params = {"now": "2025-03-01T12:00:00+00:00"}
 
+        def plan(query: str) -> list[str]:
+            return [str(row[3]) for row in conn.execute("EXPLAIN QUERY PLAN " + query, params)]
 
-def test_an_article_back_from_removal_after_its_turn_waits_for_the_next_archive(site: Site) -> None:
-    """Removed while its chunk was frozen, it returns behind the watermark and is still found."""
-    site.add(1, 2, 3)
-    site.remove(2)
-    site.add(4)
-    assert site.assign(_settings()) == [1]
-    site.add(2)  # the same file back: same id, its old live_at
-    assert feed_archives.unarchived(site.conn, site.clock) == [site.ids[2]]
-    assert site.assign(_settings()) == []
-    site.add(5, 6)
-    assert feed_archives.unarchived(site.conn, site.clock) == [site.ids[6], site.ids[5], site.ids[2]]
-    assert site.assign(_settings()) == [1, 2]
-    assert site.members(2) == [6, 5, 2]
-    assert feed_archives.unarchived(site.conn, site.clock) == []
-
-
-def test_an_article_that_went_live_on_a_clock_set_back_is_still_archived(site: Site) -> None:
-    site.add(1, 2, 3)
-    assert site.assign(_settings()) == [1]
-    site.present["0004.txt"] = article(4)
-    site.sync()
-    site.ids[4] = "tag:news.example.org,2025-02-01:article-number-4"
-    articles.mark_live(site.conn, [site.ids[4]], NOW - timedelta(days=1))  # before archive 1's last
-    assert feed_archives.unarchived(site.conn, site.clock) == [site.ids[4]]
-    site.add(5, 6)
-    assert site.assign(_settings()) == [1, 2]
-    assert site.members(2) == [6, 5, 4]
-
-
-def test_a_takedown_not_yet_recorded_does_not_hide_a_waiting_article(site: Site) -> None:
-    """unarchived() is exact even before assign() has recorded a takedown (counts compensate)."""
-    site.add(1, 2, 3)
-    site.remove(2)
-    site.add(4)
-    site.assign(_settings())  # archive 1: 1, 3, 4
-    site.add(2)  # back behind the watermark
-    site.remove(3)  # and an archived article taken down, not yet seen by assign()
-    assert feed_archives.unarchived(site.conn, site.clock) == [site.ids[2]]
-
-
-def test_per_build_queries_never_scan_the_articles_table(site: Site) -> None:
-    """What runs on every build reads partial indexes, not 100,000 rows (no timing: the plans)."""
-    site.add(1, 2, 3, 4)
-    site.assign(_settings())
-    site.conn.execute("ANALYZE")
-    queries = [
-        feed_archives._TAKEDOWNS,
-        feed_archives._RETURNS,
-        f"SELECT id FROM {feed_archives._LIVE_INDEX} WHERE {feed_archives._LIVE}"
-        " AND (live_at, seq) > ('', 0)",
-        f"SELECT COUNT(*) FROM {feed_archives._LIVE_INDEX} WHERE {feed_archives._LIVE}",
-    ]
-    for query in queries:
-        plan = " | ".join(str(row[3]) for row in site.conn.execute("EXPLAIN QUERY PLAN " + query))
-        # A SCAN is allowed only of a partial index (archives_live_present, archive_members_absent).
-        for step in plan.split(" | "):
-            assert not step.startswith("SCAN") or "archives_live_present" in step or "_absent" in step, plan
-
-
-def test_migration_2_fills_in_what_version_1_lacked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "s.sqlite3"
-    monkeypatch.setattr(feed_archives, "MIGRATIONS", feed_archives.MIGRATIONS[:1])
-    conn = db.connect(path)
-    old = Site(conn)
-    old.add(1, 2, 3)
-    with db.transaction(conn):
-        conn.execute("INSERT INTO archives (number, frozen_at) VALUES (1, '2025-01-01')")
-        conn.executemany(
-            "INSERT INTO archive_members (archive, article_id) VALUES (1, ?)", [(old.ids[n],) for n in (1, 2)]
-        )
-    conn.close()
-    monkeypatch.undo()
-    conn = db.connect(path)
-    try:
-        row = conn.execute("SELECT size, last_live, last_seq FROM archives WHERE number = 1").fetchone()
-        live_2 = conn.execute("SELECT live_at, seq FROM articles WHERE id = ?", (old.ids[2],)).fetchone()
-        assert tuple(row) == (2, live_2[0], live_2[1])
-        assert feed_archives.unarchived(conn, old.clock) == [old.ids[3]]
+        # The pool: published articles through an index, each looked up in the members by id.
+        pool = plan(feed_archives._POOL)
+        assert pool[0].startswith("SEARCH c USING") and "date" in pool[0], pool
+        assert any(s.startswith("SEARCH m") and "(article_id=?)" in s for s in pool), pool
+        # Members checked against the parse cache: one lookup by id each.
+        for query in (feed_archives._GONE, feed_archives._BACK):
+            steps = plan(query)
+            assert [s for s in steps if s.startswith("SEARCH c")] == [
+                "SEARCH c USING INDEX parse_cache_claim (article_id=?)"
+            ], steps
     finally:
         conn.close()

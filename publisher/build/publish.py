@@ -309,19 +309,20 @@ def write_outputs(
     from publisher.build import units as publish_units
     from publisher.store import articles, db, feed_archives, visible
 
-    # Going out now: digests are cut along live_at, archives are filled in live order.
+    # Going out now: digests are cut along live_at.
     going_live = visible.not_yet_live(conn, now)
     articles.mark_live(conn, going_live, now)
     if candidates is not None:
         candidates = candidates | set(going_live)
-    pending = set(json.loads(db.get_meta(conn, _META_ARCHIVES) or "[]"))
-    pending.update(feed_archives.assign(conn, settings, now))
-    total = feed_archives.count(conn)
+    layout = feed_archives.assign(conn, settings, now)
+    total = layout.total
+    pending = set(json.loads(db.get_meta(conn, _META_ARCHIVES) or "[]")) | set(layout.rewrite)
     if new_look:
         pending.update(range(1, total + 1))
     pending.update(
         n for n in range(1, total + 1) if not (settings.feeds_dir / feed.archive_path(n)).is_file()
     )
+    pending = {n for n in pending if 1 <= n <= total}
     with db.transaction(conn):
         db.set_meta(conn, _META_ARCHIVES, json.dumps(sorted(pending)))
 
@@ -339,18 +340,20 @@ def write_outputs(
         for name, data in site.static().items():
             batch.write(name, data)
         # Pages first, feeds after: a reader never follows a feed link to a page not yet there.
-        units = publish_units.plan(conn, sorted(pending), [row[0] for row in work.render])
+        opened = (total, layout.open_members) if total else None
+        units = publish_units.plan(conn, sorted(pending), [row[0] for row in work.render], opened)
         started = time.perf_counter()
         publish_units.render_all(conn, settings, site, batch, units, now, total)
         rendered = time.perf_counter() - started
-        newest = visible.newest(conn, now, max(settings.feed.entries, settings.feed.index_entries))
-        # atom.xml must also hold every live article not archived yet (store/archives.py).
-        waiting = visible.published_among(conn, now, feed_archives.unarchived(conn, now))
-        current = published(sorted(set(newest[: settings.feed.entries]) | waiting))
+        newest = visible.newest(conn, now, settings.feed.index_entries)
+        # atom.xml, rss.xml and feed.json: exactly the newest `feed.entries`; the archives the rest.
+        current = published(layout.current)
         batch.write(feed.ATOM_FILE, feed.atom_current(current, settings, prev_archive=archive_url(total)))
         batch.write(feed.RSS_FILE, feed.rss(current, settings))
         batch.write(feed.JSON_FILE, feed.json_feed(current, settings))
-        batch.write(pages.INDEX, site.index(published(newest[: settings.feed.index_entries])))
+        batch.write(pages.INDEX, site.index(published(newest)))
+        for stale in stale_archives(settings, total):
+            batch.delete(stale)
         for _, slug in work.delete:
             batch.delete(pages.page_path(slug))
         if full:
@@ -369,6 +372,21 @@ def write_outputs(
         db.set_meta(conn, _META_PUBLISHED, str(count))
         db.set_meta(conn, _META_EMBARGO, embargo.isoformat() if embargo else "")
     return Written(written, batch.unchanged, count, embargo)
+
+
+def stale_archives(settings: Settings, total: int) -> list[str]:
+    """Archive documents numbered past the last archive (left by an older cut): removed."""
+    from publisher.build import feed
+
+    folder = settings.feeds_dir / feed.archive_path(1).rpartition("/")[0]
+    if not folder.is_dir():
+        return []
+    stale = []
+    for entry in os.scandir(folder):
+        number = entry.name.removesuffix(".xml")
+        if entry.is_file() and number.isdigit() and int(number) > total and entry.name == f"{number}.xml":
+            stale.append(feed.archive_path(int(number)))
+    return sorted(stale)
 
 
 def stray_pages(settings: Settings, keep: set[str]) -> list[str]:

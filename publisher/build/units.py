@@ -41,14 +41,23 @@ class Unit:
     pages: tuple[str, ...]
 
 
-def plan(conn: sqlite3.Connection, archives_to_write: Sequence[int], page_ids: Sequence[str]) -> list[Unit]:
-    """Units covering every archive to write and every page to render, each page exactly once."""
+def plan(
+    conn: sqlite3.Connection,
+    archives_to_write: Sequence[int],
+    page_ids: Sequence[str],
+    opened: tuple[int, Sequence[str]] | None = None,
+) -> list[Unit]:
+    """Units covering every archive to write and every page to render, each page exactly once.
+    `opened`: the open archive's number and members (the others' are stored)."""
     from publisher.store import feed_archives
 
     todo = set(page_ids)
     units = []
     for number in sorted(archives_to_write):
-        members = tuple(feed_archives.members(conn, number))
+        if opened is not None and number == opened[0]:
+            members = tuple(opened[1])
+        else:
+            members = tuple(feed_archives.members(conn, number))
         mine = tuple(m for m in members if m in todo)
         todo.difference_update(mine)
         units.append(Unit(number, members, mine))
