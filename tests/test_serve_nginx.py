@@ -147,6 +147,16 @@ def test_nginx_serves_feeds_and_passes_subscriber_routes(nginx: str, project: Pr
                     assert answer.headers.get(name) == value, (answer.status_code, name)
             assert len(answer.headers.get_list("x-frame-options")) == 1
 
+        # A request nginx cannot parse: its own 400, with the headers too.
+        host, port = nginx.removeprefix("http://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"GET /atom.xml HTTP/1.1\r\nHost: x\r\nNot a header\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400 ")
+        assert b"\r\nX-Frame-Options: DENY\r\n" in answer, answer[:400]
+
         # Subscribing through the static form: the browser's Origin vouches for it.
         sent = http.post("/subscribe", data={"email": "new@example.org"}, headers={"Origin": SITE})
         assert sent.status_code == 200, sent.text

@@ -1,4 +1,4 @@
-"""`publisher serve` as a real process on 127.0.0.1 (uvicorn): what the in-process tests cannot
+"""`publisher serve` as a real process on 127.0.0.1 (Hypercorn): what the in-process tests cannot
 show — raw request lines no HTTP client would send, real gzip and keep-alive, SIGTERM, a port in use."""
 
 from __future__ import annotations

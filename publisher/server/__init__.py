@@ -1,6 +1,6 @@
 """`publisher serve`: the HTTP server for feeds/, subscribing and unsubscribing (the only home of
-Starlette and uvicorn). `create_app(settings, clock, transport_factory)` builds the ASGI app;
-`run(settings, clock, host, port)` serves it with uvicorn until interrupted."""
+Starlette and Hypercorn). `create_app(settings, clock, transport_factory)` builds the ASGI app;
+`run(settings, clock, host, port)` serves it with Hypercorn until interrupted."""
 
 from __future__ import annotations
 

@@ -88,7 +88,7 @@ def tree(root: Path) -> dict[str, tuple[int, int]]:
 
 
 def raw_get(app: Any, raw_path: bytes, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
-    """Send one request with exactly this raw path, decoded the way uvicorn decodes it."""
+    """Send one request with exactly this raw path, percent-decoded as Hypercorn decodes it."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
