@@ -194,7 +194,7 @@ def test_a_request_head_over_32_kib_is_refused_and_closed(url: str) -> None:
 
 def test_a_request_hypercorn_cannot_parse_gets_its_bare_400(url: str) -> None:
     """Hypercorn answers it before the app, and has no setting to add headers to that answer:
-    docs/serve.md says so, and the shipped nginx configuration adds them (test_serve_nginx.py)."""
+    docs/serve.md says so, and the shipped nginx configuration adds them (test_serve_proxy.py)."""
     with socket.create_connection(address(url), timeout=10) as sock:
         sock.sendall(b"GET /atom.xml HTTP/1.1\r\nHost: x\r\nNot a header\r\n\r\n")
         status, headers, body = read_response(sock, bytearray())
