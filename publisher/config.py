@@ -340,6 +340,26 @@ class Settings(BaseModel):
         return os.environ.get(self.serve.secret_env) or None
 
 
+def sections() -> dict[str, type[BaseModel]]:
+    """Each `[section]` a settings file can hold, with its model (for generated files and docs)."""
+    found: dict[str, type[BaseModel]] = {}
+    for name, field in Settings.model_fields.items():
+        model = field.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            found[name] = model
+    return found
+
+
+def check_value(section: str, key: str, value: object) -> Any:
+    """`value` as the settings would hold it at `section.key`, or ConfigError saying why not."""
+    try:
+        checked = sections()[section](**{key: value})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise ConfigError(f"{section}.{key}: {str(error['msg']).removeprefix('Value error, ')}") from exc
+    return getattr(checked, key)
+
+
 # Secrets never sit in the file: a key that looks like one gets a hint to the environment variable.
 _SECRETS = {"smtp": ("pass", "password_env"), "serve": ("secret", "secret_env")}
 

@@ -16,9 +16,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
-
-from publisher.config import DEFAULT_CONFIG, DigestSettings, Settings, SiteSettings
+from publisher.config import DEFAULT_CONFIG, DigestSettings, SiteSettings, check_value, sections
 from publisher.errors import ConfigError, PublisherError, SubscriberError
 from publisher.subscriptions import normalise_address
 
@@ -103,17 +101,16 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 def _check(question: Question, value: str) -> str:
     """The value as it will be written, or ConfigError naming the flag and the problem."""
     value = value.strip()
-    model: type[BaseModel] = SiteSettings if question.section == "site" else DigestSettings
+    if not value:
+        raise ConfigError(f"{question.flag}: must not be empty")
     try:
         if question.key == "from_address":
             value = normalise_address(value)
-        elif not value:
-            raise ConfigError(f"{question.flag}: must not be empty")
-        checked = str(getattr(model(**{question.key: value}), question.key))
+        checked = str(check_value(question.section, question.key, value))
     except SubscriberError as exc:
         raise ConfigError(f"{question.flag}: {exc.message}") from exc
-    except ValidationError as exc:
-        message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+    except ConfigError as exc:
+        message = exc.message.removeprefix(f"{question.section}.{question.key}: ")
         raise ConfigError(f"{question.flag}: {message}") from exc
     return checked
 
@@ -184,10 +181,7 @@ def settings_file(answers: dict[str, str]) -> str:
     if host and "unsubscribe_mailto" in DigestSettings.model_fields:
         domain = normalise_address(answers["from_address"]).split("@")[1]
         chosen["digest", "unsubscribe_mailto"] = f"unsubscribe@{domain}"
-    for section, field in Settings.model_fields.items():
-        model = field.annotation
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            continue  # base_dir, source: not settings a file can hold
+    for section, model in sections().items():
         lines += ["", f"[{section}]"]  # every table present, so uncommenting a key is enough
         if model.__doc__:
             lines.append(f"# {' '.join(model.__doc__.split())}")
