@@ -101,7 +101,7 @@ class IngestSettings(_Section):
     """Limits applied to each file in seeds/."""
 
     # 256 KB is some 40,000 words, far beyond any article; it also bounds the time the Markdown
-    # parser can be made to spend on one hostile file (markdown-it-py: about 1 s per 100 KB at worst).
+    # parser can be made to spend on one hostile file (its worst case grows with the input).
     max_bytes: int = Field(
         262_144, ge=1, description="Files larger than this (in bytes) are rejected without being read."
     )

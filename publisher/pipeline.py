@@ -141,7 +141,7 @@ def build(
 ) -> BuildReport:
     """seeds/ → feeds/: parse what changed, keep identities, write every output that differs.
 
-    Incremental (see publisher/publish.py): unchanged files come from the parse cache, only pages
+    Incremental (see publisher/build/publish.py): unchanged files come from the parse cache, only pages
     whose article changed are rendered, and when no file changed, no embargo passed and the last
     build completed, nothing is rendered at all. `full` re-renders every output (still writing only
     files whose bytes differ) and deletes stray pages. A build is recorded as complete only after

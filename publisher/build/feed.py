@@ -5,7 +5,7 @@ chosen and sorted newest first by the caller) and the settings in, the exact byt
 writing them (atomically) is the caller's job. Same input, same bytes: nothing reads the clock, the
 feed's `updated` is its newest entry's, and attribute order is fixed by the code below.
 
-feedgen 1.0 traps worked around here (see REFERENCE.md): entries are appended in order, every
+feedgen 1.0 traps worked around here: entries are appended in order, every
 `updated` is set explicitly, datetimes are aware, documents come back as bytes (never `atom_file`),
 Atom entries never get `description()` (it overwrites `content`), no CDATA content type, the
 entry link's `rel`/`type` that feedgen drops (upstream issue 135) are restored inside feedgen's own

@@ -30,7 +30,7 @@ INDEX = "index.html"
 STYLESHEET = "style.css"
 ARTICLE_TEMPLATE = "article.html.j2"
 INDEX_TEMPLATE = "index.html.j2"
-# Copied from the templates folder into feeds/ unchanged (the feed developer writes atom.xsl).
+# Copied from the templates folders into feeds/ unchanged.
 STATIC_FILES = (STYLESHEET, "atom.xsl")
 # Everything that shapes a page: a change to any of these re-renders every page.
 PAGE_TEMPLATES = ("base.html.j2", INDEX_TEMPLATE, ARTICLE_TEMPLATE, "_subscribe_form.html.j2")
@@ -125,7 +125,7 @@ class Pages:
         ).encode("utf-8")
 
     def static(self) -> dict[str, bytes]:
-        """The static files to copy into feeds/ (style.css always; atom.xsl once it exists)."""
+        """The static files to copy into feeds/ (style.css is required; atom.xsl is copied when found)."""
         found: dict[str, bytes] = {}
         for name in STATIC_FILES:
             path = find_template(self.settings, name)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from publisher.build.pages import Pages
     from publisher.output import Batch
 
-# Below this many pages to render (or files to parse, publish_parse), starting worker processes
+# Below this many pages to render (or files to parse, build/parse.py), starting worker processes
 # costs more than it saves.
 POOL_FROM = 400
 _CHUNK = 250

@@ -1,8 +1,18 @@
 """Cron expressions (five fields) evaluated in a timezone, correct across daylight-saving changes.
 
-We evaluate the schedule ourselves instead of using APScheduler's CronTrigger: its
-`from_crontab` numbers weekdays from Monday (cron numbers them from Sunday), and its DST handling
-has open bugs. The rules here are those of Vixie cron, made exact:
+We evaluate the schedule ourselves instead of using APScheduler's CronTrigger (APScheduler still
+runs the job, see daemon/scheduler.py), for two reasons its tracker shows:
+
+- `CronTrigger.from_crontab` numbers weekdays from Monday, cron from Sunday, so `0 8 * * 0` would
+  run on Mondays: https://github.com/agronholm/apscheduler/issues/455 (closed as a duplicate; 3.x
+  keeps the Monday-first numbering);
+- its behaviour at daylight-saving changes is not defined and has broken more than once:
+  https://github.com/agronholm/apscheduler/issues/120 (open since 2016: "well-defined behaviour
+  around DST thresholds"), https://github.com/agronholm/apscheduler/issues/1021 (3.11.0 returns the
+  same fire time forever inside the repeated hour; fixed by pull requests 1079 and 1094, after
+  3.11.0, which this project's pin allows).
+
+The rules here are those of Vixie cron, made exact:
 
 - a schedule names local wall-clock times ("slots"); each slot is one instant;
 - a wall time that occurs twice (clocks go back) is the first occurrence only;

@@ -264,7 +264,7 @@ def parse_data(seed: SeedFile, settings: Settings, data: bytes) -> tuple[Article
     limits = {"title_max": settings.ingest.title_max_chars, "summary_max": settings.ingest.summary_max_chars}
     try:
         if seed.rel.lower().endswith(MARKDOWN_SUFFIXES):
-            # Imported on first use: markdown-it and PyYAML cost ~0.15 s of start-up, which a
+            # Imported on first use: importing markdown-it and PyYAML is a start-up cost that a
             # rebuild with nothing to parse should not pay.
             from publisher.ingest import markdown
 
