@@ -103,3 +103,20 @@ def test_background_server_for_publisher_run(project: Project) -> None:
     assert not running.thread.is_alive()
     with pytest.raises(httpx.ConnectError):
         httpx.get(url + "rss.xml", timeout=2)
+
+
+def test_the_server_raises_its_open_file_limit() -> None:
+    """Thousands of idle clients need a descriptor each until request_timeout closes them."""
+    import resource
+
+    from publisher.server.runner import WANTED_FILES, raise_file_limit
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        raise_file_limit()
+        raised = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        assert raised == (WANTED_FILES if hard == resource.RLIM_INFINITY else min(WANTED_FILES, hard))
+        assert raised > 256 or hard <= 256
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -112,9 +112,8 @@ def _trusted() -> frozenset[str]:
     return frozenset(item.strip() for item in listed.split(",") if item.strip())
 
 
-def _config(settings: Settings, sock: socket.socket) -> Config:
+def _config(settings: Settings) -> Config:
     config = Config()
-    config.bind = [f"fd://{os.dup(sock.fileno())}"]
     config.backlog = BACKLOG
     # Closes a connection whose request head is not complete this long after it opened (or after
     # the previous answer on it), and idle keep-alive connections.
@@ -138,7 +137,8 @@ class Server:
         transport_factory: Callable[[], Transport] | None = None,
     ) -> None:
         self.app = TrustedProxy(create_app(settings, clock, transport_factory), _trusted())
-        self.config = _config(settings, sock)
+        self.config = _config(settings)
+        self.sock = sock
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping: asyncio.Event | None = None
         self.ready = threading.Event()
@@ -155,6 +155,8 @@ class Server:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self.loop.add_signal_handler(sig, self._signalled, sig)
         self.ready.set()
+        # Hypercorn closes the socket it is given when it stops; ours stays with its owner.
+        self.config.bind = [f"fd://{os.dup(self.sock.fileno())}"]
         await serve(self.app, self.config, shutdown_trigger=self.stopping.wait)  # type: ignore[arg-type]
 
     def _signalled(self, signum: int) -> None:
@@ -219,7 +221,8 @@ class Background:
         return self.url
 
     def stop(self, timeout: float = 10.0) -> None:
-        self.server.stop()
-        self.thread.join(timeout)
+        if self.thread.is_alive():
+            self.server.stop()
+            self.thread.join(timeout)
         with contextlib.suppress(OSError):
             self.sock.close()
