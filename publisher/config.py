@@ -17,8 +17,17 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from publisher import config_rules as rules
 from publisher.errors import ConfigError
 
 DEFAULT_CONFIG = "publisher.toml"
@@ -30,7 +39,15 @@ _BCP47 = re.compile(
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # strict: "yes" is not a bool, "30" is not a number; no inf or nan anywhere.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, strict=True, allow_inf_nan=False
+    )
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
+        return rules.check_text(value, info.field_name)
 
 
 class SiteSettings(_Section):
@@ -88,11 +105,18 @@ class SiteSettings(_Section):
 class PathSettings(_Section):
     """Where articles come from, where output goes, and where state lives."""
 
-    seeds: Path = Field(Path("seeds"), description="Folder of incoming article files (never modified).")
-    feeds: Path = Field(Path("feeds"), description="Folder the feeds and pages are written into.")
-    state: Path = Field(Path("state"), description="Folder holding the SQLite database, lock and outbox.")
+    seeds: Path = Field(
+        Path("seeds"), strict=False, description="Folder of incoming article files (never modified)."
+    )
+    feeds: Path = Field(
+        Path("feeds"), strict=False, description="Folder the feeds and pages are written into."
+    )
+    state: Path = Field(
+        Path("state"), strict=False, description="Folder holding the SQLite database, lock and outbox."
+    )
     templates: Path = Field(
         Path("templates"),
+        strict=False,
         description="Folder of Jinja2 templates; files missing there come from the bundled set.",
     )
 
@@ -103,10 +127,17 @@ class IngestSettings(_Section):
     # 256 KB is some 40,000 words, far beyond any article; it also bounds the time the Markdown
     # parser can be made to spend on one hostile file (its worst case grows with the input).
     max_bytes: int = Field(
-        262_144, ge=1, description="Files larger than this (in bytes) are rejected without being read."
+        262_144,
+        ge=1,
+        le=1 << 30,
+        description="Files larger than this (in bytes) are rejected without being read.",
     )
-    title_max_chars: int = Field(90, ge=20, description="Derived titles are shortened to this length.")
-    summary_max_chars: int = Field(300, ge=40, description="Derived summaries are shortened to this.")
+    title_max_chars: int = Field(
+        90, ge=20, le=10_000, description="Derived titles are shortened to this length."
+    )
+    summary_max_chars: int = Field(
+        300, ge=40, le=100_000, description="Derived summaries are shortened to this."
+    )
 
 
 class FeedSettings(_Section):
@@ -114,7 +145,7 @@ class FeedSettings(_Section):
 
     entries: int = Field(50, ge=1, le=10_000, description="Entries in atom.xml, rss.xml and feed.json.")
     archive_size: int = Field(50, ge=1, le=10_000, description="Entries per RFC 5005 archive document.")
-    index_entries: int = Field(30, ge=1, description="Articles listed on index.html.")
+    index_entries: int = Field(30, ge=1, le=100_000, description="Articles listed on index.html.")
 
     @model_validator(mode="after")
     def _archives_fit(self) -> FeedSettings:
@@ -134,7 +165,10 @@ class DigestSettings(_Section):
 
     schedule: str = Field("0 8 * * 1", description="Cron expression (site timezone) for the digest.")
     grace_period: float = Field(
-        6 * 3600, ge=0, description="Seconds after a missed digest time in which it is still sent."
+        6 * 3600,
+        ge=0,
+        le=366 * 86400,
+        description="Seconds after a missed digest time in which it is still sent.",
     )
     subject: str = Field(
         "{{ site.title }}: {{ count }} new article{{ 's' if count != 1 else '' }}",
@@ -147,8 +181,22 @@ class DigestSettings(_Section):
         "unsubscribe@news.example.org", description="Address for the mailto: List-Unsubscribe."
     )
     postal_address: str = Field("Example Newsroom, 1 Example Street, Exampletown", description="Footer.")
-    backfill: int = Field(0, ge=0, description="Articles the very first digest includes (0: none).")
-    max_bytes: int = Field(100_000, ge=10_000, description="Whole-message size cap (Gmail clips ~102 KB).")
+    backfill: int = Field(
+        0, ge=0, le=1_000_000, description="Articles the very first digest includes (0: none)."
+    )
+    max_bytes: int = Field(
+        100_000, ge=10_000, le=100_000_000, description="Whole-message size cap (Gmail clips ~102 KB)."
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        return rules.check_cron(value)
+
+    @field_validator("from_address", "reply_to", "unsubscribe_mailto")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        return None if value is None else rules.check_address(value)
 
 
 class DeliverySettings(_Section):
@@ -156,10 +204,16 @@ class DeliverySettings(_Section):
 
     transport: Literal["outbox", "smtp"] = Field("outbox", description="outbox: Maildir in state/.")
     concurrency: int = Field(4, ge=1, le=64, description="Concurrent SMTP connections.")
-    rate_limit: float = Field(0, ge=0, description="Messages per second at most (0: no limit).")
-    max_attempts: int = Field(5, ge=1, description="Attempts per message before it is marked failed.")
-    retry_backoff: float = Field(2.0, ge=0, description="Seconds before the first retry; doubles each time.")
-    bounce_after: int = Field(3, ge=1, description="Permanent failures before a subscriber is bounced.")
+    rate_limit: float = Field(0, ge=0, le=1_000_000, description="Messages per second at most (0: no limit).")
+    max_attempts: int = Field(
+        5, ge=1, le=1_000, description="Attempts per message before it is marked failed."
+    )
+    retry_backoff: float = Field(
+        2.0, ge=0, le=86_400, description="Seconds before the first retry; doubles each time."
+    )
+    bounce_after: int = Field(
+        3, ge=1, le=1_000, description="Permanent failures before a subscriber is bounced."
+    )
     outbox_keep_days: int = Field(
         30, ge=0, le=36_500, description="Days sent messages and previews stay in state/ (0: for ever)."
     )
@@ -175,7 +229,12 @@ class SmtpSettings(_Section):
     password_env: str = Field(
         "PUBLISHER_SMTP_PASSWORD", description="Environment variable holding the SMTP password."
     )
-    timeout: float = Field(30.0, gt=0, description="Seconds before a silent server is given up on.")
+    timeout: float = Field(30.0, gt=0, le=3_600, description="Seconds before a silent server is given up on.")
+
+    @field_validator("password_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        return rules.check_env_name(value)
 
     @property
     def password(self) -> str | None:
@@ -186,8 +245,10 @@ class DaemonSettings(_Section):
     """`publisher run`: watching and scheduling."""
 
     watch: Literal["events", "poll"] = Field("events", description="Filesystem events or polling.")
-    poll_interval: float = Field(1.0, gt=0, description="Seconds between polls when watch = poll.")
-    settle: float = Field(0.3, ge=0, description="A file must be unchanged this long before it is read.")
+    poll_interval: float = Field(1.0, gt=0, le=3_600, description="Seconds between polls when watch = poll.")
+    settle: float = Field(
+        0.3, ge=0, le=3_600, description="A file must be unchanged this long before it is read."
+    )
     serve: bool = Field(False, description="Also serve feeds/ over HTTP inside `publisher run`.")
 
 
@@ -199,7 +260,9 @@ class ServeSettings(_Section):
     secret_env: str = Field(
         "PUBLISHER_SECRET", description="Environment variable holding the token-signing secret."
     )
-    cache_max_age: int = Field(300, ge=0, description="Cache-Control max-age (seconds) for files in feeds/.")
+    cache_max_age: int = Field(
+        300, ge=0, le=31_536_000, description="Cache-Control max-age (seconds) for files in feeds/."
+    )
     max_body_bytes: int = Field(
         16_384, ge=256, le=10_000_000, description="Larger request bodies are refused with 413."
     )
@@ -209,19 +272,30 @@ class ServeSettings(_Section):
         le=3600,
         description="Seconds a client has to send a whole request; slower connections are closed.",
     )
-    confirm_hours: float = Field(48, gt=0, description="Hours a subscription confirmation link works.")
+    confirm_hours: float = Field(
+        48, gt=0, le=24 * 366, description="Hours a subscription confirmation link works."
+    )
     welcome: bool = Field(
         False,
         description="Send a welcome message (template welcome_email.txt.j2) once a subscriber confirms.",
     )
     rate_ip_per_minute: float = Field(
-        10, gt=0, description="Form and token requests per client IP per minute (sustained)."
+        10, gt=0, le=1_000_000, description="Form and token requests per client IP per minute (sustained)."
     )
-    rate_ip_burst: int = Field(20, ge=1, description="Form and token requests per client IP at once.")
+    rate_ip_burst: int = Field(
+        20, ge=1, le=1_000_000, description="Form and token requests per client IP at once."
+    )
     rate_address_per_hour: float = Field(
-        3, gt=0, description="Subscription requests per email address per hour (sustained)."
+        3, gt=0, le=1_000_000, description="Subscription requests per email address per hour (sustained)."
     )
-    rate_address_burst: int = Field(3, ge=1, description="Subscription requests per address at once.")
+    rate_address_burst: int = Field(
+        3, ge=1, le=1_000_000, description="Subscription requests per address at once."
+    )
+
+    @field_validator("secret_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        return rules.check_env_name(value)
 
 
 _DNS_NAME = re.compile(
@@ -387,7 +461,7 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 
 def _format_error(origin: str, error: Any) -> str:
     loc = tuple(error["loc"])
-    where = ".".join(str(part) for part in loc) or "(file)"
+    where = rules.CONTROL.sub("?", ".".join(str(part) for part in loc)) or "(file)"
     message = str(error["msg"]).removeprefix("Value error, ")
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -407,20 +481,24 @@ def _format_error(origin: str, error: Any) -> str:
     return f"{origin}: {where}: {message}"
 
 
-def load_settings(path: Path | None = None, *, required: bool | None = None) -> Settings:
+def load_settings(path: Path | None = None, *, required: bool = False) -> Settings:
     """Read the settings from `path` (default `./publisher.toml`).
 
     Without an explicit path and without `publisher.toml` in the current folder, the embedded
-    defaults serve (relative paths then resolve against the current folder). An explicit path that
-    does not exist is an error.
+    defaults serve (relative paths then resolve against the current folder) unless `required`
+    (the commands that write: they must never build an example site into a stray folder). An
+    explicit path that does not exist is an error.
     """
     explicit = path is not None
     config_path = Path(path) if path is not None else Path(DEFAULT_CONFIG)
-    if required is None:
-        required = explicit
     if not config_path.exists():
-        if required:
+        if explicit:
             raise ConfigError(f"{config_path}: no such configuration file")
+        if required:
+            raise ConfigError(
+                f"no {DEFAULT_CONFIG} in {Path.cwd()}: run `publisher init` to create one here, "
+                "or name one with --config PATH"
+            )
         return Settings(base_dir=Path.cwd())
     origin = str(config_path)
     try:
@@ -436,11 +514,15 @@ def load_settings(path: Path | None = None, *, required: bool | None = None) -> 
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{origin}: invalid TOML: {exc}") from exc
+    except RecursionError as exc:  # tomllib recurses once per level of nested arrays/tables
+        raise ConfigError(f"{origin}: invalid TOML: nested too deeply") from exc
     for key in ("base_dir", "source"):
         if key in data:
             raise ConfigError(f"{origin}: {key}: unknown key")
     try:
         return Settings(**data, base_dir=config_path.resolve().parent, source=config_path.resolve())
+    except RecursionError as exc:
+        raise ConfigError(f"{origin}: a value is nested too deeply") from exc
     except ValidationError as exc:
         errors = exc.errors()
         more = len(errors) - 1

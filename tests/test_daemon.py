@@ -300,5 +300,6 @@ def test_a_bad_digest_schedule_stops_run_before_it_starts(project: Project) -> N
     project.configure('[digest]\nschedule = "0 25 * * *"\n')
     result = project.cli("run")
     assert result.code == 2
-    assert result.err.strip() == "Error: digest.schedule: hour: 25 is out of range 0-23"
+    expected = f"Error: {project.config_path}: digest.schedule: hour: 25 is out of range 0-23"
+    assert result.err.strip() == expected
     assert not (project.state / "lock").exists()

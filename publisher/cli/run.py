@@ -30,4 +30,6 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from publisher.config import load_settings
     from publisher.daemon.runner import run as run_daemon
 
-    return run_daemon(ctx.settings, ctx.clock, reload=lambda: load_settings(ctx.config_path), wait=args.wait)
+    return run_daemon(
+        ctx.settings, ctx.clock, reload=lambda: load_settings(ctx.config_path, required=True), wait=args.wait
+    )

@@ -1,0 +1,51 @@
+"""The value rules of the settings model (publisher/config.py) that are more than a type or a
+bound: text without control characters, addresses, environment variable names, cron syntax. Each
+raises ValueError with a one-line reason, which config.py reports with the file and the key."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# A line break in a setting would end up in a mail header or a page. A template may span lines
+# (its output is made one line); other control characters no.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_IN_TEMPLATE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_TEMPLATES = frozenset({"subject"})
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def check_text(value: Any, field: str | None) -> Any:
+    """Any text setting: no control characters (no line breaks except in a template)."""
+    if not isinstance(value, str):
+        return value
+    template = field in _TEMPLATES
+    if (_CONTROL_IN_TEMPLATE if template else CONTROL).search(value):
+        raise ValueError(f"must not hold control characters{'' if template else ' or line breaks'}")
+    return value
+
+
+def check_address(value: str) -> str:
+    """One bare address, by the rules subscribers' addresses follow (kept as written)."""
+    from publisher.errors import SubscriberError
+    from publisher.subscriptions import normalise_address
+
+    try:
+        normalise_address(value)
+    except SubscriberError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+def check_env_name(value: str) -> str:
+    if not _ENV_NAME.match(value):
+        raise ValueError(f"{value!r} is not an environment variable name (letters, digits, _)")
+    return value
+
+
+def check_cron(value: str) -> str:
+    """Five-field cron, parsed by the very code the daemon schedules with (pure functions)."""
+    from publisher.daemon import cron
+
+    cron.parse(value)
+    return value

@@ -1,0 +1,224 @@
+"""Hostile configuration files: whatever a publisher.toml holds, loading it gives settings or one
+`ConfigError` line naming the file (and the key), exit 2, and never a traceback or a value that
+fails later (issue 11, points 1, 6 and 7)."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from publisher.cli.main import main
+from publisher.config import Settings, load_settings
+from publisher.errors import ConfigError
+
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+
+def error_of(path: Path) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    line = info.value.one_line()
+    assert "\n" not in line and "\r" not in line
+    return str(info.value)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "publisher.toml"
+    path.write_text(text, encoding="utf-8", newline="")
+    return path
+
+
+def test_deeply_nested_toml_is_one_line(tmp_path: Path) -> None:
+    """900 levels of nested arrays once crashed the loader with RecursionError."""
+    path = write(tmp_path, "a = " + "[" * 900 + "]" * 900 + "\n")
+    assert error_of(path) == f"{path}: invalid TOML: nested too deeply"
+
+
+def test_deeply_nested_toml_through_the_cli_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "[site]\ntitle = " + "[" * 900 + "]" * 900 + "\n")
+    assert main(["--config", str(path), "check"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"Error: {path}: ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[smtp]\ntimeout = inf\n", "smtp.timeout: Input should be a finite number"),
+        ("[smtp]\ntimeout = nan\n", "smtp.timeout: Input should be a finite number"),
+        ("[smtp]\ntimeout = 1e300\n", "smtp.timeout: Input should be less than or equal to 3600"),
+        ("[delivery]\nretry_backoff = -inf\n", "delivery.retry_backoff: Input should be a finite number"),
+        ("[daemon]\nserve = 'yes'\n", "daemon.serve: Input should be a valid boolean"),
+        ("[daemon]\nserve = 1\n", "daemon.serve: Input should be a valid boolean"),
+        ("[smtp]\nport = '25'\n", "smtp.port: Input should be a valid integer"),
+        ("[smtp]\nport = true\n", "smtp.port: Input should be a valid integer"),
+        ("[feed]\nentries = 5.0\n", "feed.entries: Input should be a valid integer"),
+        ("[site]\ntitle = 3\n", "site.title: Input should be a valid string"),
+        ("[site]\ntitle = 2024-01-01\n", "site.title: Input should be a valid string"),
+        ("[paths]\nseeds = 3\n", "paths.seeds: must be a path, as text"),
+        (
+            "[digest]\nschedule = '61 25 * * 9'\n",
+            "digest.schedule: minute: 61 is out of range 0-59",
+        ),
+        ("[digest]\nschedule = 'every monday'\n", "digest.schedule: 'every monday' is not a cron expression"),
+        (
+            '[digest]\nfrom_address = "news@example.org\\r\\nBcc: all@example.org"\n',
+            "digest.from_address: must not hold control characters or line breaks",
+        ),
+        ("[digest]\nreply_to = 'not an address'\n", "digest.reply_to: 'not an address'"),
+        ("[digest]\nunsubscribe_mailto = 'a@b'\n", "digest.unsubscribe_mailto: 'a@b'"),
+        ('[digest]\nsubject = "Hi\\u001bBcc: x@y.z"\n', "digest.subject: must not hold control characters"),
+        ('[site]\ntitle = "News\\u0007"\n', "site.title: must not hold control characters or line breaks"),
+        ("[smtp]\npassword_env = 'A B'\n", "smtp.password_env: 'A B' is not an environment variable name"),
+        ("[serve]\nsecret_env = ''\n", "serve.secret_env: '' is not an environment variable name"),
+    ],
+)
+def test_values_that_would_fail_later_are_refused_at_load(tmp_path: Path, toml: str, message: str) -> None:
+    path = write(tmp_path, toml)
+    assert error_of(path).startswith(f"{path}: {message}")
+
+
+def test_crlf_line_ends_in_the_file_are_fine(tmp_path: Path) -> None:
+    path = write(tmp_path, "[site]\r\ntitle = 'Gazette'\r\n")
+    assert load_settings(path).site.title == "Gazette"
+
+
+def test_a_key_with_control_characters_is_shown_without_them(tmp_path: Path) -> None:
+    path = write(tmp_path, '[site]\n"ti\\u001b[2Jtle" = 1\n')
+    message = error_of(path)
+    assert "\x1b" not in message and message.startswith(f"{path}: site.ti?[2Jtle: unknown key")
+
+
+# --- no configuration file ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["build"],
+        ["digest", "--send"],
+        ["subscribers", "list"],
+        ["subscribers", "add", "a@example.org"],
+        ["run"],
+        ["serve"],
+    ],
+)
+def test_a_command_that_writes_refuses_without_a_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """No publisher.toml here and no --config: nothing is built, no state folder appears."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "seeds").mkdir()
+    (tmp_path / "seeds" / "a.txt").write_text("date 2025-01-01 A lead paragraph for a test.\n")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"Error: no publisher.toml in {tmp_path}")
+    assert "publisher init" in err and "--config" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seeds"]
+
+
+def test_check_still_works_without_a_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """check only reads, so the defaults may serve it; it writes nothing."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "seeds").mkdir()
+    (tmp_path / "seeds" / "a.txt").write_text("date 2025-01-01 A lead paragraph for a test.\n")
+    assert main(["check"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seeds"]
+
+
+# --- fuzzing -----------------------------------------------------------------------------------
+
+SECTIONS = ["site", "paths", "ingest", "feed", "digest", "delivery", "smtp", "daemon", "serve"]
+KEYS = sorted({name for section in SECTIONS for name in type(getattr(Settings(), section)).model_fields})
+
+_SCALARS = st.one_of(
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.text(max_size=40),
+    st.sampled_from(["yes", "0 8 * * 1", "61 25 * * 9", "a@b.example", "x\r\ny", "../..", "1e999"]),
+    st.datetimes(),
+)
+_VALUES = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=3), max_leaves=8)
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        escaped = (ch if ch.isprintable() and ch not in '"\\' else f"\\u{ord(ch):04x}" for ch in value)
+        return '"' + "".join(escaped) + '"'
+    return value.isoformat()  # type: ignore[attr-defined]
+
+
+@st.composite
+def config_files(draw: st.DrawFn) -> bytes:
+    """Mostly well-formed TOML with hostile values, sometimes raw bytes."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.binary(max_size=200))
+    lines = []
+    for section in draw(st.lists(st.sampled_from([*SECTIONS, "nope"]), max_size=4, unique=True)):
+        lines.append(f"[{section}]")
+        for key in draw(st.lists(st.sampled_from(KEYS), max_size=4, unique=True)):
+            lines.append(f"{key} = {_toml_value(draw(_VALUES))}")
+    if draw(st.booleans()):
+        depth = draw(st.integers(1, 2000))
+        lines.insert(0, "deep = " + "[" * depth + "]" * depth)
+    return "\n".join(lines).encode("utf-8")
+
+
+@pytest.fixture(scope="module")
+def folder() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory() as tmp:
+        yield Path(tmp)
+
+
+@FUZZ
+@given(data=config_files())
+def test_any_config_file_loads_or_is_one_line(folder: Path, data: bytes) -> None:
+    """Either settings whose every value is usable, or one line naming the file."""
+    path = folder / "publisher.toml"
+    path.write_bytes(data)
+    try:
+        loaded = load_settings(path)
+    except ConfigError as exc:
+        line = exc.one_line()
+        assert line.startswith(f"{path}: ") and "\n" not in line
+        assert exc.exit_code == 2
+        return
+    for section in SECTIONS:
+        for value in getattr(loaded, section).model_dump().values():
+            if isinstance(value, float):
+                assert math.isfinite(value)
+            if isinstance(value, str):
+                assert "\r" not in value and "\n" not in value
+    from publisher.daemon import cron
+
+    cron.parse(loaded.digest.schedule)
