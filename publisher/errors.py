@@ -35,6 +35,10 @@ class ConfigError(PublisherError):
     exit_code = 2
 
 
+class SourceError(PublisherError):
+    """The seeds folder is missing or cannot be read, or a build would unpublish too much at once."""
+
+
 class StateError(PublisherError):
     """The state database cannot be opened, is too new, or is damaged."""
 

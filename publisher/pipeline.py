@@ -6,13 +6,16 @@ Everything below receives `now` (and, for delivery, the transport) from the call
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 from publisher import ingest
 from publisher.config import Settings
@@ -25,6 +28,27 @@ if TYPE_CHECKING:  # imported when a digest is sent: a build should not pay for 
     from publisher.delivery.report import DigestReport
 
 log = logging.getLogger("publisher.pipeline")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _sqlite_errors_named(
+    func: Callable[Concatenate[Settings, P], R],
+) -> Callable[Concatenate[Settings, P], R]:
+    """Any SQLite error below a pipeline step becomes one StateError naming the database file
+    and the cause (a full disk, a damaged file), for the CLI and the daemon alike."""
+
+    @functools.wraps(func)
+    def wrapper(settings: Settings, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(settings, *args, **kwargs)
+        except sqlite3.Error as exc:
+            from publisher.store import db
+
+            raise db.describe(settings.db_path, exc) from exc
+
+    return wrapper
 
 
 class _ProblemCounts:
@@ -54,8 +78,10 @@ class CheckReport(_ProblemCounts):
     articles: list[Article] = field(default_factory=list)
 
 
+@_sqlite_errors_named
 def check(settings: Settings, now: datetime) -> CheckReport:
     """Validate every file in seeds/ without writing anything anywhere."""
+    require_seeds(settings)
     result = ingest.ingest(settings)
     dupes = ingest.duplicates(result.articles, settings)
     duplicate_paths = {p.path for p in dupes}
@@ -79,6 +105,7 @@ def check(settings: Settings, now: datetime) -> CheckReport:
 PREVIEW_FOLDER = "preview"
 
 
+@_sqlite_errors_named
 def digest_preview(settings: Settings, now: datetime, *, backfill: int | None = None) -> list[Path]:
     """Render the next digest from the real articles into state/preview/ (HTML and text parts, as
     a subscriber would get them, with a dummy unsubscribe link). Sends nothing and records
@@ -103,6 +130,7 @@ def digest_preview(settings: Settings, now: datetime, *, backfill: int | None = 
     return paths
 
 
+@_sqlite_errors_named
 def digest_never_sent(settings: Settings) -> bool:
     """True before the first digest (when `--backfill N` decides what the first one holds)."""
     from publisher.store import db, digests
@@ -136,8 +164,54 @@ class BuildReport(_ProblemCounts):
     problems: list[Problem] = field(default_factory=list)
 
 
+def require_seeds(settings: Settings) -> None:
+    """A missing or unreadable seeds folder is an error, never "no articles": a typo in
+    paths.seeds or an unmounted share must not unpublish the site."""
+    from publisher.errors import SourceError
+
+    folder = settings.seeds_dir
+    hint = "check paths.seeds in the configuration, or mount the share it names"
+    if not folder.exists():
+        raise SourceError(f"{folder}: the seeds folder does not exist", hint=hint)
+    if not folder.is_dir():
+        raise SourceError(f"{folder}: the seeds folder is not a folder", hint=hint)
+    try:
+        with os.scandir(folder) as entries:
+            next(entries, None)
+    except OSError as exc:
+        raise SourceError(f"{folder}: the seeds folder cannot be read: {exc.strerror or exc}") from exc
+
+
+# A build that would take more than this share of the published articles offline at once refuses
+# unless told otherwise (`--allow-mass-removal`): it is far more often a mistake than an intent.
+MASS_REMOVAL_SHARE = 0.5
+
+
+def _refuse_mass_removal(
+    conn: sqlite3.Connection, settings: Settings, files: list[ingest.SeedFile], now: datetime
+) -> None:
+    from publisher.errors import SourceError
+    from publisher.store import visible
+
+    published = visible.published_sources(conn, now)
+    present = {seed.rel for seed in files}
+    gone = [path for path in published if path not in present]
+    if published and len(gone) > MASS_REMOVAL_SHARE * len(published):
+        raise SourceError(
+            f"{settings.seeds_dir}: {len(gone)} of the {len(published)} published articles' files are "
+            "gone; refusing to unpublish more than half of the site at once, nothing was changed",
+            hint="if that is what you want, run `publisher build --allow-mass-removal`",
+        )
+
+
+@_sqlite_errors_named
 def build(
-    settings: Settings, now: datetime, *, full: bool = False, settled_before: float | None = None
+    settings: Settings,
+    now: datetime,
+    *,
+    full: bool = False,
+    settled_before: float | None = None,
+    allow_mass_removal: bool = False,
 ) -> BuildReport:
     """seeds/ → feeds/: parse what changed, keep identities, write every output that differs.
 
@@ -150,6 +224,9 @@ def build(
     `settled_before` (a file-system timestamp, seconds): files changed after it are left for a later
     build (`BuildReport.unsettled`), so a file still being copied is never published half-written.
     The daemon passes its wall-clock time less `daemon.settle`; the CLI reads every file.
+
+    Fails closed: a missing or unreadable seeds folder, or files gone for more than half of the
+    published articles (unless `allow_mass_removal`), raise SourceError with nothing changed.
     """
     from publisher import output
     from publisher.build import publish
@@ -157,12 +234,15 @@ def build(
 
     started = time.perf_counter()
     report = BuildReport()
+    require_seeds(settings)
     files, scan_problems = ingest.scan(settings)
     report.files = len(files)
     phases = {"scan": time.perf_counter() - started}
     conn = db.connect(settings.db_path)
     try:
         state = publish.load_state(conn, settings)  # before the cache marks this build as started
+        if not allow_mass_removal:
+            _refuse_mass_removal(conn, settings, files, now)
         settled_ns = None if settled_before is None else int(settled_before * 1e9)
         refresh = publish.refresh_cache(conn, settings, files, settled_before_ns=settled_ns)
         report.unsettled = refresh.unsettled
@@ -190,7 +270,7 @@ def build(
             )
             report.written, report.unchanged = written.paths, written.unchanged
             report.published, report.next_embargo = written.published, written.next_embargo
-            publish.mark_complete(conn, state)
+            publish.mark_complete(conn, state, now)
             phases["outputs"] = time.perf_counter() - started - sum(phases.values())
         problems = [*scan_problems, *cache.problems(conn), *publish.identity_problems(conn)]
         report.problems = sorted(problems, key=lambda p: (p.path, p.severity != "error"))
@@ -206,6 +286,7 @@ def build(
     return report
 
 
+@_sqlite_errors_named
 def websub_ping(
     settings: Settings, now: datetime, written: list[str], post: websub.Poster | None = None
 ) -> websub.PingReport | None:
@@ -224,6 +305,7 @@ def websub_ping(
         conn.close()
 
 
+@_sqlite_errors_named
 def digest_send(
     settings: Settings,
     now: datetime,
@@ -272,6 +354,7 @@ def _housekeeping(settings: Settings, now: datetime) -> None:
         log.warning("housekeeping: %s", exc.one_line())
 
 
+@_sqlite_errors_named
 def digest_report(settings: Settings, digest_id: str | None = None) -> DigestReport:
     """Who got one digest and who did not, with the server's answers (the latest digest when
     `digest_id` is None). Reads only."""
@@ -294,6 +377,7 @@ def digest_report(settings: Settings, digest_id: str | None = None) -> DigestRep
     return found
 
 
+@_sqlite_errors_named
 def digest_test(
     settings: Settings,
     now: datetime,

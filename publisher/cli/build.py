@@ -21,7 +21,9 @@ def register(sub: Any) -> None:
         "and one page per article into feeds/, each atomically and only when its bytes change. Prints "
         "every problem (one line each, like check) and a summary line. Exit status: 0, even when some "
         "files were rejected (they are reported and left out); 1 with --strict when any file was "
-        "rejected; 2 on a usage or configuration error; 3 when another publisher holds the state lock.",
+        "rejected; 1 when the seeds folder is missing or unreadable, or when more than half of the "
+        "published articles' files are gone (nothing is changed; --allow-mass-removal to go ahead); 2 "
+        "on a usage or configuration error; 3 when another publisher holds the state lock.",
     )
     parser.add_argument(
         "--full",
@@ -29,6 +31,11 @@ def register(sub: Any) -> None:
         help="re-render every output and remove stray pages (after a manual edit)",
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when any file was rejected")
+    parser.add_argument(
+        "--allow-mass-removal",
+        action="store_true",
+        help="publish even when more than half of the published articles' files are gone",
+    )
     add_wait(parser)
     parser.set_defaults(handler=run)
 
@@ -39,7 +46,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
     settings = ctx.settings
     with state_lock(settings, wait=args.wait, purpose="publisher build"):
-        report = build(settings, ctx.clock.now(), full=args.full)
+        report = build(
+            settings, ctx.clock.now(), full=args.full, allow_mass_removal=args.allow_mass_removal
+        )
         # Tell WebSub hubs of changed feeds; a hub's failure is a logged warning, never the build's.
         pings = websub_ping(settings, ctx.clock.now(), report.written)
     for problem in report.problems:

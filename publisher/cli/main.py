@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import sqlite3
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,9 @@ from publisher.config import Settings
 from publisher.errors import PublisherError
 
 COMMANDS = ("init", "check", "build", "digest", "subscribers", "status", "run", "serve", "dkim")
+# Commands that write (feeds/, state/, mail): without a configuration file they refuse rather than
+# build the example site into whatever folder they were started in. check and status only read.
+WRITERS = frozenset({"build", "digest", "subscribers", "run", "serve"})
 
 log = logging.getLogger("publisher")
 
@@ -32,6 +36,7 @@ class Context:
     config_path: Path | None
     verbosity: int
     log_format: str
+    config_required: bool = False
     _settings: Settings | None = field(default=None, repr=False)
     _clock: Clock | None = field(default=None, repr=False)
 
@@ -40,7 +45,7 @@ class Context:
         if self._settings is None:
             from publisher.config import load_settings
 
-            self._settings = load_settings(self.config_path)
+            self._settings = load_settings(self.config_path, required=self.config_required)
         return self._settings
 
     @property
@@ -78,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-format", choices=("text", "json"), default="text", help="log lines as text or JSON lines"
     )
+    parser.add_argument(
+        "--recreate-database",
+        action="store_true",
+        help="the state database is lost (missing or an empty file): start a new, empty one "
+        "(no subscribers, no send ledger) instead of refusing",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         module = importlib.import_module(f"publisher.cli.{name}")
@@ -109,10 +120,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     from publisher import logs
 
     logs.setup(verbosity, args.log_format)
-    ctx = Context(config_path=args.config, verbosity=verbosity, log_format=args.log_format)
+    ctx = Context(
+        config_path=args.config,
+        verbosity=verbosity,
+        log_format=args.log_format,
+        config_required=args.command in WRITERS,
+    )
     try:
+        if args.recreate_database:
+            _recreate_database(ctx)
         result: int = args.handler(args, ctx)
         return result
+    except sqlite3.Error as exc:  # a database call not wrapped below: still one line naming the file
+        from publisher.store import db
+
+        database = ctx._settings.db_path if ctx._settings is not None else Path("state database")
+        print(f"Error: {db.describe(database, exc).one_line()}", file=sys.stderr)
+        return 1
     except PublisherError as exc:
         print(f"Error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
@@ -125,6 +149,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"Error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
+
+
+def _recreate_database(ctx: Context) -> None:
+    from publisher.store import db
+
+    if db.forget_lost(ctx.settings.db_path):
+        log.warning("%s: starting a new, empty state database (--recreate-database)", ctx.settings.db_path)
 
 
 if __name__ == "__main__":

@@ -163,11 +163,12 @@ class Daemon:
 
     @contextmanager
     def _db(self) -> Iterator[Any]:
-        conn = db.connect(self.settings.db_path)
-        try:
-            yield conn
-        finally:
-            conn.close()
+        with db.guarded(self.settings.db_path):
+            conn = db.connect(self.settings.db_path)
+            try:
+                yield conn
+            finally:
+                conn.close()
 
     def _outcome(self, job: str, ok: bool, detail: str) -> None:
         """Log a failure (louder when it persists) or a recovery, and record the job in the database."""

@@ -11,11 +11,11 @@ from __future__ import annotations
 import importlib
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
-from publisher.errors import StateError
+from publisher.errors import PublisherError, StateError
 
 # Components in the order their tables are created. Each names a module of this package.
 COMPONENTS: tuple[str, ...] = ("articles", "subscribers", "digests", "ledger", "archives", "cache")
@@ -42,8 +42,97 @@ def migrations(component: str) -> list[str]:
     return found
 
 
+# Left beside the database once it exists: a state folder that has held a database and lost it is
+# an error (the database held the subscribers and the send ledger), never a reason to start afresh.
+MARKER_SUFFIX = ".exists"
+RECREATE_FLAG = "--recreate-database"
+_MARKER_TEXT = (
+    "publisher keeps its state database {name} in this folder: subscribers, the send ledger, the "
+    "identities of published articles. While this file is here and {name} is not, publisher refuses "
+    "to start: restore {name} from a backup, or run publisher once with " + RECREATE_FLAG + " to "
+    "start over with no subscribers and no history.\n"
+)
+
+
+def marker_path(path: Path) -> Path:
+    return path.with_name(path.name + MARKER_SUFFIX)
+
+
+def _refuse_lost(path: Path) -> None:
+    """StateError when the database at `path` is an empty file, or gone from a folder that had one."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        size = None
+    except OSError as exc:
+        raise StateError(f"{path}: cannot open the state database: {exc.strerror or exc}") from exc
+    if size == 0:
+        raise StateError(
+            f"{path}: the state database is an empty file (0 bytes); refusing to create a new one over it",
+            hint=f"restore it from a backup, or run with {RECREATE_FLAG} to start over with no subscribers",
+        )
+    if size is None and marker_path(path).exists():
+        raise StateError(
+            f"{path}: the state database is missing, but this state folder held one "
+            f"({marker_path(path).name} is there)",
+            hint=f"restore it from a backup, or run with {RECREATE_FLAG} to start over with no subscribers",
+        )
+
+
+def forget_lost(path: Path) -> bool:
+    """`--recreate-database`: when the database at `path` is missing or empty, remove its marker
+    (and the empty file: it holds nothing) so that the next open creates a new one. An existing
+    database with data is left alone. True when something was cleared."""
+    try:
+        size: int | None = path.stat().st_size
+    except FileNotFoundError:
+        size = None
+    if size:
+        return False
+    if size == 0:
+        path.unlink()
+    marker = marker_path(path)
+    had_marker = marker.exists()
+    marker.unlink(missing_ok=True)
+    return had_marker or size == 0
+
+
+def _leave_marker(path: Path) -> None:
+    marker = marker_path(path)
+    if marker.exists():
+        return
+    from publisher.output import write_atomic
+
+    write_atomic(marker, _MARKER_TEXT.format(name=path.name).encode("utf-8"))
+
+
+def describe(path: Path, exc: sqlite3.Error) -> StateError:
+    """One line for any SQLite failure: the database file and the cause."""
+    cause = " ".join(str(exc).split()) or type(exc).__name__
+    hint = None
+    if "full" in cause:
+        hint = f"free space on the file system holding {path.parent}; nothing was recorded"
+    elif "locked" in cause or "busy" in cause:
+        hint = "another process holds the database; try again"
+    return StateError(f"{path}: {cause}", hint=hint)
+
+
+@contextmanager
+def guarded(path: Path) -> Iterator[None]:
+    """Turn any SQLite error raised inside into `describe`'s StateError."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise describe(path, exc) from exc
+
+
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """Open (creating when allowed) the database at `path` and bring its schema up to date."""
+    """Open (creating when allowed) the database at `path` and bring its schema up to date.
+
+    Never creates a database over an empty file, nor in a state folder that held one and lost it
+    (see `MARKER_SUFFIX`): those are errors naming the file, until the operator says otherwise.
+    """
+    _refuse_lost(path)
     try:
         if readonly:
             if not path.exists():
@@ -62,7 +151,17 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
             conn.execute("PRAGMA synchronous = NORMAL")
             migrate(conn)
     except sqlite3.DatabaseError as exc:
+        if "full" in str(exc) or "disk" in str(exc):
+            raise describe(path, exc) from exc
         raise StateError(f"{path}: not a usable publisher database: {exc}") from exc
+    except OSError as exc:
+        raise StateError(f"{path}: cannot open the state database: {exc.strerror or exc}") from exc
+    if not readonly:
+        try:
+            _leave_marker(path)
+        except PublisherError:
+            conn.close()
+            raise
     return conn
 
 
@@ -110,9 +209,19 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     try:
         yield conn
     except BaseException:
-        conn.execute("ROLLBACK")
+        # SQLite may have rolled back already (a full disk does): then ROLLBACK itself would fail
+        # ("no transaction is active") and hide the real cause.
+        if conn.in_transaction:
+            with suppress(sqlite3.Error):  # the original exception says what went wrong
+                conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.Error:
+        if conn.in_transaction:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
 
 
 @contextmanager
