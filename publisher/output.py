@@ -20,12 +20,39 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
 from publisher.errors import OutputError
 
 _TEMP = re.compile(r"^\..+\.(\d+)\.tmp$")
+
+# Fault injection for tests: when set, called with (step, path) before each step that touches the
+# disk ("write": a temporary file, "rename": a temporary file over its target, "delete"). A test
+# raises from it (OSError(ENOSPC), or an exception standing for a kill) to stop a build exactly
+# there. Never set outside tests.
+FaultHook = Callable[[str, Path], None]
+_fault: FaultHook | None = None
+
+
+@contextmanager
+def faults(hook: FaultHook) -> Iterator[None]:
+    """Call `hook` before every disk step inside the block (tests only)."""
+    global _fault
+    previous, _fault = _fault, hook
+    try:
+        yield
+    finally:
+        _fault = previous
+
+
+def _step(step: str, path: Path) -> None:
+    if _fault is not None:
+        _fault(step, path)
+
+
 # Below this many files, an fsync per file is as cheap as a file-system-wide sync.
 _SYNCFS_FROM = 16
 
@@ -84,7 +111,9 @@ def write_atomic(path: Path, data: bytes) -> bool:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_quietly(temp)
+        _step("write", path)
         _write_file(temp, data, sync=True)
+        _step("rename", path)
         temp.replace(path)
     except OSError as exc:
         _remove_quietly(temp)
@@ -146,6 +175,7 @@ class Batch:
             if target.parent not in self._folders:  # one mkdir per folder, not per file
                 target.parent.mkdir(parents=True, exist_ok=True)
                 self._folders.add(target.parent)
+            _step("write", target)
             try:
                 _write_file(temp, data, sync=False)
             except FileExistsError:  # left by a killed process that had our pid
@@ -168,6 +198,7 @@ class Batch:
         folders: set[Path] = set()
         for temp, target, rel in self._pending:
             try:
+                _step("rename", target)
                 temp.replace(target)
             except OSError as exc:
                 raise OutputError(f"{target}: cannot write: {exc.strerror or exc}") from exc
@@ -176,6 +207,7 @@ class Batch:
         self._pending.clear()
         for target, rel in self._deletions:
             try:
+                _step("delete", target)
                 target.unlink()
             except FileNotFoundError:
                 continue

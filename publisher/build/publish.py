@@ -81,12 +81,15 @@ def mark_started(conn: sqlite3.Connection) -> None:
         db.set_meta(conn, _META_COMPLETE, "0")
 
 
-def mark_complete(conn: sqlite3.Connection, state: State) -> None:
-    from publisher.store import db
+def mark_complete(conn: sqlite3.Connection, state: State, now: datetime) -> None:
+    """After every output is renamed into place: the build is complete and, in the same step, the
+    articles it put out are out (digests may mail them). A killed build never gets here."""
+    from publisher.store import db, visible
 
     with db.transaction(conn):
         db.set_meta(conn, _META_FINGERPRINT, state.fingerprint)
         db.set_meta(conn, _META_COMPLETE, "1")
+        visible.confirm_out(conn, now)
 
 
 def identity_problems(conn: sqlite3.Connection) -> list[Problem]:

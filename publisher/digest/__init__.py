@@ -25,7 +25,7 @@ from pathlib import Path
 from publisher import tokens, urls
 from publisher.config import Settings
 from publisher.digest import compose, content, select, web_archive
-from publisher.errors import DeliveryError, OutputError
+from publisher.errors import DeliveryError
 from publisher.models import Published
 from publisher.output import write_atomic
 from publisher.render import Templates
@@ -223,6 +223,9 @@ def prepare_next(
         rendered = _render(conn, settings, plan, load)
         if rendered is None:
             return None
+        # The mail links to its web version: that page is in place before the digest is recorded,
+        # and a digest whose page cannot be written is not recorded (OutputError: the run fails).
+        web_archive.write_page(settings, rendered.digest_id, rendered.web_html)
         store_digests.record(
             conn,
             digest_id=rendered.digest_id,
@@ -239,12 +242,9 @@ def prepare_next(
             article_ids=rendered.article_ids,
         )
         rendered = replace(rendered, created_at=now)
-    try:
-        web_archive.write(conn, settings, [rendered.digest_id])
-    except OutputError as exc:
-        # The digest is recorded and its mail is complete; only the web copy is missing, and the
-        # next `write_archive` (every build) puts it there.
-        log.error("digest %s: web version not written: %s", rendered.digest_id, exc.one_line())
+    # The index of digests: a failure here fails the run too (the digest stays recorded, and the
+    # next `digest --send` sends it).
+    web_archive.write(conn, settings, [rendered.digest_id])
     return rendered
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from publisher import urls
 from publisher.config import Settings
 from publisher.models import Identity, Published
 from publisher.store import articles as store_articles
@@ -86,7 +87,20 @@ def load(conn: sqlite3.Connection, settings: Settings, ids: Sequence[str]) -> di
             len(missing),
             extra={"ids": " ".join(missing[:5])},
         )
-    return found
+    # A digest links to each article's page: one whose page is not in feeds/ is never mailed.
+    pageless = [i for i, item in found.items() if not page_in_place(settings, item.identity.slug)]
+    if pageless:
+        log.warning(
+            "digest: %d article(s) left out: their page is not in %s (run `publisher build`)",
+            len(pageless),
+            settings.feeds_dir,
+            extra={"ids": " ".join(pageless[:5])},
+        )
+    return {i: item for i, item in found.items() if i not in pageless}
+
+
+def page_in_place(settings: Settings, slug: str) -> bool:
+    return (settings.feeds_dir / urls.article_path(slug)).is_file()
 
 
 def _identities(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, Identity]:

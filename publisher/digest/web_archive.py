@@ -36,6 +36,13 @@ def write(conn: sqlite3.Connection, settings: Settings, digest_ids: list[str] | 
     return written
 
 
+def write_page(settings: Settings, digest_id: str, web_html: str) -> Path:
+    """Write one digest's web version (before the digest is recorded)."""
+    target = settings.feeds_dir / FOLDER / f"{digest_id}.html"
+    write_atomic(target, web_html.encode("utf-8"))
+    return target
+
+
 def render_index(conn: sqlite3.Connection, settings: Settings) -> str:
     tz = settings.site.tz
     entries = [

@@ -41,6 +41,13 @@ MIGRATIONS: list[str] = [
     CREATE INDEX articles_story ON articles (story_hash);
     CREATE INDEX articles_live ON articles (live_at);
     """,
+    # out_at: when its page and feed entries were confirmed in place (the build that wrote them
+    # completed). Digests are cut along it; live_at stays the order articles went out in (archives).
+    """
+    ALTER TABLE articles ADD COLUMN out_at TEXT;
+    UPDATE articles SET out_at = live_at WHERE live_at IS NOT NULL;
+    CREATE INDEX articles_out ON articles (out_at);
+    """,
 ]
 
 _SLUG_MAX = 60
@@ -351,16 +358,17 @@ def mark_live(conn: sqlite3.Connection, ids: Iterable[str], now: datetime) -> in
 
 
 def live_between(conn: sqlite3.Connection, after: datetime | None, until: datetime) -> list[str]:
-    """Ids of present articles that went live in (after, until], oldest first."""
+    """Ids of present articles confirmed out (page and feed entries in place: `out_at`, set when
+    the build that wrote them completed) in (after, until], oldest first."""
     if after is None:
         rows = conn.execute(
-            "SELECT id FROM articles WHERE removed_at IS NULL AND live_at <= ? ORDER BY live_at, seq",
+            "SELECT id FROM articles WHERE removed_at IS NULL AND out_at <= ? ORDER BY out_at, live_at, seq",
             (to_db_time(until),),
         )
     else:
         rows = conn.execute(
-            "SELECT id FROM articles WHERE removed_at IS NULL AND live_at > ? AND live_at <= ? "
-            "ORDER BY live_at, seq",
+            "SELECT id FROM articles WHERE removed_at IS NULL AND out_at > ? AND out_at <= ? "
+            "ORDER BY out_at, live_at, seq",
             (to_db_time(after), to_db_time(until)),
         )
     return [str(row[0]) for row in rows]

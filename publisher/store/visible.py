@@ -31,6 +31,15 @@ def published_count(conn: sqlite3.Connection, now: datetime) -> int:
     return int(row[0])
 
 
+def published_sources(conn: sqlite3.Connection, now: datetime) -> list[str]:
+    """Paths (relative to seeds/) of the files whose articles are published at `now`."""
+    rows = conn.execute(
+        "SELECT path FROM parse_cache WHERE article_id IS NOT NULL AND draft = 0 AND date <= ?",
+        (to_db_time(now),),
+    )
+    return [str(r[0]) for r in rows]
+
+
 def newest(conn: sqlite3.Connection, now: datetime, limit: int) -> list[str]:
     """Ids of the `limit` newest published articles (by date, then id), newest first."""
     rows = conn.execute(
@@ -118,6 +127,17 @@ def record_pages(
     """After the files are in place: remember what each page was rendered from."""
     conn.executemany("INSERT OR REPLACE INTO pages (article_id, slug, stamp) VALUES (?, ?, ?)", rendered)
     conn.executemany("DELETE FROM pages WHERE article_id = ?", ((i,) for i in deleted))
+
+
+def confirm_out(conn: sqlite3.Connection, now: datetime) -> int:
+    """In the transaction that records a build complete: every article gone live whose page is
+    recorded in place is now out (`articles.out_at`), and only now may a digest mail it."""
+    cursor = conn.execute(
+        "UPDATE articles SET out_at = ? WHERE out_at IS NULL AND live_at IS NOT NULL "
+        "AND removed_at IS NULL AND id IN (SELECT article_id FROM pages)",
+        (to_db_time(now),),
+    )
+    return cursor.rowcount
 
 
 def page_slugs(conn: sqlite3.Connection) -> set[str]:

@@ -38,6 +38,8 @@ def publish(settings: Settings, live_at: datetime) -> list[str]:
         }
         fresh = [p.id for p in report.published if p.id not in already]
         articles.mark_live(conn, fresh, live_at)
+        # As if a build had put them out (digests select along out_at).
+        conn.execute("UPDATE articles SET out_at = live_at WHERE out_at IS NULL AND live_at IS NOT NULL")
     return fresh
 
 
