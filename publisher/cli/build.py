@@ -46,9 +46,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
     settings = ctx.settings
     with state_lock(settings, wait=args.wait, purpose="publisher build"):
-        report = build(
-            settings, ctx.clock.now(), full=args.full, allow_mass_removal=args.allow_mass_removal
-        )
+        report = build(settings, ctx.clock.now(), full=args.full, allow_mass_removal=args.allow_mass_removal)
         # Tell WebSub hubs of changed feeds; a hub's failure is a logged warning, never the build's.
         pings = websub_ping(settings, ctx.clock.now(), report.written)
     for problem in report.problems:
