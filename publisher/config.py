@@ -39,7 +39,8 @@ _BCP47 = re.compile(
 
 
 class _Section(BaseModel):
-    # strict: "yes" is not a bool, "30" is not a number; no inf or nan anywhere.
+    # strict: "yes" is not a bool, "30" is not a number; no inf or nan anywhere. TOML has no path
+    # type, so each Path field says strict=False (it takes text, and only text).
     model_config = ConfigDict(
         extra="forbid", frozen=True, validate_default=True, strict=True, allow_inf_nan=False
     )
@@ -311,13 +312,17 @@ class DkimSettings(_Section):
     )
     selector: str = Field("publisher", description="Selector (s=) the RSA key is published under.")
     private_key_path: Path | None = Field(
-        None, description="File holding the RSA private key (PEM); the key is never in this file."
+        None,
+        strict=False,
+        description="File holding the RSA private key (PEM); the key is never in this file.",
     )
     ed25519_selector: str = Field(
         "publisher-ed25519", description="Selector the Ed25519 key is published under."
     )
     ed25519_private_key_path: Path | None = Field(
-        None, description="File holding an Ed25519 private key: messages then carry both signatures."
+        None,
+        strict=False,
+        description="File holding an Ed25519 private key: messages then carry both signatures.",
     )
 
     @field_validator("domain", "selector", "ed25519_selector")
