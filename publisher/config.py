@@ -7,10 +7,8 @@ folder of the config file, and every problem is reported as one line naming the 
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-import tomllib
 from datetime import tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -439,99 +437,6 @@ def check_value(section: str, key: str, value: object) -> Any:
     return getattr(checked, key)
 
 
-# Secrets never sit in the file: a key that looks like one gets a hint to the environment variable.
-_SECRETS = {"smtp": ("pass", "password_env"), "serve": ("secret", "secret_env")}
-
-
-def _secret_hint(loc: tuple[str, ...]) -> str | None:
-    if len(loc) != 2 or loc[0] not in _SECRETS:
-        return None
-    marker, env_key = _SECRETS[loc[0]]
-    if marker in loc[1].lower() and loc[1] != env_key:
-        return f"secrets come from the environment: set the variable named by {loc[0]}.{env_key}"
-    return None
-
-
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The settings model that holds the key at `loc` (for 'did you mean …?')."""
-    model: type[BaseModel] = Settings
-    for part in loc[:-1]:
-        field = model.model_fields.get(str(part))
-        annotation = field.annotation if field is not None else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return None
-        model = annotation
-    return model
-
-
-def _format_error(origin: str, error: Any) -> str:
-    loc = tuple(error["loc"])
-    where = rules.CONTROL.sub("?", ".".join(str(part) for part in loc)) or "(file)"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        message = "unknown key"
-        model = _model_at(loc)
-        hint = _secret_hint(tuple(str(p) for p in loc))
-        if hint is None and model is not None:
-            known = [name for name in model.model_fields if name not in ("base_dir", "source")]
-            close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-            hint = f"did you mean {close[0]}?" if close else None
-        if hint:
-            message += f" ({hint})"
-    elif kind in ("model_type", "dict_type") and len(loc) == 1:
-        message = f"must be a table: write [{loc[0]}] and its keys below it"
-    elif kind == "path_type":
-        message = "must be a path, as text"
-    return f"{origin}: {where}: {message}"
-
-
-def load_settings(path: Path | None = None, *, required: bool = False) -> Settings:
-    """Read the settings from `path` (default `./publisher.toml`).
-
-    Without an explicit path and without `publisher.toml` in the current folder, the embedded
-    defaults serve (relative paths then resolve against the current folder) unless `required`
-    (the commands that write: they must never build an example site into a stray folder). An
-    explicit path that does not exist is an error.
-    """
-    explicit = path is not None
-    config_path = Path(path) if path is not None else Path(DEFAULT_CONFIG)
-    if not config_path.exists():
-        if explicit:
-            raise ConfigError(f"{config_path}: no such configuration file")
-        if required:
-            raise ConfigError(
-                f"no {DEFAULT_CONFIG} in {Path.cwd()}: run `publisher init` to create one here, "
-                "or name one with --config PATH"
-            )
-        return Settings(base_dir=Path.cwd())
-    origin = str(config_path)
-    try:
-        raw = config_path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{origin}: cannot read: {exc.strerror or exc}") from exc
-    bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
-    try:
-        text = raw[bom:].decode("utf-8")
-    except UnicodeDecodeError as exc:  # the offset counts from the file's first byte, BOM included
-        raise ConfigError(f"{origin}: not UTF-8 (byte offset {bom + exc.start})") from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{origin}: invalid TOML: {exc}") from exc
-    except RecursionError as exc:  # tomllib recurses once per level of nested arrays/tables
-        raise ConfigError(f"{origin}: invalid TOML: nested too deeply") from exc
-    for key in ("base_dir", "source"):
-        if key in data:
-            raise ConfigError(f"{origin}: {key}: unknown key")
-    try:
-        return Settings(**data, base_dir=config_path.resolve().parent, source=config_path.resolve())
-    except RecursionError as exc:
-        raise ConfigError(f"{origin}: a value is nested too deeply") from exc
-    except ValidationError as exc:
-        errors = exc.errors()
-        more = len(errors) - 1
-        line = _format_error(origin, errors[0])
-        if more:
-            line += f" (and {more} more problem{'s' if more != 1 else ''})"
-        raise ConfigError(line) from exc
+# Reading and checking the file lives in config_file.py (this module is the model). Imported last:
+# it needs the model above; import load_settings from here, never from config_file.
+from publisher.config_file import load_settings as load_settings  # noqa: E402
