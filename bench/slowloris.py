@@ -164,13 +164,16 @@ def main() -> None:
                 )
             else:
                 print(f"held:   all {len(probes)} requests failed")
-            if closes:
-                closes.sort()
-                print(
-                    f"closed by the server: {len(closes):,} of {count:,}, after "
-                    f"{min(closes):.1f}–{max(closes):.1f} s (median {statistics.median(closes):.1f} s); "
-                    f"still open after {limit:.0f} s: {left_open:,}"
-                )
+            closes.sort()
+            spread = (
+                f", after {min(closes):.1f}–{max(closes):.1f} s (median {statistics.median(closes):.1f} s)"
+                if closes
+                else ""
+            )
+            print(
+                f"closed by the server: {len(closes):,} of {count:,}{spread}; "
+                f"still open after {limit:.0f} s: {left_open:,}"
+            )
             print(f"(opening them took {opened:.1f} s)")
         finally:
             proc.send_signal(signal.SIGTERM)
