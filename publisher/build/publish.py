@@ -317,7 +317,7 @@ def write_outputs(
     articles.mark_live(conn, going_live, now)
     if candidates is not None:
         candidates = candidates | set(going_live)
-    layout = feed_archives.assign(conn, settings, now)
+    layout = feed_archives.assign(conn, settings, now, candidates)
     total = layout.total
     pending = set(json.loads(db.get_meta(conn, _META_ARCHIVES) or "[]")) | set(layout.rewrite)
     if new_look:

@@ -20,12 +20,14 @@ clock did, every build ends with every published article in exactly one document
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Set
 from dataclasses import dataclass
 from datetime import datetime
 
 from publisher.config import Settings
-from publisher.store.db import to_db_time, transaction
+from publisher.store.db import get_meta, set_meta, to_db_time, transaction
 
 MIGRATIONS: list[str] = [
     """
@@ -61,6 +63,7 @@ MIGRATIONS: list[str] = [
     # write every archive and remove the documents numbered past the new last one.
     """
     UPDATE meta SET value = '0' WHERE key = 'build.complete';
+    DELETE FROM meta WHERE key = 'archives.mark';
     DELETE FROM archive_members;
     DELETE FROM archives;
     DROP INDEX IF EXISTS archives_last;
@@ -71,11 +74,15 @@ MIGRATIONS: list[str] = [
 
 # Published now: the parse cache's view (store/visible.py), a claimed identity, no draft, dated.
 _PUBLISHED = "c.article_id IS NOT NULL AND c.draft = 0 AND c.date <= :now"
-# The articles not frozen into an archive, oldest first.
+# The articles not frozen into an archive, oldest first (all of them, or from a key on).
+_UNFROZEN = "NOT EXISTS (SELECT 1 FROM archive_members AS m WHERE m.article_id = c.article_id)"
 _POOL = (
-    f"SELECT c.article_id FROM parse_cache AS c WHERE {_PUBLISHED} "
-    "AND NOT EXISTS (SELECT 1 FROM archive_members AS m WHERE m.article_id = c.article_id) "
+    f"SELECT c.article_id, c.date FROM parse_cache AS c WHERE {_PUBLISHED} AND {_UNFROZEN} "
     "ORDER BY c.date, c.article_id"
+)
+_POOL_FROM = (
+    f"SELECT c.article_id, c.date FROM parse_cache AS c WHERE {_PUBLISHED} AND {_UNFROZEN} "
+    "AND (c.date, c.article_id) >= (:date, :id) ORDER BY c.date, c.article_id"
 )
 # Frozen members whose publication changed since their archive was last written: each member is
 # looked up by its id (the unary + keeps SQLite from searching parse_cache by date instead).
@@ -88,6 +95,13 @@ _BACK = (
     "SELECT m.archive, m.article_id FROM archive_members AS m INDEXED BY archive_members_absent "
     f"WHERE m.present = 0 AND EXISTS (SELECT 1 FROM parse_cache AS c WHERE {_BY_ID})"
 )
+_TOUCHED = " AND m.article_id IN (SELECT value FROM json_each(:touched))"
+_TOUCHED_POOL = (
+    f"SELECT c.article_id, c.date FROM parse_cache AS c WHERE {_PUBLISHED} AND {_UNFROZEN} "
+    "AND c.article_id IN (SELECT value FROM json_each(:touched))"
+)
+# The build's now and the oldest unfrozen published article's (date, id) after the last assign.
+_META_MARK = "archives.mark"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,40 +114,61 @@ class Layout:
     current: list[str]  # ids in atom.xml (and rss.xml, feed.json): the newest `feed.entries`
 
 
-def assign(conn: sqlite3.Connection, settings: Settings, now: datetime) -> Layout:
+def assign(
+    conn: sqlite3.Connection, settings: Settings, now: datetime, touched: Set[str] | None = None
+) -> Layout:
     """Freeze what has left atom.xml's window in full archives; say where everything is and which
     archive documents to write. One transaction.
 
     Rewritten: every archive frozen now, every frozen archive whose published members changed, and
     the open archive (cheap: fewer than `archive_size` entries; unchanged bytes are not written).
+
+    `touched`: the only articles whose file changed since the last assign (None: any). Then only
+    they are checked for unpublishing, and the unfrozen articles are read from the oldest one the
+    last assign left (the mark) on: an article can become published below the mark only through a
+    changed file, or a clock set back (then everything is read, as with None).
     """
     size, window = settings.feed.archive_size, settings.feed.entries
-    params = {"now": to_db_time(now)}
+    stamp = to_db_time(now)
+    params: dict[str, object] = {"now": stamp, "touched": json.dumps(sorted(touched or ()))}
     with transaction(conn):
+        mark = json.loads(get_meta(conn, _META_MARK) or "null")
+        everything = touched is None or mark is None or stamp < mark[0]
         rewrite: set[int] = set()
-        for present, query in ((0, _GONE), (1, _BACK)):
+        gone = _GONE if everything else _GONE + _TOUCHED
+        for present, query in ((0, gone), (1, _BACK)):
             for archive, article_id in conn.execute(query, params).fetchall():
                 conn.execute(
                     "UPDATE archive_members SET present = ? WHERE article_id = ?", (present, article_id)
                 )
                 rewrite.add(int(archive))
-        pool = [str(row[0]) for row in conn.execute(_POOL, params)]
+        if everything:
+            rows = conn.execute(_POOL, params).fetchall()
+        else:
+            found = conn.execute(_POOL_FROM, {**params, "date": mark[1], "id": mark[2]}).fetchall()
+            rows = sorted(
+                {*found, *conn.execute(_TOUCHED_POOL, params).fetchall()}, key=lambda r: (r[1], r[0])
+            )
+        pool = [(str(row[0]), str(row[1])) for row in rows]
         frozen = count_frozen(conn)
         taken = 0
         while len(pool) - taken - window >= size:
-            chunk = pool[taken : taken + size]
+            chunk = [article_id for article_id, _ in pool[taken : taken + size]]
             taken += size
             frozen += 1
             conn.execute(
                 "INSERT INTO archives (number, frozen_at, size) VALUES (?, ?, ?)",
-                (frozen, to_db_time(now), len(chunk)),
+                (frozen, stamp, len(chunk)),
             )
             conn.executemany(
                 "INSERT INTO archive_members (archive, article_id) VALUES (?, ?)",
                 ((frozen, article_id) for article_id in chunk),
             )
             rewrite.add(frozen)
-    rest = pool[taken:]
+        # Articles published later than now are dated after it: the mark never passes `now`.
+        oldest = (pool[taken][1], pool[taken][0]) if taken < len(pool) else (stamp, "")
+        set_meta(conn, _META_MARK, json.dumps([stamp, *oldest]))
+    rest = [article_id for article_id, _ in pool[taken:]]
     split = max(len(rest) - window, 0)
     open_members, current = rest[:split], rest[split:]
     total = frozen + 1 if frozen or open_members else 0
