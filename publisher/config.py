@@ -148,12 +148,12 @@ class FeedSettings(_Section):
 
     @model_validator(mode="after")
     def _archives_fit(self) -> FeedSettings:
-        # Fewer than archive_size articles wait outside the archives; atom.xml must hold them all.
+        # An archive larger than the feed window would make one archive document the size of many
+        # feeds for a reader to fetch; the default follows `entries`.
         if self.archive_size > self.entries:
             if "archive_size" in self.model_fields_set:
                 raise ValueError(
-                    f"archive_size ({self.archive_size}) must not exceed entries ({self.entries}), "
-                    "or some articles would be in neither atom.xml nor an archive"
+                    f"archive_size ({self.archive_size}) must not exceed entries ({self.entries})"
                 )
             object.__setattr__(self, "archive_size", self.entries)  # only the default: follow entries
         return self
