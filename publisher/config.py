@@ -1,4 +1,4 @@
-"""Configuration: one typed settings model read from a TOML file.
+"""Configuration: one typed settings model (config_file.py reads and checks the TOML file into it).
 
 Precedence is defaults < config file < environment (secrets only) < command-line flags (applied by
 the CLI with `Settings.model_copy`). Unknown keys are errors, relative paths resolve against the
@@ -435,8 +435,3 @@ def check_value(section: str, key: str, value: object) -> Any:
         error = exc.errors()[0]
         raise ConfigError(f"{section}.{key}: {str(error['msg']).removeprefix('Value error, ')}") from exc
     return getattr(checked, key)
-
-
-# Reading and checking the file lives in config_file.py (this module is the model). Imported last:
-# it needs the model above; import load_settings from here, never from config_file.
-from publisher.config_file import load_settings as load_settings  # noqa: E402

@@ -27,8 +27,8 @@ def check_text(value: Any, field: str | None) -> Any:
 
 def check_address(value: str) -> str:
     """One bare address, by the rules subscribers' addresses follow (kept as written)."""
+    from publisher.addresses import normalise_address
     from publisher.errors import SubscriberError
-    from publisher.subscriptions import normalise_address
 
     try:
         normalise_address(value)
@@ -45,7 +45,7 @@ def check_env_name(value: str) -> str:
 
 def check_cron(value: str) -> str:
     """Five-field cron, parsed by the very code the daemon schedules with (pure functions)."""
-    from publisher.daemon import cron
+    from publisher import cron
 
     cron.parse(value)
     return value

@@ -391,9 +391,9 @@ def digest_test(
     articles, else the most recent digest, else a sample of the latest articles; its subject says
     [Test] and its "view in your browser" link works. Returns (what was sent, the server's reply)."""
     from publisher import digest
+    from publisher.addresses import normalise_address
     from publisher.delivery import engine as delivery
     from publisher.store import db
-    from publisher.subscriptions import normalise_address
 
     address = normalise_address(address)
     conn = db.connect(settings.db_path, readonly=True)

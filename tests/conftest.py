@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from publisher.cli.main import main
-from publisher.config import Settings, load_settings
+from publisher.config import Settings
+from publisher.config_file import load_settings
 
 DATA = Path(__file__).resolve().parent / "data"
 # Our own plain-text sample: a news story with typographic quotes, a non-ASCII name and page

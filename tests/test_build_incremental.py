@@ -13,7 +13,7 @@ import pytest
 from conftest import BASE_CONFIG, NOW
 
 from publisher import pipeline
-from publisher.config import load_settings
+from publisher.config_file import load_settings
 from publisher.store import articles
 
 

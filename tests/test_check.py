@@ -242,7 +242,7 @@ def test_example_seeds_are_all_valid() -> None:
 
 
 def test_example_seeds_use_both_formats_and_markdown_with_tags_and_summary() -> None:
-    from publisher.config import load_settings
+    from publisher.config_file import load_settings
     from publisher.ingest import ingest
 
     result = ingest(load_settings(REPO / "publisher.toml"))

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from publisher.config import Settings, load_settings
+from publisher.config import Settings
+from publisher.config_file import load_settings
 from publisher.errors import ConfigError
 from tests.conftest import Project
 

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from publisher.cli.main import main
-from publisher.config import Settings, load_settings
+from publisher.config import Settings
+from publisher.config_file import load_settings
 from publisher.errors import ConfigError
 
 FUZZ = settings(
@@ -219,6 +220,6 @@ def test_any_config_file_loads_or_is_one_line(folder: Path, data: bytes) -> None
                 assert math.isfinite(value)
             if isinstance(value, str):
                 assert "\r" not in value and "\n" not in value
-    from publisher.daemon import cron
+    from publisher import cron
 
     cron.parse(loaded.digest.schedule)

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from publisher.build import feed
 from tests.conftest import NOW, SAMPLE, Project
 from tests.support.feeds import assert_atom_valid, parse_clean
 
 GOLDEN = Path(__file__).parent / "golden" / "feeds"
-FILES = ("atom.xml", "rss.xml", "feed.json")
+FILES = (feed.ATOM_FILE, *feed.FORMATS)  # every feed document the build writes
 
 HARBOUR = """\
 ---

@@ -19,7 +19,8 @@ import pytest
 
 from publisher.cli.init import QUESTIONS
 from publisher.cli.main import main
-from publisher.config import Settings, load_settings
+from publisher.config import Settings
+from publisher.config_file import load_settings
 
 FLAGS = {
     "--title": "Harbour Weekly",

@@ -19,7 +19,7 @@ from tests.conftest import Project
 HOLDER = textwrap.dedent(
     """
     import sys
-    from publisher.config import load_settings
+    from publisher.config_file import load_settings
     from publisher.lock import state_lock
     with state_lock(load_settings(sys.argv[1]), purpose="publisher run"):
         print("locked", flush=True)

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from publisher.clock import FixedClock
+from publisher.cron import instant, next_slot, parse, previous_slot, slots_between
 from publisher.daemon import catchup, record
-from publisher.daemon.cron import instant, next_slot, parse, previous_slot, slots_between
 from publisher.store import db
 
 LONDON = ZoneInfo("Europe/London")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -359,3 +359,9 @@ def _json_item(item: _Item, site: SiteSettings) -> dict[str, Any]:
     if item.tags:
         out["tags"] = list(item.tags)
     return out
+
+
+# The documents of the current entries beside atom.xml (which also links its archives): file name in
+# feeds/ -> the function that makes its bytes. A new output format is a function above and a line
+# here; tests/test_feed_golden.py then asks for its golden file.
+FORMATS: dict[str, Callable[[Sequence[Published], Settings], bytes]] = {RSS_FILE: rss, JSON_FILE: json_feed}

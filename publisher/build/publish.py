@@ -352,8 +352,8 @@ def write_outputs(
         # atom.xml, rss.xml and feed.json: exactly the newest `feed.entries`; the archives the rest.
         current = published(layout.current)
         batch.write(feed.ATOM_FILE, feed.atom_current(current, settings, prev_archive=archive_url(total)))
-        batch.write(feed.RSS_FILE, feed.rss(current, settings))
-        batch.write(feed.JSON_FILE, feed.json_feed(current, settings))
+        for name, render in feed.FORMATS.items():
+            batch.write(name, render(current, settings))
         batch.write(pages.INDEX, site.index(published(newest)))
         for stale in stale_archives(settings, total):
             batch.delete(stale)

@@ -16,9 +16,9 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from publisher.addresses import normalise_address
 from publisher.config import DEFAULT_CONFIG, DigestSettings, SiteSettings, check_value, sections
 from publisher.errors import ConfigError, PublisherError, SubscriberError
-from publisher.subscriptions import normalise_address
 
 if TYPE_CHECKING:
     from publisher.cli.main import Context

@@ -43,7 +43,7 @@ class Context:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            from publisher.config import load_settings
+            from publisher.config_file import load_settings
 
             self._settings = load_settings(self.config_path, required=self.config_required)
         return self._settings

@@ -27,7 +27,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from publisher.config import load_settings
+    from publisher.config_file import load_settings
     from publisher.daemon.runner import run as run_daemon
 
     return run_daemon(

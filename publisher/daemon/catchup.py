@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Literal
 
-from publisher.daemon.cron import Cron, next_slot, previous_slot, slots_between
+from publisher.cron import Cron, next_slot, previous_slot, slots_between
 
 # Retries of a failed digest: 1 min, 2 min, 4 min … at most 15 min apart, within the grace period.
 RETRY_FIRST = timedelta(minutes=1)

@@ -29,10 +29,10 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from publisher import pipeline
+from publisher import cron, pipeline
 from publisher.clock import Clock
 from publisher.config import Settings
-from publisher.daemon import catchup, cron, record, summaries
+from publisher.daemon import catchup, record, summaries
 from publisher.daemon.sidejobs import SideJobs
 from publisher.daemon.watch import wait_until_quiet
 from publisher.delivery.mailer import Transport

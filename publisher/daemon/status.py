@@ -16,9 +16,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from publisher import lock, pipeline
+from publisher import cron, lock, pipeline
 from publisher.config import Settings
-from publisher.daemon import cron, record
+from publisher.daemon import record
 from publisher.delivery import report
 from publisher.errors import PublisherError
 from publisher.models import Problem

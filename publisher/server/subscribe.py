@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from publisher import digest, tokens
+from publisher.addresses import normalise_address
 from publisher.clock import Clock
 from publisher.config import Settings
 from publisher.delivery import dkim
@@ -41,7 +42,6 @@ from publisher.server.security import CSRF_FIELD, Csrf
 from publisher.server.views import Pages
 from publisher.store import db
 from publisher.store import subscribers as store
-from publisher.subscriptions import normalise_address
 
 log = logging.getLogger("publisher.server")
 
