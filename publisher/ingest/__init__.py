@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from publisher.config import Settings
 from publisher.ingest import plaintext
+from publisher.ingest.clean import clean_fields
 from publisher.ingest.decode import DecodeProblem, decode
 from publisher.ingest.fields import FieldProblem, FieldProblems, Fields
 from publisher.ingest.text import content_hash, paragraphs_html, story_hash
@@ -277,6 +278,8 @@ def parse_data(seed: SeedFile, settings: Settings, data: bytes) -> tuple[Article
         return None, [*problems, Problem(shown, exc.field, exc.message)]
     except FieldProblems as exc:
         return None, [*problems, *(Problem(shown, p.field, p.message) for p in exc.problems)]
+    fields, cleaned = clean_fields(fields)  # once, for every format: no output can differ
+    problems.extend(Problem(shown, name, note, "warning") for name, note in cleaned)
     try:
         article = _article(seed.rel, kind, fields)
     except ValidationError as exc:

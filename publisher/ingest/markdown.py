@@ -26,6 +26,8 @@ from publisher.ingest.text import derive_summary, derive_title, shorten, squash
 
 _IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
 _SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]*):")
+# A line break, raw or percent-encoded (also %00, which some clients treat as an end of header).
+_HEADER_BREAK = re.compile(r"[\r\n\x00]|%0[ad0]", re.IGNORECASE)
 SAFE_SCHEMES = frozenset({"http", "https", "mailto"})
 
 
@@ -96,6 +98,8 @@ class _SafeMarkdown(MarkdownIt):
 
     def validateLink(self, url: str) -> bool:  # markdown-it's hook, hence its name
         scheme = _SCHEME.match(url)
+        if scheme is not None and scheme.group(1).lower() == "mailto" and _HEADER_BREAK.search(url):
+            return False  # ?subject=x%0d%0aBcc:… would add headers in a mail client: not a link
         return scheme is None or scheme.group(1).lower() in SAFE_SCHEMES
 
 
