@@ -20,8 +20,11 @@ from publisher.store.subscribers import Subscriber
 
 @dataclass
 class ImportReport:
+    """Every data row is one of: added, already present, a repeat of an earlier row, or bad."""
+
     added: int = 0
     existing: int = 0
+    duplicates: int = 0  # rows repeating an address given earlier in the same file
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -29,13 +32,23 @@ class ImportReport:
         return len(self.problems)
 
 
-def parse_csv(data: str, origin: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """(email, name) rows and one problem line per bad row: `FILE: line N: …`.
+@dataclass
+class ParsedCsv:
+    rows: list[tuple[str, str]]  # (email, name), first occurrence of each address
+    problems: list[str]  # one line per bad row: `FILE: line N: …`
+    duplicates: int  # rows repeating an earlier row's address
+
+
+def parse_csv(data: str, origin: str) -> ParsedCsv:
+    """Every row of a subscriber CSV, accounted for.
 
     The header row must have an `email` column and may have `name`; other columns are ignored
-    (exports of other tools have them). Blank rows are skipped; repeats in the file count once.
+    (exports of other tools have them). Blank rows are skipped; a repeat of an address counts as a
+    duplicate. A file the parser cannot read to its end (an unclosed quote, which would swallow
+    the rows after it) is a SubscriberError naming the line, and nothing is imported; so is a value
+    running over several lines that hold what look like rows (an address, a comma).
     """
-    reader = csv.reader(io.StringIO(data, newline=""))
+    reader = csv.reader(io.StringIO(data, newline=""), strict=True)
     problems: list[str] = []
     try:
         header = next(reader)
@@ -49,6 +62,7 @@ def parse_csv(data: str, origin: str) -> tuple[list[tuple[str, str]], list[str]]
     email_at = columns.index("email")
     name_at = columns.index("name") if "name" in columns else None
     rows: dict[str, str] = {}
+    duplicates = 0
     line = reader.line_num
     while True:
         start = line + 1
@@ -57,10 +71,17 @@ def parse_csv(data: str, origin: str) -> tuple[list[tuple[str, str]], list[str]]
         except StopIteration:
             break
         except csv.Error as exc:
-            problems.append(f"{origin}: line {start}: {exc}")
-            line = reader.line_num
-            continue
+            raise SubscriberError(
+                f"{origin}: line {start}: {exc}; the file cannot be read to its end, nothing was imported",
+                hint="an unclosed quote swallows the rows after it: fix that line",
+            ) from exc
         line = reader.line_num
+        if line > start and _swallowed_rows(record):
+            raise SubscriberError(
+                f"{origin}: line {start}: a quoted value runs on to line {line} over what look like "
+                "rows; nothing was imported",
+                hint="an unclosed quote swallows the rows after it: fix that line",
+            )
         if not any(cell.strip() for cell in record):
             continue
         if email_at >= len(record):
@@ -74,8 +95,16 @@ def parse_csv(data: str, origin: str) -> tuple[list[tuple[str, str]], list[str]]
         except SubscriberError as exc:
             problems.append(f"{origin}: line {start}: {exc.message}")
             continue
-        rows.setdefault(email, name)
-    return list(rows.items()), problems
+        if email in rows:
+            duplicates += 1
+            continue
+        rows[email] = name
+    return ParsedCsv(list(rows.items()), problems, duplicates)
+
+
+def _swallowed_rows(record: list[str]) -> bool:
+    """A value running over lines whose later lines look like rows (a name may span lines)."""
+    return any(("@" in part or "," in part) for cell in record for part in cell.split("\n")[1:])
 
 
 def import_csv(conn: sqlite3.Connection, data: bytes, origin: str, now: datetime) -> ImportReport:
@@ -84,9 +113,11 @@ def import_csv(conn: sqlite3.Connection, data: bytes, origin: str, now: datetime
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise SubscriberError(f"{origin}: not UTF-8 (byte offset {exc.start})") from exc
-    rows, problems = parse_csv(text, origin)
-    added, existing = store.add_many(conn, rows, now)
-    return ImportReport(added=added, existing=existing, problems=problems)
+    parsed = parse_csv(text, origin)
+    added, existing = store.add_many(conn, parsed.rows, now)
+    return ImportReport(
+        added=added, existing=existing, duplicates=parsed.duplicates, problems=parsed.problems
+    )
 
 
 def export_csv(subscribers: Iterable[Subscriber]) -> str:

@@ -89,7 +89,7 @@ def test_import_reports_bad_rows_by_line_and_imports_the_rest(project: Project) 
         "(no name, no list)",
         f"{path}: line 10: name 'Mal\\x00lory': control characters are not allowed",
     ]
-    assert result.out == "3 added, 0 already present, 3 bad rows\n"
+    assert result.out == "3 added, 0 already present, 1 duplicate in file, 3 bad\n"
     assert project.cli("subscribers", "list", "-q").out == project.cli("-q", "subscribers", "list").out
     listing = project.cli("subscribers", "list", "-q").out.splitlines()
     assert listing == [
@@ -102,10 +102,13 @@ def test_import_reports_bad_rows_by_line_and_imports_the_rest(project: Project) 
 def test_import_is_idempotent_and_never_resubscribes(project: Project) -> None:
     path = project.root / "people.csv"
     path.write_text("email\nanna@example.org\nbob@example.org\n", encoding="utf-8")
-    assert project.cli("subscribers", "import", str(path)).out == "2 added, 0 already present, 0 bad rows\n"
+    assert (
+        project.cli("subscribers", "import", str(path)).out
+        == "2 added, 0 already present, 0 duplicates in file, 0 bad\n"
+    )
     project.cli("subscribers", "remove", "bob@example.org")
     again = project.cli("subscribers", "import", str(path))
-    assert (again.code, again.out) == (0, "0 added, 2 already present, 0 bad rows\n")
+    assert (again.code, again.out) == (0, "0 added, 2 already present, 0 duplicates in file, 0 bad\n")
     assert "bob@example.org   unsubscribed" in project.cli("subscribers", "list").out
 
 
@@ -161,3 +164,45 @@ def test_export_runs_as_a_real_process(project: Project) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.decode("utf-8") == "email,name,status\nzoe@example.org,Zoë,active\n"
+
+
+def test_every_csv_row_is_accounted_for_with_duplicates_counted(project: Project) -> None:
+    """Issue 11 point 14: added / already present / duplicate in file / bad add up to the rows."""
+    assert project.cli("subscribers", "add", "old@example.org").code == 0
+    path = project.root / "people.csv"
+    path.write_text(
+        "email,name\nanna@example.org,Anna\nold@example.org,\nANNA@example.org,Again\nbad,\n"
+        "bob@example.org,Bob\nanna@example.org,Thrice\n",
+        encoding="utf-8",
+    )
+    result = project.cli("subscribers", "import", str(path))
+    assert result.out == "2 added, 1 already present, 2 duplicates in file, 1 bad\n"
+    assert result.code == 1
+
+
+def test_an_unclosed_quote_is_an_error_naming_the_line_and_imports_nothing(project: Project) -> None:
+    path = project.root / "people.csv"
+    path.write_text(
+        'email,name\nanna@example.org,Anna\nbob@example.org,"Bob\ncarl@example.org,Carl\n', encoding="utf-8"
+    )
+    result = project.cli("subscribers", "import", str(path))
+    assert result.code == 1
+    assert result.err == (
+        f"Error: {path}: line 3: unexpected end of data; the file cannot be read to its end, nothing was "
+        "imported (an unclosed quote swallows the rows after it: fix that line)\n"
+    )
+    assert "anna@example.org" not in project.cli("subscribers", "list").out
+
+
+def test_a_quote_closed_rows_later_is_an_error_too(project: Project) -> None:
+    path = project.root / "people.csv"
+    path.write_text(
+        'email,name\nanna@example.org,"Anna\nbob@example.org,Bob\ncarl@example.org,Carl"\ndan@example.org,Dan\n',
+        encoding="utf-8",
+    )
+    result = project.cli("subscribers", "import", str(path))
+    assert result.code == 1
+    assert result.err.startswith(
+        f"Error: {path}: line 2: a quoted value runs on to line 4 over what look like rows"
+    )
+    assert "dan@example.org" not in project.cli("subscribers", "list").out

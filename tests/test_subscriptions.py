@@ -136,6 +136,6 @@ def test_csv_round_trip_keeps_names_safe_for_spreadsheets(project: Project) -> N
         subscribers.add(conn, "zoe@example.org", 'Zoë, "Z" Ångström', NOW)
         text = subscribers.export_csv(store.all_subscribers(conn))
     assert "'=HYPERLINK(1)" in text
-    rows, problems = subscribers.parse_csv(text, "export.csv")
-    assert problems == []
-    assert rows == [("eve@example.org", "=HYPERLINK(1)"), ("zoe@example.org", 'Zoë, "Z" Ångström')]
+    parsed = subscribers.parse_csv(text, "export.csv")
+    assert parsed.problems == []
+    assert parsed.rows == [("eve@example.org", "=HYPERLINK(1)"), ("zoe@example.org", 'Zoë, "Z" Ångström')]

@@ -151,7 +151,10 @@ def _import(args: argparse.Namespace, ctx: Context) -> int:
     for problem in report.problems:
         print(problem, file=sys.stderr)
     if not args.quiet or report.bad:
-        print(f"{report.added} added, {report.existing} already present, {report.bad} bad rows")
+        print(
+            f"{report.added} added, {report.existing} already present, "
+            f"{report.duplicates} duplicate{'s' if report.duplicates != 1 else ''} in file, {report.bad} bad"
+        )
     return 1 if report.bad else 0
 
 
