@@ -14,6 +14,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import feedparser
 import pytest
@@ -303,3 +304,24 @@ def test_a_bad_digest_schedule_stops_run_before_it_starts(project: Project) -> N
     expected = f"Error: {project.config_path}: digest.schedule: hour: 25 is out of range 0-23"
     assert result.err.strip() == expected
     assert not (project.state / "lock").exists()
+
+
+def test_a_database_error_is_one_logged_line_and_the_daemon_carries_on(
+    project: Project, daemons: Callable[..., Daemon]
+) -> None:
+    """Issue 11 point 5: a SQLite failure in a daemon job is one log line naming the database
+    file and the cause; the daemon keeps running, and a missing seeds folder is the same."""
+    project.configure("[daemon]\nsettle = 0.1\n")
+    project.seed("one.txt", story("Story one"))
+    daemon = daemons()
+    daemon.wait_for("the first build", lambda: "Story one" in feed_titles(project))
+    database = project.settings().db_path
+    for suffix in ("-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    database.write_bytes(b"not a database at all " * 200)
+    project.seed("two.txt", story("Story two"))
+    daemon.wait_log("ERROR daemon: build failed:")
+    failure = next(line for line in daemon.log.splitlines() if "build failed" in line)
+    assert str(database) in failure and "Traceback" not in daemon.log
+    assert daemon.proc.poll() is None
+    assert daemon.stop() == 0
