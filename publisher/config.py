@@ -20,12 +20,13 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from publisher import config_rules as rules
+from publisher.config_base import Section as _Section
+from publisher.config_mail import DkimSettings, InboundSettings, WebsubSettings
 from publisher.errors import ConfigError
 
 DEFAULT_CONFIG = "publisher.toml"
@@ -34,19 +35,6 @@ DEFAULT_CONFIG = "publisher.toml"
 _BCP47 = re.compile(
     r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?(-([A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*$"
 )
-
-
-class _Section(BaseModel):
-    # strict: "yes" is not a bool, "30" is not a number; no inf or nan anywhere. TOML has no path
-    # type, so each Path field says strict=False (it takes text, and only text).
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, validate_default=True, strict=True, allow_inf_nan=False
-    )
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
-        return rules.check_text(value, info.field_name)
 
 
 class SiteSettings(_Section):
@@ -297,74 +285,6 @@ class ServeSettings(_Section):
         return rules.check_env_name(value)
 
 
-_DNS_NAME = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*$"
-)
-
-
-class DkimSettings(_Section):
-    """DKIM signing of every digest and confirmation email (docs/dkim.md). Off without a domain."""
-
-    domain: str | None = Field(
-        None, description="Signing domain (d=), e.g. news.example.org; unset: no DKIM."
-    )
-    selector: str = Field("publisher", description="Selector (s=) the RSA key is published under.")
-    private_key_path: Path | None = Field(
-        None,
-        strict=False,
-        description="File holding the RSA private key (PEM); the key is never in this file.",
-    )
-    ed25519_selector: str = Field(
-        "publisher-ed25519", description="Selector the Ed25519 key is published under."
-    )
-    ed25519_private_key_path: Path | None = Field(
-        None,
-        strict=False,
-        description="File holding an Ed25519 private key: messages then carry both signatures.",
-    )
-
-    @field_validator("domain", "selector", "ed25519_selector")
-    @classmethod
-    def _dns_name(cls, value: str | None) -> str | None:
-        if value is not None and not _DNS_NAME.match(value):
-            raise ValueError(f"{value!r} is not a DNS name")
-        return value
-
-    @model_validator(mode="after")
-    def _has_key(self) -> DkimSettings:
-        if self.domain and self.private_key_path is None and self.ed25519_private_key_path is None:
-            raise ValueError(
-                "domain is set but no key is: set private_key_path (and/or ed25519_private_key_path)"
-            )
-        return self
-
-
-class WebsubSettings(_Section):
-    """WebSub: hubs told of every feed change (docs/websub.md)."""
-
-    hubs: list[str] = Field(
-        [],  # pydantic copies it for each instance
-        description="Hub URLs the feeds advertise and each build that changes a feed pings.",
-    )
-    timeout: float = Field(5.0, gt=0, le=60, description="Seconds a hub has to answer a ping.")
-    retry_backoff: float = Field(
-        30.0,
-        gt=0,
-        description="Seconds before a failed ping is tried again; doubles each time (1 h at most).",
-    )
-
-    @field_validator("hubs")
-    @classmethod
-    def _hub_urls(cls, value: list[str]) -> list[str]:
-        for hub in value:
-            parts = urlsplit(hub)
-            if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
-                raise ValueError(f"{hub!r} is not an absolute http:// or https:// URL")
-        if len(set(value)) != len(value):
-            raise ValueError("a hub is listed twice")
-        return value
-
-
 class Settings(BaseModel):
     """Everything publisher can be told. `base_dir` is the folder relative paths resolve against."""
 
@@ -381,6 +301,7 @@ class Settings(BaseModel):
     serve: ServeSettings = ServeSettings()
     dkim: DkimSettings = DkimSettings()
     websub: WebsubSettings = WebsubSettings()
+    inbound: InboundSettings = InboundSettings()
     base_dir: Annotated[Path, Field(exclude=True)] = Path()
     source: Annotated[Path | None, Field(exclude=True)] = None
 

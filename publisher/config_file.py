@@ -20,7 +20,11 @@ if TYPE_CHECKING:  # publisher.config imports this module at its end: no import 
     from publisher.config import Settings
 
 # Secrets never sit in the file: a key that looks like one gets a hint to the environment variable.
-_SECRETS = {"smtp": ("pass", "password_env"), "serve": ("secret", "secret_env")}
+_SECRETS = {
+    "smtp": ("pass", "password_env"),
+    "serve": ("secret", "secret_env"),
+    "inbound": ("pass", "imap_password_env"),
+}
 
 
 def _secret_hint(loc: tuple[str, ...]) -> str | None:

@@ -22,7 +22,7 @@ from publisher.config import Settings
 from publisher.models import Article, Problem
 
 if TYPE_CHECKING:  # imported when a digest is sent: a build should not pay for them at start
-    from publisher import websub
+    from publisher import inbound, websub
     from publisher.delivery import engine as delivery
     from publisher.delivery import mailer
     from publisher.delivery.report import DigestReport
@@ -303,6 +303,28 @@ def websub_ping(
         return websub.notify(conn, settings, now, written, post or websub.post_form)
     finally:
         conn.close()
+
+
+@_sqlite_errors_named
+def inbound_pass(settings: Settings, now: datetime) -> list[inbound.Report]:
+    """One pass over each configured mailbox (`inbound.maildir`, then IMAP): unsubscribe requests,
+    bounces and complaints acted on (see publisher.inbound). A mailbox that cannot be read raises
+    MailboxError before anything of it is changed."""
+    from publisher import inbound
+    from publisher.store import db
+
+    mailboxes = inbound.mailboxes(settings)  # checked (a Maildir that is none is an error) first
+    reports = []
+    conn = db.connect(settings.db_path)
+    try:
+        for mailbox in mailboxes:
+            try:
+                reports.append(inbound.handle(conn, settings, now, mailbox))
+            finally:
+                mailbox.close()
+    finally:
+        conn.close()
+    return reports
 
 
 @_sqlite_errors_named

@@ -21,10 +21,10 @@ from publisher.clock import Clock
 from publisher.config import Settings
 from publisher.errors import PublisherError
 
-COMMANDS = ("init", "check", "build", "digest", "subscribers", "status", "run", "serve", "dkim")
+COMMANDS = ("init", "check", "build", "digest", "subscribers", "status", "run", "serve", "dkim", "inbound")
 # Commands that write (feeds/, state/, mail): without a configuration file they refuse rather than
 # build the example site into whatever folder they were started in. check and status only read.
-WRITERS = frozenset({"build", "digest", "subscribers", "run", "serve"})
+WRITERS = frozenset({"build", "digest", "subscribers", "run", "serve", "inbound"})
 
 log = logging.getLogger("publisher")
 

@@ -197,6 +197,7 @@ class Daemon:
             self._dirty = True
         self._build_job(queued=False)
         if not self.stopping.is_set():
+            self.side.start()
             self._digest_at_start()
 
     def _build_job(self, queued: bool = True) -> None:

@@ -1,5 +1,5 @@
 """The daemon's jobs besides builds and the digest: WebSub pings after a build, retried with
-backoff.
+backoff, and, when `[inbound]` is configured, a pass over the mailbox every `inbound.interval`.
 
 They run on the daemon's one worker thread like every job (scheduled through its `at`), so they
 never race a build or a digest.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 
 from publisher import pipeline
 from publisher.clock import Clock
@@ -60,3 +61,26 @@ class SideJobs:
     def _retry(self) -> None:
         self._ping_job = None
         self._ping([])
+
+    # ----- inbound mail -----
+
+    def start(self) -> None:
+        """The first inbound pass (now), when `[inbound]` is configured; each plans the next."""
+        if self.settings.inbound.configured:
+            self.at(None, self._inbound, "inbound")
+
+    def _inbound(self) -> None:
+        try:
+            reports = pipeline.inbound_pass(self.settings, self.clock.now())
+        except PublisherError as exc:
+            self.outcome("inbound", False, exc.one_line())
+        except Exception as exc:  # a bug must not end the daemon's inbound passes
+            log.debug("inbound failed", exc_info=True)
+            self.outcome("inbound", False, f"{type(exc).__name__}: {exc}")
+        else:
+            summary = "; ".join(r.summary() for r in reports)
+            if any(r.handled or r.unmatched for r in reports):
+                log.info("inbound: %s", summary)
+            self.outcome("inbound", True, summary)
+        later = self.clock.now() + timedelta(seconds=self.settings.inbound.interval)
+        self.at(later, self._inbound, "inbound")

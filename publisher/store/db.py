@@ -18,7 +18,7 @@ from pathlib import Path
 from publisher.errors import PublisherError, StateError
 
 # Components in the order their tables are created. Each names a module of this package.
-COMPONENTS: tuple[str, ...] = ("articles", "subscribers", "digests", "ledger", "archives", "cache")
+COMPONENTS: tuple[str, ...] = ("articles", "subscribers", "digests", "ledger", "archives", "cache", "inbound")
 
 _BOOTSTRAP = """
 CREATE TABLE IF NOT EXISTS schema_versions (
