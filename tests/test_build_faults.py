@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from publisher import output, pipeline
-from publisher.config import load_settings
+from publisher.config_file import load_settings
 from tests.conftest import BASE_CONFIG, NOW, Project
 from tests.support.digests import markdown
 
