@@ -24,7 +24,7 @@ from publisher.models import Article, Problem
 if TYPE_CHECKING:  # imported when a digest is sent: a build should not pay for them at start
     from publisher import inbound, websub
     from publisher.delivery import engine as delivery
-    from publisher.delivery import mailer
+    from publisher.delivery import transports
     from publisher.delivery.report import DigestReport
 
 log = logging.getLogger("publisher.pipeline")
@@ -332,7 +332,7 @@ def digest_send(
     settings: Settings,
     now: datetime,
     *,
-    transport: mailer.Transport | None = None,
+    transport: transports.Transport | None = None,
     backfill: int | None = None,
     progress: Callable[[delivery.Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -405,7 +405,7 @@ def digest_test(
     now: datetime,
     address: str,
     *,
-    transport: mailer.Transport | None = None,
+    transport: transports.Transport | None = None,
     backfill: int | None = None,
 ) -> tuple[str, str]:
     """Send one test copy to `address` only, outside the ledger, recording nothing (its

@@ -99,9 +99,9 @@ def test_every_subscriber_gets_the_digest_once(project: Project, server: SmtpSer
 
 
 def test_connections_work_side_by_side_with_one_message_in_flight_each(project: Project) -> None:
-    """delivery.concurrency connections, all driven by one thread (publisher.delivery.multiplex): each is
-    used, messages overlap, and never more rows are `sending` than there are connections (the
-    duplicate window after a crash)."""
+    """delivery.concurrency connections, one per worker thread: each is used, messages overlap,
+    and never more rows are `sending` than there are connections (the duplicate window after a
+    crash)."""
     in_flight: list[int] = []
 
     def count_sending() -> None:  # as the server takes each message in
@@ -194,7 +194,7 @@ def test_dropped_connections_are_survived(project: Project) -> None:
 
 def test_many_hang_ups_and_resets_across_four_connections(project: Project) -> None:
     """Connections closed or reset at a message's MAIL, again and again, on four connections
-    driven by one thread (sockets closed and reopened under each other): the run completes and
+    (sockets closed and reopened side by side): the run completes and
     every recipient gets the digest exactly once (no message's data was ever cut off)."""
     behaviour = Behaviour(drop_on_mail={3, 7, 8, 13, 21, 22, 34}, reset_on_mail={5, 11, 12, 19, 27, 30})
     with SmtpServer(behaviour) as server:

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from publisher.config import DeliverySettings, Settings, SmtpSettings
-from publisher.delivery import mailer
-from tests.support.smtp import Behaviour, SilentServer, SmtpServer, smtp_opener
+from publisher.delivery import transports
+from publisher.delivery.transports import open_transport
+from tests.support.smtp import Behaviour, SilentServer, SmtpServer
 
 MESSAGE = (
     b"From: news@news.example.org\r\nTo: ana@example.com\r\nSubject: hi\r\n\r\n"
@@ -22,11 +23,10 @@ MESSAGE = (
 Opener = Callable[[Settings], Any]
 
 
-@pytest.fixture(params=["blocking", "multiplexed"])
-def open_smtp(request: pytest.FixtureRequest) -> Opener:
-    """Opens an SMTP transport driven the blocking way (SmtpTransport.send) or the way
-    delivery.multiplex drives it (delivery.smtpchannel): every test here holds for both."""
-    return smtp_opener(request.param)
+@pytest.fixture
+def open_smtp() -> Opener:
+    """Opens the SMTP transport as the sending engine does."""
+    return open_transport
 
 
 def smtp_settings(port: int, **smtp: object) -> Settings:
@@ -65,7 +65,7 @@ def test_refusals_raise_the_right_failure_and_the_connection_stays_usable(
 
     with SmtpServer(Behaviour(rcpt=rcpt, pipelining=pipelining)) as server:
         transport = open_smtp(smtp_settings(server.port))
-        with pytest.raises(mailer.PermanentFailure) as permanent:
+        with pytest.raises(transports.PermanentFailure) as permanent:
             transport.send("news@news.example.org", ["gone@example.org"], MESSAGE)
         assert (permanent.value.code, permanent.value.reply, permanent.value.scope) == (
             550,
@@ -73,10 +73,10 @@ def test_refusals_raise_the_right_failure_and_the_connection_stays_usable(
             "recipient",
         )
         assert permanent.value.recipient
-        with pytest.raises(mailer.TemporaryFailure) as temporary:
+        with pytest.raises(transports.TemporaryFailure) as temporary:
             transport.send("news@news.example.org", ["grey@example.org"], MESSAGE)
         assert (temporary.value.code, temporary.value.reply) == (451, "4.7.1 later")
-        assert not isinstance(temporary.value, mailer.ConnectionFailure)
+        assert not isinstance(temporary.value, transports.ConnectionFailure)
         assert transport.send("news@news.example.org", ["ok@example.org"], MESSAGE).startswith("250")
         transport.close()
         assert server.sessions == 1
@@ -87,7 +87,7 @@ def test_a_refused_sender_is_a_session_failure_not_a_bounce(open_smtp: Opener) -
     """5xx to MAIL FROM concerns every message: scope "session", never counted against a reader."""
     with SmtpServer(Behaviour(mail=lambda sender: "553 5.7.1 sender not allowed")) as server:
         transport = open_smtp(smtp_settings(server.port))
-        with pytest.raises(mailer.PermanentFailure) as refused:
+        with pytest.raises(transports.PermanentFailure) as refused:
             transport.send("news@news.example.org", ["ana@example.com"], MESSAGE)
         transport.close()
     assert refused.value.scope == "session" and not refused.value.recipient
@@ -124,9 +124,9 @@ def test_a_hang_up_after_the_data_is_a_temporary_failure(open_smtp: Opener) -> N
     ledger retries it: the documented duplicate window) and the next send reconnects."""
     with SmtpServer(Behaviour(drop_after_data={1})) as server:
         transport = open_smtp(smtp_settings(server.port))
-        with pytest.raises(mailer.TemporaryFailure) as lost:
+        with pytest.raises(transports.TemporaryFailure) as lost:
             transport.send("news@news.example.org", ["a@example.org"], MESSAGE)
-        assert not isinstance(lost.value, mailer.ConnectionFailure)
+        assert not isinstance(lost.value, transports.ConnectionFailure)
         assert transport.send("news@news.example.org", ["b@example.org"], MESSAGE).startswith("250")
         transport.close()
 
@@ -136,7 +136,7 @@ def test_a_silent_server_is_given_up_on_after_the_timeout(open_smtp: Opener) -> 
     with SilentServer() as silent:
         transport = open_smtp(smtp_settings(silent.port, timeout=0.3))
         started = time.monotonic()
-        with pytest.raises(mailer.ConnectionFailure, match="timed out"):
+        with pytest.raises(transports.ConnectionFailure, match="timed out"):
             transport.send("news@news.example.org", ["a@example.org"], MESSAGE)
         assert time.monotonic() - started < 5  # bounded, not a speed assertion
 
@@ -145,7 +145,7 @@ def test_a_stall_mid_transaction_times_out(open_smtp: Opener) -> None:
     """The server stops answering after the data: TemporaryFailure (timed out), never a hang."""
     with SmtpServer(Behaviour(stall_after_data={1})) as server:
         transport = open_smtp(smtp_settings(server.port, timeout=0.3))
-        with pytest.raises(mailer.TemporaryFailure, match="timed out"):
+        with pytest.raises(transports.TemporaryFailure, match="timed out"):
             transport.send("news@news.example.org", ["a@example.org"], MESSAGE)
         transport.close()
 
@@ -154,7 +154,7 @@ def test_nobody_listening_is_a_connection_failure(open_smtp: Opener) -> None:
     with SilentServer() as closed:
         port = closed.port
     transport = open_smtp(smtp_settings(port))
-    with pytest.raises(mailer.ConnectionFailure, match=f"127.0.0.1:{port}"):
+    with pytest.raises(transports.ConnectionFailure, match=f"127.0.0.1:{port}"):
         transport.send("news@news.example.org", ["a@example.org"], MESSAGE)
 
 
@@ -164,7 +164,9 @@ def test_a_username_without_a_password_is_said_plainly(
     monkeypatch.delenv("PUBLISHER_SMTP_PASSWORD", raising=False)
     with SmtpServer() as server:
         transport = open_smtp(smtp_settings(server.port, username="news"))
-        with pytest.raises(mailer.PermanentFailure, match=r"\$PUBLISHER_SMTP_PASSWORD is empty") as failure:
+        with pytest.raises(
+            transports.PermanentFailure, match=r"\$PUBLISHER_SMTP_PASSWORD is empty"
+        ) as failure:
             transport.send("news@news.example.org", ["a@example.org"], MESSAGE)
     assert failure.value.scope == "session"
 
@@ -175,7 +177,7 @@ def test_a_username_without_a_password_is_said_plainly(
 def test_envelope_addresses_cannot_inject_smtp_commands(open_smtp: Opener, bad: str) -> None:
     with SmtpServer() as server:
         transport = open_smtp(smtp_settings(server.port))
-        with pytest.raises(mailer.PermanentFailure):
+        with pytest.raises(transports.PermanentFailure):
             transport.send("news@news.example.org", [bad], MESSAGE)
         transport.close()
         assert server.messages() == []
@@ -185,7 +187,7 @@ def test_envelope_addresses_cannot_inject_smtp_commands(open_smtp: Opener, bad: 
 def test_outbox_writes_one_complete_file_per_message_into_new(tmp_path: Path) -> None:
     """Maildir: written in tmp/, renamed into new/; unique names; envelope kept as headers."""
     settings = Settings(base_dir=tmp_path)
-    transport = mailer.open_transport(settings)
+    transport = transports.open_transport(settings)
     names = {transport.send("news@news.example.org", [f"r{i}@example.org"], MESSAGE) for i in range(3)}
     transport.close()
     outbox = settings.state_dir / "outbox"
@@ -200,8 +202,8 @@ def test_outbox_writes_one_complete_file_per_message_into_new(tmp_path: Path) ->
 def test_outbox_that_cannot_be_written_is_a_temporary_failure(tmp_path: Path) -> None:
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / "outbox").write_text("a file where the folder should be")
-    transport = mailer.open_transport(Settings(base_dir=tmp_path))
-    with pytest.raises(mailer.TemporaryFailure, match="cannot write to outbox"):
+    transport = transports.open_transport(Settings(base_dir=tmp_path))
+    with pytest.raises(transports.TemporaryFailure, match="cannot write to outbox"):
         transport.send("news@news.example.org", ["a@example.org"], MESSAGE)
 
 
@@ -217,26 +219,7 @@ def test_login_with_the_password_from_the_environment(
         transport.close()
         monkeypatch.setenv("PUBLISHER_SMTP_PASSWORD", "wrong")
         refused = open_smtp(smtp_settings(server.port, username="news"))
-        with pytest.raises(mailer.PermanentFailure) as failure:
+        with pytest.raises(transports.PermanentFailure) as failure:
             refused.send("news@news.example.org", ["b@example.org"], MESSAGE)
         assert failure.value.scope == "session" and failure.value.code == 535
         assert [m.recipients for m in server.messages()] == [("a@example.org",)]
-
-
-def test_replies_are_split_however_the_bytes_arrive() -> None:
-    """publisher.delivery.smtpwire.Replies (the multiplexed driver's reader): whole, multi-line and split
-    replies, byte by byte or all at once, give the same replies; an endless line is refused."""
-    from publisher.delivery import smtpwire
-
-    wire = b"250-first\r\n250-second\r\n250 last\r\n354 go ahead\r\n250 2.0.0 queued as 1\r\nxyz\r\n"
-    expected = [(250, b"first\nsecond\nlast"), (354, b"go ahead"), (250, b"2.0.0 queued as 1"), (-1, b"")]
-    for size in (1, 2, 5, len(wire)):
-        replies = smtpwire.Replies()
-        got = []
-        for start in range(0, len(wire), size):
-            got += replies.feed(wire[start : start + size])
-        assert got == expected
-    with pytest.raises(smtpwire.ReplyTooLong):
-        smtpwire.Replies().feed(b"250 " + b"x" * smtpwire.MAXLINE)
-    with pytest.raises(smtpwire.ReplyTooLong):
-        smtpwire.Replies().feed(b"250 " + b"x" * smtpwire.MAXLINE + b"\r\n")

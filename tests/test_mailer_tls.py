@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from publisher.config import DeliverySettings, Settings, SmtpSettings
-from publisher.delivery import mailer
+from publisher.delivery import transports
+from publisher.delivery.transports import open_transport
 from publisher.store import db, ledger
 from tests.conftest import NOW, Project
 from tests.support.digests import markdown
-from tests.support.smtp import smtp_opener
 from tests.support.smtp_tls import Certificates, TlsServer, make_certificates
 
 MESSAGE = (
@@ -29,11 +29,10 @@ SENDER = "news@news.example.org"
 Opener = Callable[[Settings], Any]
 
 
-@pytest.fixture(params=["blocking", "multiplexed"])
-def open_smtp(request: pytest.FixtureRequest) -> Opener:
-    """Opens an SMTP transport driven the blocking way (SmtpTransport.send) or the way
-    delivery.multiplex drives it (delivery.smtpchannel): every test here holds for both."""
-    return smtp_opener(request.param)
+@pytest.fixture
+def open_smtp() -> Opener:
+    """Opens the SMTP transport as the sending engine does."""
+    return open_transport
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +120,7 @@ def test_a_wrong_password_over_starttls_is_a_session_failure(
     monkeypatch.setenv("PUBLISHER_SMTP_PASSWORD", "wrong")
     with TlsServer(trusted, "starttls", login=("news", "right")) as server:
         transport = open_smtp(smtp_settings(server.port, "starttls", username="news"))
-        with pytest.raises(mailer.PermanentFailure) as refused:
+        with pytest.raises(transports.PermanentFailure) as refused:
             transport.send(SENDER, ["ana@example.com"], MESSAGE)
         transport.close()
         assert server.messages() == [] and server.handler.mails == 0
@@ -137,7 +136,7 @@ def test_an_untrusted_certificate_stops_the_send_in_one_clear_error(
     one line); no MAIL command ever reaches the server."""
     with TlsServer(untrusted, security) as server:  # type: ignore[arg-type]
         transport = open_smtp(smtp_settings(server.port, security))
-        with pytest.raises(mailer.PermanentFailure) as failed:
+        with pytest.raises(transports.PermanentFailure) as failed:
             transport.send(SENDER, ["ana@example.com"], MESSAGE)
         transport.close()
         assert server.messages() == [] and server.handler.mails == 0
@@ -155,7 +154,7 @@ def test_starttls_not_offered_fails_instead_of_sending_in_the_clear(
     no MAIL FROM (hence no message) sent unencrypted."""
     with TlsServer(trusted, "plain") as server:
         transport = open_smtp(smtp_settings(server.port, "starttls"))
-        with pytest.raises(mailer.ConnectionFailure) as failed:
+        with pytest.raises(transports.ConnectionFailure) as failed:
             transport.send(SENDER, ["ana@example.com"], MESSAGE)
         transport.close()
         assert server.messages() == [] and server.handler.mails == 0
@@ -171,7 +170,7 @@ def test_implicit_tls_against_a_plain_server_fails_clearly(open_smtp: Opener, tr
     with TlsServer(trusted, "plain") as server:
         transport = open_smtp(smtp_settings(server.port, "tls"))
         with pytest.raises(
-            mailer.ConnectionFailure, match=rf"cannot talk to SMTP server 127.0.0.1:{server.port}: "
+            transports.ConnectionFailure, match=rf"cannot talk to SMTP server 127.0.0.1:{server.port}: "
         ):
             transport.send(SENDER, ["ana@example.com"], MESSAGE)
         transport.close()

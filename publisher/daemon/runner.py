@@ -20,7 +20,7 @@ from publisher.clock import Clock
 from publisher.config import Settings
 from publisher.daemon.scheduler import Daemon, parse_schedule
 from publisher.daemon.watch import SeedWatcher
-from publisher.delivery.mailer import Transport
+from publisher.delivery.transports import Transport
 from publisher.errors import ConfigError
 from publisher.lock import state_lock
 from publisher.server import Background

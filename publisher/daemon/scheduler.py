@@ -35,7 +35,7 @@ from publisher.config import Settings
 from publisher.daemon import catchup, record, summaries
 from publisher.daemon.sidejobs import SideJobs
 from publisher.daemon.watch import wait_until_quiet
-from publisher.delivery.mailer import Transport
+from publisher.delivery.transports import Transport
 from publisher.errors import ConfigError, PublisherError
 from publisher.store import db, digests
 

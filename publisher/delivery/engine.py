@@ -1,10 +1,11 @@
 """Sending a digest to its recipients over the send ledger: exactly once each, through any crash.
 
 This module is the delivery stage's face: `send_digest` enqueues a digest's ledger rows once (for
-the subscribers active when it was prepared) and hands them to the engine in publisher.delivery.sender;
-`template_for` encodes the digest's shared message parts once; `transports_for` picks the
-transport and the number of connections. See publisher.delivery.sender for what each server answer does,
-and docs/delivery.md for the duplicate window.
+the subscribers active when it was prepared) and hands them to the engine in
+publisher.delivery.sender; `template_for` encodes the digest's shared message parts once;
+`transports_for` picks the transport (publisher.delivery.transports) and the number of worker
+threads. See publisher.delivery.sender for what each server answer does, and docs/delivery.md for
+the duplicate window.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import Protocol
 from publisher import tokens
 from publisher.clock import Clock, OffsetClock
 from publisher.config import Settings
-from publisher.delivery import dkim, mailer
-from publisher.delivery.message import MessageTemplate, Recipient
+from publisher.delivery import dkim
+from publisher.delivery.message import MessageTemplate, Recipient, finalise
 from publisher.delivery.sender import LinkMaker, Progress, Result, TransportFactory, deliver
+from publisher.delivery.transports import Transport, open_transport
 from publisher.errors import DeliveryError
 from publisher.store import ledger, subscribers
 
@@ -106,7 +108,7 @@ def template_for(
 class _Borrowed:
     """A transport lent by the caller: used, never closed here."""
 
-    def __init__(self, transport: mailer.Transport) -> None:
+    def __init__(self, transport: Transport) -> None:
         self.transport = transport
 
     def send(self, sender: str, recipients: Sequence[str], message: bytes) -> str:
@@ -116,14 +118,15 @@ class _Borrowed:
         pass
 
 
-def transports_for(settings: Settings, transport: mailer.Transport | None) -> tuple[TransportFactory, int]:
+def transports_for(settings: Settings, transport: Transport | None) -> tuple[TransportFactory, int]:
     """(factory, workers): the caller's transport on one worker, else one SMTP connection per
-    `delivery.concurrency` worker, or one outbox writer (local files gain nothing from threads)."""
+    `delivery.concurrency` worker thread, or one outbox writer (local files gain nothing from
+    threads)."""
     if transport is not None:
         lent = _Borrowed(transport)
         return (lambda: lent), 1
     workers = settings.delivery.concurrency if settings.delivery.transport == "smtp" else 1
-    return (lambda: mailer.open_transport(settings)), workers
+    return (lambda: open_transport(settings)), workers
 
 
 def send_digest(
@@ -170,7 +173,7 @@ class Session:
         settings: Settings,
         now: datetime,
         links: LinkMaker,
-        transport: mailer.Transport | None = None,
+        transport: Transport | None = None,
         progress: Callable[[Progress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> None:
@@ -217,7 +220,7 @@ def send_copy(
     address: str,
     links: tuple[str, str],
     now: datetime,
-    transport: mailer.Transport | None = None,
+    transport: Transport | None = None,
 ) -> str:
     """One message of `rendered` to `address`, outside the ledger; returns the server's reply."""
     if rendered is None:
@@ -225,12 +228,11 @@ def send_copy(
             "no digest to send: no new articles since the last digest",
             hint="--backfill N includes the N latest articles in a first digest",
         )
-    data = template_for(rendered, settings, now, dkim.signer_for(settings)).render(
-        Recipient(address, "", *links)
-    )
-    used = transport or mailer.open_transport(settings)
+    template = template_for(rendered, settings, now, dkim.signer_for(settings))
+    out = finalise(template, Recipient(address, "", *links), settings.digest.from_address)
+    used = transport or open_transport(settings)
     try:
-        return used.send(settings.digest.from_address, [address], data)
+        return used.send(out.sender, [out.recipient], out.data)
     finally:
         if transport is None:
             used.close()

@@ -1,23 +1,28 @@
-"""The sending engine behind publisher.delivery.engine: slots over the send ledger.
+"""The sending engine behind publisher.delivery.engine: worker threads over the send ledger.
 
-A slot is one connection's share of a run. It loops: one commit records the outcome of its
-previous message and claims (marks `sending`) its next row, then it renders and sends that
-message outside any lock. So the intent is always committed before a message leaves and its
-outcome right after the answer, and at most one row per slot is ever `sending`. SMTP slots are
-all driven by one thread over non-blocking sockets (publisher.delivery.multiplex): with a thread per
-connection, the hand-offs of the interpreter lock between senders cost about a fifth of the CPU.
-Other transports (the outbox, a transport lent by the caller) get a `_Worker` thread each. The
-short transactions run under one lock on one SQLite connection shared by the slots: SQLite never
-sees two writers, and the connection's page cache stays valid from one commit to the next.
+Each worker owns one transport (for SMTP: one connection, reused) and loops: one commit records
+the outcome of its previous message and claims (marks `sending`) its next row, then it finishes
+that message (publisher.delivery.message.finalise) and sends it outside any lock. So the intent is
+always committed before a message leaves and its outcome right after the answer, and at most one
+row per worker is ever `sending`: the duplicate window after a crash is `delivery.concurrency`
+messages. The short transactions run under one lock on one SQLite connection shared by the
+workers: SQLite never sees two writers, and the connection's page cache stays valid from one
+commit to the next.
 
 Outcomes: accepted → sent (a run of bounces is reset). 5xx to the recipient → failed, counted
 toward the subscriber's bounce threshold. 5xx to the message → failed. 4xx, a dropped connection
 or a timeout → pending again after `retry_backoff * 2**(attempts-1)` seconds, failed once
-`max_attempts` answers were all temporary. A server that cannot be reached at all does not burn
-attempts: the row goes back to pending, dispatch pauses with the same backoff, and after
-`max_attempts` such failures in a row the run stops with a DeliveryError, leaving the rest pending.
-The same happens when the server refuses the session itself (login, sender). `should_stop()` is
-polled by the calling thread; the workers then finish the message in hand and claim no more.
+`max_attempts` answers were all temporary.
+
+A server that cannot be reached, greeted or secured is the connection's failure, never the
+message's: the row goes back to pending as it was (no attempt counted, its retry time unchanged,
+so the next run starts at once), and every worker pauses for `retry_backoff`, doubling at each
+round in which the server stays unreachable; failures of connections that were already under way
+when a pause began belong to that round. After `max_attempts` such rounds the run stops with a
+DeliveryError, leaving the rest pending. A server that refuses the session itself (login, sender,
+an untrusted certificate) stops the run at once. Every wait longer than `_ANNOUNCE` seconds is
+logged with its reason and its end. `should_stop()` is polled by the calling thread; the workers
+then finish the message in hand and claim no more.
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ from pathlib import Path
 
 from publisher.clock import Clock
 from publisher.config import DeliverySettings
-from publisher.delivery import mailer
-from publisher.delivery.message import MessageTemplate, Recipient
+from publisher.delivery.message import MessageTemplate, Recipient, finalise
+from publisher.delivery.transports import ConnectionFailure, PermanentFailure, TemporaryFailure, Transport
 from publisher.errors import DeliveryError, StateError
 from publisher.store import ledger, subscribers
 from publisher.store.db import joined
@@ -42,9 +47,10 @@ from publisher.store.db import joined
 log = logging.getLogger("publisher.delivery")
 
 _POLL = 0.1  # longest sleep before looking again at should_stop() or a row becoming due
+_ANNOUNCE = 2.0  # a wait longer than this is logged, with its reason and end
 
 LinkMaker = Callable[[subscribers.Subscriber], tuple[str, str]]
-TransportFactory = Callable[[], mailer.Transport]
+TransportFactory = Callable[[], Transport]
 
 
 @dataclass
@@ -103,6 +109,7 @@ class _Run:
         clock: Clock,
         state: Progress,
         progress: Callable[[Progress], None] | None,
+        should_stop: Callable[[], bool] | None,
     ) -> None:
         self.lock = threading.Lock()
         self.digest_id = digest_id
@@ -111,11 +118,13 @@ class _Run:
         self.clock = clock
         self.state = state
         self.progress = progress
+        self.should_stop = should_stop
         self.retries = 0
-        self.unreachable = 0  # connection failures in a row
+        self.unreachable = 0  # rounds in a row in which the server could not be reached
         self.abort: DeliveryError | None = None
         self.stopping = False
         self.paused_until = clock.now()
+        self.announced: datetime | None = None  # the end of the last retry wait logged
         self.interval = 1.0 / settings.rate_limit if settings.rate_limit > 0 else 0.0
         self.next_slot = time.monotonic()
 
@@ -135,16 +144,47 @@ def _shared_connection(database: Path) -> sqlite3.Connection:
     return conn
 
 
-class Slot:
-    """One connection's share of a run: records the answer to its last message and claims its
-    next row (`step`), and says whom a row's message goes to (`recipient`). Driven by a `_Worker` thread
-    (blocking transports) or by publisher.delivery.multiplex (SMTP, all connections in one thread)."""
+class _Worker(threading.Thread):
+    """One transport's share of a run, in its own thread: records the answer to its last message
+    and claims its next row in one commit (`step`), then sends that row's message (`_send`)."""
 
-    def __init__(self, run: _Run, conn: sqlite3.Connection, links: LinkMaker, sender: str) -> None:
+    def __init__(
+        self, run: _Run, conn: sqlite3.Connection, transports: TransportFactory, links: LinkMaker, sender: str
+    ) -> None:
+        super().__init__(daemon=True, name="publisher-sender")
         self.run_state = run
         self.conn = conn
+        self.transports = transports
         self.links = links
         self.sender = sender
+        self.transport: Transport | None = None
+
+    def run(self) -> None:
+        try:
+            answer: Answer | None = None
+            while True:
+                row, wait = self.step(answer)
+                answer = None
+                if row is not None:
+                    answer = self._send(row)
+                elif wait is None:
+                    return
+                else:
+                    time.sleep(wait)
+        except Exception as exc:
+            self.failed(exc)
+        finally:
+            if self.transport is not None:
+                self.transport.close()
+
+    def _send(self, row: ledger.Claimed) -> Answer:
+        try:
+            if self.transport is None:
+                self.transport = self.transports()
+            out = finalise(self.run_state.template, self.recipient(row), self.sender)
+            return Answer(row, reply=self.transport.send(out.sender, (out.recipient,), out.data))
+        except Exception as exc:  # every failure is recorded; a bug must not hang the run
+            return Answer(row, error=exc)
 
     def recipient(self, row: ledger.Claimed) -> Recipient:
         subscriber = subscribers.Subscriber(
@@ -170,6 +210,8 @@ class Slot:
         (None, seconds to sleep before trying again), or (None, None) when this worker is done."""
         shared, conn = self.run_state, self.conn
         with shared.lock:
+            if not shared.stopping and shared.should_stop is not None and shared.should_stop():
+                shared.stopping = True  # checked before each claim, not only by the waiting caller
             now = shared.clock.now()
             stamp = ledger.stamp(now)
             row: ledger.Claimed | None = None
@@ -199,7 +241,7 @@ class Slot:
                     return row, None
                 inactive = (row, status) if row is not None else None
                 row = None
-            with joined(conn):  # the multiplexer may batch several slots' steps in one commit
+            with joined(conn):
                 if inactive is not None:
                     # Unsubscribed or bounced since the digest was prepared: nothing was sent.
                     reply = f"subscriber is {inactive[1]}"
@@ -230,10 +272,43 @@ class Slot:
                         due = ledger.next_retry(conn, shared.digest_id)
                         if due is not None:
                             wait = min(max((due - now).total_seconds(), 0.001), _POLL)
+                            self._announce_retry(conn, now, due)
             shared.state.skipped += skipped
             if shared.progress is not None and (recorded or skipped):
                 shared.progress(shared.state)
         return row, wait
+
+    def _pause(self, error: ConnectionFailure, now: datetime) -> None:
+        """The server could not be reached: every worker waits, longer at each round in a row,
+        and the run stops after `max_attempts` rounds."""
+        shared, settings = self.run_state, self.run_state.settings
+        shared.unreachable += 1
+        if shared.unreachable >= settings.max_attempts:
+            shared.abort = shared.abort or error
+            return
+        seconds = settings.retry_backoff * 2 ** (shared.unreachable - 1)
+        shared.paused_until = now + timedelta(seconds=seconds)
+        log.warning(
+            "%s; waiting %.1f s, until %s, before trying again (round %d of %d)",
+            error,
+            seconds,
+            shared.paused_until.isoformat(timespec="seconds"),
+            shared.unreachable,
+            settings.max_attempts,
+        )
+
+    def _announce_retry(self, conn: sqlite3.Connection, now: datetime, due: datetime) -> None:
+        """Log a wait for deferred messages once, when it is longer than `_ANNOUNCE`."""
+        shared = self.run_state
+        if (due - now).total_seconds() <= _ANNOUNCE or shared.announced == due:
+            return
+        shared.announced = due
+        log.info(
+            "digest %s: waiting until %s to retry %d message(s) the server deferred",
+            shared.digest_id,
+            due.isoformat(timespec="seconds"),
+            ledger.counts(conn, shared.digest_id)["pending"],
+        )
 
     def _record(self, conn: sqlite3.Connection, answer: Answer, now: datetime, stamp: ledger.Stamp) -> None:
         """Commit one answer into the ledger (inside the transaction, under the lock)."""
@@ -246,18 +321,16 @@ class Slot:
                 subscribers.reset_failures(conn, sid, now)
             state.sent += 1
             shared.unreachable = 0
-        elif isinstance(error, mailer.PermanentFailure) and error.scope == "session":
+        elif isinstance(error, PermanentFailure) and error.scope == "session":
             ledger.defer(conn, digest_id, sid, str(error), stamp, now, counted=False)
             shared.abort = shared.abort or error
-        elif isinstance(error, mailer.ConnectionFailure):
-            shared.unreachable += 1
-            retry_at = now + timedelta(seconds=settings.retry_backoff * 2 ** (shared.unreachable - 1))
-            ledger.defer(conn, digest_id, sid, error.reply, stamp, retry_at, counted=False)
-            shared.paused_until = max(shared.paused_until, retry_at)
+        elif isinstance(error, ConnectionFailure):
+            # Nothing left this machine: the row goes back as it was, due at once.
+            ledger.defer(conn, digest_id, sid, error.reply, stamp, now, counted=False)
             shared.retries += 1
-            if shared.unreachable >= settings.max_attempts:
-                shared.abort = shared.abort or error
-        elif isinstance(error, mailer.PermanentFailure):
+            if now >= shared.paused_until:  # a new round, not one more failure of the last one
+                self._pause(error, now)
+        elif isinstance(error, PermanentFailure):
             ledger.finish(conn, digest_id, sid, "failed", f"{error.code} {error.reply}", stamp)
             state.failed += 1
             shared.unreachable = 0
@@ -266,7 +339,7 @@ class Slot:
             ):
                 state.bounced += 1
                 log.warning("%s bounced after %d permanent failures", row.email, settings.bounce_after)
-        elif isinstance(error, mailer.TemporaryFailure):
+        elif isinstance(error, TemporaryFailure):
             shared.unreachable = 0
             reply = f"{error.code} {error.reply}" if error.code else error.reply
             if row.attempts + 1 >= settings.max_attempts:
@@ -288,45 +361,6 @@ class Slot:
             shared.abort = shared.abort or DeliveryError(f"internal error while sending: {error!r}")
 
 
-class _Worker(Slot, threading.Thread):
-    """A slot with its own thread and blocking transport (the outbox, a lent transport)."""
-
-    def __init__(
-        self, run: _Run, conn: sqlite3.Connection, transports: TransportFactory, links: LinkMaker, sender: str
-    ) -> None:
-        Slot.__init__(self, run, conn, links, sender)
-        threading.Thread.__init__(self, daemon=True, name="publisher-sender")
-        self.transports = transports
-        self.transport: mailer.Transport | None = None
-
-    def run(self) -> None:
-        try:
-            answer: Answer | None = None
-            while True:
-                row, wait = self.step(answer)
-                answer = None
-                if row is not None:
-                    answer = self._send(row)
-                elif wait is None:
-                    return
-                else:
-                    time.sleep(wait)
-        except Exception as exc:
-            self.failed(exc)
-        finally:
-            if self.transport is not None:
-                self.transport.close()
-
-    def _send(self, row: ledger.Claimed) -> Answer:
-        try:
-            if self.transport is None:
-                self.transport = self.transports()
-            message = self.run_state.template.render(self.recipient(row))
-            return Answer(row, reply=self.transport.send(self.sender, (row.email,), message))
-        except Exception as exc:  # every failure is recorded; a bug must not hang the run
-            return Answer(row, error=exc)
-
-
 def deliver(
     conn: sqlite3.Connection,
     database: Path,
@@ -344,7 +378,7 @@ def deliver(
 ) -> Result:
     """Send every pending row of `digest_id` (enqueued beforehand) and record each outcome.
 
-    `conn` is the caller's connection to `database`; each worker opens its own."""
+    `conn` is the caller's connection to `database`; the workers share one more."""
     recovered = ledger.recover(conn, digest_id, clock.now())
     if recovered:
         log.warning(
@@ -356,19 +390,9 @@ def deliver(
     before = ledger.counts(conn, digest_id)
     state = Progress(digest_id, total=sum(before.values()), sent=before["sent"], failed=before["failed"])
     state.skipped = before["skipped"]
-    shared = _Run(digest_id, template, settings, clock, state, progress)
+    shared = _Run(digest_id, template, settings, clock, state, progress, should_stop)
     worker_conn = _shared_connection(database)
-    first = transports()
-    pool: list[threading.Thread]
-    if isinstance(first, mailer.SmtpTransport):
-        # Every SMTP connection in one thread: no lock or GIL hand-offs between senders.
-        from publisher.delivery.multiplex import Multiplexer
-
-        smtp = [first] + [transports() for _ in range(max(1, workers) - 1)]
-        pool = [Multiplexer(shared, worker_conn, links, sender, smtp)]  # type: ignore[arg-type]
-    else:
-        pool = [_Worker(shared, worker_conn, transports, links, sender) for _ in range(max(1, workers))]
-        pool[0].transport = first  # type: ignore[attr-defined]
+    pool = [_Worker(shared, worker_conn, transports, links, sender) for _ in range(max(1, workers))]
     try:
         for worker in pool:
             worker.start()
@@ -376,7 +400,7 @@ def deliver(
             while worker.is_alive():
                 worker.join(_POLL)
                 if should_stop is not None and not shared.stopping and should_stop():
-                    shared.stopping = True
+                    shared.stopping = True  # while every worker sleeps (paused, rate limit)
     except BaseException:
         # Ctrl-C without our handler: let the threads finish their message (on their connection,
         # left open for them).

@@ -24,8 +24,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from publisher import tokens
 from publisher.clock import Clock
 from publisher.config import Settings
-from publisher.delivery import mailer
-from publisher.delivery.mailer import Transport
+from publisher.delivery import transports
+from publisher.delivery.transports import Transport
 from publisher.server.security import HEADERS as SECURITY_HEADERS
 from publisher.server.security import BoundedRequests, Csrf, SecurityHeaders
 from publisher.server.static import FeedFiles
@@ -79,7 +79,7 @@ def create_app(
     base = urlsplit(settings.site.base_url).path
     pages = Pages(settings, base)
     csrf = Csrf(tokens.site_secret(settings), settings.site.base_url)
-    factory = transport_factory or (lambda: mailer.open_transport(settings))
+    factory = transport_factory or (lambda: transports.open_transport(settings))
     subscriptions = Subscriptions(settings, clock, factory, pages, csrf)
     files = FeedFiles(settings.feeds_dir, settings.serve.cache_max_age, base)
     css = pages.stylesheet().encode("utf-8")

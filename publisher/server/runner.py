@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from publisher.clock import Clock
 from publisher.config import Settings
-from publisher.delivery.mailer import Transport
+from publisher.delivery.transports import Transport
 from publisher.errors import PublisherError
 from publisher.server.app import create_app
 

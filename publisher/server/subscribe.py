@@ -35,7 +35,7 @@ from publisher.addresses import normalise_address
 from publisher.clock import Clock
 from publisher.config import Settings
 from publisher.delivery import dkim
-from publisher.delivery.mailer import Transport
+from publisher.delivery.transports import Transport
 from publisher.errors import PublisherError, SubscriberError
 from publisher.server.ratelimit import RateLimiter
 from publisher.server.security import CSRF_FIELD, Csrf

@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import selectors
 import socket
 import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult
-
-from publisher.config import Settings
-from publisher.delivery import mailer, smtpwire
-from publisher.delivery.smtpchannel import Channel
 
 
 @dataclass(frozen=True)
@@ -230,41 +225,3 @@ def running(behaviour: Behaviour | None = None) -> Iterator[SmtpServer]:
         yield server
     finally:
         server.stop()
-
-
-class ChannelDriven:
-    """An SMTP transport with `send()` and `close()` that runs each message through
-    delivery.smtpchannel (what delivery.multiplex does for many connections at once), so the
-    transport tests hold for the multiplexed driver as they do for the blocking one."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.channel = Channel(mailer.SmtpTransport(settings))
-
-    def send(self, sender: str, recipients: Sequence[str], message: bytes) -> str:
-        self.channel.begin(sender, recipients, smtpwire.data_block(message))
-        with selectors.DefaultSelector() as selector:
-            while True:
-                sock = self.channel.sock
-                assert sock is not None
-                events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.channel.wants_write else 0)
-                selector.register(sock, events)
-                ready = selector.select(max(0.0, self.channel.deadline - time.monotonic()))
-                selector.unregister(sock)
-                if not ready:
-                    if time.monotonic() >= self.channel.deadline:
-                        self.channel.on_timeout()  # raises
-                    continue
-                mask = ready[0][1]
-                if mask & selectors.EVENT_WRITE:
-                    self.channel.on_writable()
-                reply = self.channel.on_readable() if mask & selectors.EVENT_READ else None
-                if reply is not None:
-                    return reply
-
-    def close(self) -> None:
-        self.channel.close()
-
-
-def smtp_opener(driver: str) -> Callable[[Settings], Any]:
-    """`mailer.open_transport` for "blocking", ChannelDriven for "multiplexed"."""
-    return mailer.open_transport if driver == "blocking" else ChannelDriven
