@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import itertools
 import os
 import re
 from datetime import UTC, datetime
@@ -279,3 +280,15 @@ def test_golden_eml() -> None:
     data = template(subject="Test Gazette: 2 new articles — café").render(recipient(name="Zoë O'Brien"))
     parse(data)
     check_golden("message.eml", data)
+
+
+def test_a_space_between_two_encoded_words_survives() -> None:
+    """The email package's folding can put a space between two encoded-words, where readers drop
+    it (RFC 2047 section 6.2): such a subject is encoded so the space stays (found by hypothesis)."""
+    subject = "0000 0000000000000000¡¡¡¡¡¡¡¡¡ࠀ ¡"
+    data = template(subject=subject).render(recipient())
+    assert parse(data)["Subject"] == subject
+    head = data.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    folded = head.split("\r\nSubject: ", 1)[1].split("\r\n")
+    lines = ["Subject: " + folded[0], *itertools.takewhile(lambda line: line.startswith(" "), folded[1:])]
+    assert len(lines) > 1 and all(len(line) <= 78 for line in lines)

@@ -21,6 +21,7 @@ names and subjects are flattened to one line first, addresses and URLs are check
 from __future__ import annotations
 
 import binascii
+import email
 import email.policy
 import hashlib
 import html
@@ -48,6 +49,7 @@ _URL_SAFE = "-._~:/?#[]@!$&'()*+,;=%"
 _URL = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
 _ID_SAFE = re.compile(r"[^A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+")
 _ENCODED_WORD_BYTES = 45  # 45 bytes -> 60 base64 characters -> a 72-character encoded-word
+_SUBJECT_WORD_BYTES = 39  # 52 base64 characters: "Subject: " and the word within 78 characters
 
 SOFT_BREAK = b"=\r\n"
 
@@ -120,8 +122,25 @@ def safe_url(url: str) -> str:
 
 
 def _fold(name: str, value: str) -> bytes:
-    folded: str = _POLICY.header_factory(name, one_line(value)).fold(policy=_POLICY)
-    return folded.encode("ascii")
+    """An unstructured header (Subject), folded and encoded by the email package; where that
+    loses a space between two encoded-words (which readers must ignore, RFC 2047 section 6.2), the
+    whole value as encoded-words of our own, each space kept inside a word."""
+    value = one_line(value)
+    folded: str = _POLICY.header_factory(name, value).fold(policy=_POLICY)
+    parsed = email.message_from_string(folded + "\r\n", policy=email.policy.default)[name]
+    if str(parsed) == value:
+        return folded.encode("ascii")
+    words = []
+    chunk = b""
+    for ch in value:
+        piece = ch.encode("utf-8")
+        if len(chunk) + len(piece) > _SUBJECT_WORD_BYTES:
+            words.append(chunk)
+            chunk = b""
+        chunk += piece
+    words.append(chunk)
+    encoded = "\r\n ".join(f"=?utf-8?b?{b64encode(w).decode('ascii')}?=" for w in words)
+    return f"{name}: {encoded}\r\n".encode("ascii")
 
 
 def _address_header(name: str, display: str, address: str) -> bytes:
