@@ -94,6 +94,7 @@ class Answer:
     """How one message went: the server's reply, or what went wrong."""
 
     row: ledger.Claimed
+    started: datetime  # when the attempt began (a connection failure's round is told by it)
     reply: str = ""
     error: Exception | None = None
 
@@ -178,13 +179,14 @@ class _Worker(threading.Thread):
                 self.transport.close()
 
     def _send(self, row: ledger.Claimed) -> Answer:
+        started = self.run_state.clock.now()
         try:
             if self.transport is None:
                 self.transport = self.transports()
             out = finalise(self.run_state.template, self.recipient(row), self.sender)
-            return Answer(row, reply=self.transport.send(out.sender, (out.recipient,), out.data))
+            return Answer(row, started, reply=self.transport.send(out.sender, (out.recipient,), out.data))
         except Exception as exc:  # every failure is recorded; a bug must not hang the run
-            return Answer(row, error=exc)
+            return Answer(row, started, error=exc)
 
     def recipient(self, row: ledger.Claimed) -> Recipient:
         subscriber = subscribers.Subscriber(
@@ -325,10 +327,10 @@ class _Worker(threading.Thread):
             ledger.defer(conn, digest_id, sid, str(error), stamp, now, counted=False)
             shared.abort = shared.abort or error
         elif isinstance(error, ConnectionFailure):
-            # Nothing left this machine: the row goes back as it was, due at once.
+            # Nothing left this machine: the row goes back to pending, due at once, uncounted.
             ledger.defer(conn, digest_id, sid, error.reply, stamp, now, counted=False)
             shared.retries += 1
-            if now >= shared.paused_until:  # a new round, not one more failure of the last one
+            if answer.started >= shared.paused_until:  # else one more failure of the last round
                 self._pause(error, now)
         elif isinstance(error, PermanentFailure):
             ledger.finish(conn, digest_id, sid, "failed", f"{error.code} {error.reply}", stamp)
