@@ -8,21 +8,22 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from publisher.store import db
 from tests.conftest import NOW, Project
 from tests.support.digests import markdown
-from tests.support.smtp import SmtpServer
+from tests.support.smtp import Behaviour, SmtpServer
 
 SEND_AT = NOW + timedelta(minutes=1)
 READERS = 200
 CONCURRENCY = 4
 
 
-def start_send(project: Project) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PUBLISHER_NOW": SEND_AT.isoformat()}
+def start_send(project: Project, now: datetime = SEND_AT) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PUBLISHER_NOW": now.isoformat()}
     command = [sys.executable, "-m", "publisher", "--config", str(project.config_path), "-q"]
     return subprocess.Popen(
         [*command, "digest", "--send", "--backfill", "5"],
@@ -117,3 +118,36 @@ def test_sigkill_mid_send_then_resume_reaches_everyone_once(project: Project) ->
     assert twice <= in_flight_at_kills, "a duplicate outside the documented window"
     assert len(twice) <= 2 * CONCURRENCY
     assert sending_rows(project) == set()
+
+
+def test_a_message_resent_after_sigkill_is_byte_identical_to_the_first_copy(project: Project) -> None:
+    """The server takes a message's data in, and the sender is killed before the answer reaches
+    it: that message is certainly in the duplicate window. The next run, minutes later, sends it
+    again, and the server receives exactly the same bytes both times (Date, Message-ID, boundary,
+    links: nothing derived from the moment of sending)."""
+    process: list[subprocess.Popen[bytes]] = []
+    killed = threading.Event()
+
+    def kill_on_the_20th() -> None:  # in the server, after the data, before the 250
+        if len(server.messages()) == 20 and not killed.is_set():
+            killed.set()
+            process[0].send_signal(signal.SIGKILL)
+            process[0].wait(10)
+
+    with SmtpServer(Behaviour(on_data=kill_on_the_20th)) as server:
+        prepare(project, server.port)
+        process.append(start_send(project))
+        assert process[0].wait(60) == -signal.SIGKILL
+        in_flight = sending_rows(project)
+        assert in_flight, "the killed run left no message in flight"
+        later = start_send(project, SEND_AT + timedelta(minutes=7))
+        _, err = later.communicate(timeout=60)
+        assert later.returncode == 0, err.decode()
+    copies: dict[str, list[bytes]] = {}
+    for message in server.messages():
+        copies.setdefault(message.recipients[0], []).append(message.data)
+    twice = {who: data for who, data in copies.items() if len(data) > 1}
+    assert twice and set(twice) <= in_flight
+    for who, (first, second) in twice.items():
+        assert first == second, f"{who}: the resent copy differs from the first"
+    assert len(copies) == READERS
