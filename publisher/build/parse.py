@@ -9,17 +9,19 @@ hands back rows ready for the cache.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
-import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from publisher import ingest
-from publisher.build.units import POOL_FROM, die_with_parent
+from publisher.build.units import POOL_FROM, die_with_parent, pool_context
 from publisher.config import Settings
 
 if TYPE_CHECKING:
     from publisher.store import cache
+
+log = logging.getLogger("publisher.build")
 
 # A file and what to store for it (None: same bytes as cached, only its stat is recorded).
 Parsed = tuple[ingest.SeedFile, "cache.Entry | None"]
@@ -60,11 +62,11 @@ def parse_all(settings: Settings, seeds: list[ingest.SeedFile], known: dict[str,
         yield from (_parse_one(seed, settings, known_hash) for seed, known_hash in work)
         return
     import concurrent.futures
-    import multiprocessing
 
     size = 100
     chunks = [work[i : i + size] for i in range(0, len(work), size)]
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
+    context = pool_context()
+    log.debug("parse: %d files on %d worker processes (%s)", len(work), workers, context.get_start_method())
 
     with concurrent.futures.ProcessPoolExecutor(
         workers, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)

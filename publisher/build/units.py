@@ -11,6 +11,7 @@ bytes were produced.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import sys
@@ -23,8 +24,12 @@ from publisher.config import Settings
 from publisher.models import Published
 
 if TYPE_CHECKING:
+    from multiprocessing.context import BaseContext
+
     from publisher.build.pages import Pages
     from publisher.output import Batch
+
+log = logging.getLogger("publisher.build")
 
 # Below this many pages to render (or files to parse, build/parse.py), starting worker processes
 # costs more than it saves.
@@ -128,9 +133,9 @@ def render_all(
             render(conn, settings, site, batch, unit, now, total)
         return
     import concurrent.futures
-    import multiprocessing
 
-    context = multiprocessing.get_context("fork")
+    context = pool_context()
+    log.debug("render: %d units on %d worker processes (%s)", len(units), workers, context.get_start_method())
     with concurrent.futures.ProcessPoolExecutor(
         workers, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)
     ) as pool:
@@ -140,17 +145,42 @@ def render_all(
             batch.adopt(files, unchanged)
 
 
+def pool_context() -> BaseContext:
+    """How to start worker processes: `fork` (cheapest) only in a process that has no other
+    thread, else `forkserver`. A fork copies every lock another thread held at that instant (the
+    logging module's, SQLite's, the scheduler's) still held, with nobody left to release it: the
+    daemon (`publisher run`: scheduler, watcher, server threads) must never fork. The fork server
+    is a fresh interpreter started once, holding no lock and no open state file, and forks each
+    worker from itself; the modules workers need are loaded in it once."""
+    import multiprocessing
+    import threading
+
+    if sys.platform == "linux" and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    if sys.platform == "win32":
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["publisher.build.parse", "publisher.build.units"])
+    return context
+
+
 def die_with_parent(parent: int) -> None:
-    """Worker initializer: a worker must not outlive a build that was killed. It inherited the
-    state lock (flock belongs to the open file, shared across fork) and would hold it, and go on
-    writing temporary files, after its parent was gone."""
+    """Worker initializer: a worker must not outlive a build that was killed. Forked from the
+    build, it inherited the state lock (flock belongs to the open file, shared across fork) and
+    would hold it, and go on writing temporary files, after its parent was gone. It dies with its
+    own parent (the build, or the fork server, which ends when the build does), and at once if the
+    build `parent` is already gone."""
     import ctypes
     import signal
 
     with contextlib.suppress(OSError, AttributeError):  # not Linux: it ends when its queue closes
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before prctl took effect
+    try:
+        os.kill(parent, 0)  # the build died before prctl took effect
+    except ProcessLookupError:
         os._exit(1)
+    except PermissionError:
+        pass
 
 
 _WORKER: dict[str, object] = {}
