@@ -123,8 +123,9 @@ def main() -> None:
             f"system {(cpu - user) / per:.3f})",
             flush=True,
         )
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
-        f"median: {statistics.median(rates):,.0f} messages/s, "
+        f"load average {load}; median: {statistics.median(rates):,.0f} messages/s, "
         f"{statistics.median(cpus):.3f} ms sender CPU per message "
         f"(whole process: start-up, render, ledger, SMTP; concurrency {args.concurrency or 'default'})"
     )

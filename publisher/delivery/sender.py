@@ -15,14 +15,14 @@ or a timeout → pending again after `retry_backoff * 2**(attempts-1)` seconds, 
 `max_attempts` answers were all temporary.
 
 A server that cannot be reached, greeted or secured is the connection's failure, never the
-message's: the row goes back to pending as it was (no attempt counted, its retry time unchanged,
-so the next run starts at once), and every worker pauses for `retry_backoff`, doubling at each
+message's: the row goes back to pending, due at once with no attempt counted (so the next run
+starts at once), and every worker pauses for `retry_backoff`, doubling at each
 round in which the server stays unreachable; failures of connections that were already under way
 when a pause began belong to that round. After `max_attempts` such rounds the run stops with a
 DeliveryError, leaving the rest pending. A server that refuses the session itself (login, sender,
 an untrusted certificate) stops the run at once. Every wait longer than `_ANNOUNCE` seconds is
-logged with its reason and its end. `should_stop()` is polled by the calling thread; the workers
-then finish the message in hand and claim no more.
+logged with its reason and its end. `should_stop()` is polled before each claim and by the calling
+thread; the workers then finish the message in hand and claim no more.
 """
 
 from __future__ import annotations
