@@ -158,6 +158,14 @@ def test_nobody_listening_is_a_connection_failure(open_smtp: Opener) -> None:
         transport.send("news@news.example.org", ["a@example.org"], MESSAGE)
 
 
+def test_an_unknown_host_is_a_connection_failure(open_smtp: Opener) -> None:
+    """A host name that does not resolve (RFC 2606 reserves .invalid): the connection's failure,
+    saying so, never a message's."""
+    transport = open_smtp(smtp_settings(25, host="publisher-test.invalid"))
+    with pytest.raises(transports.ConnectionFailure, match=r"publisher-test\.invalid:25: cannot resolve"):
+        transport.send("news@news.example.org", ["a@example.org"], MESSAGE)
+
+
 def test_a_username_without_a_password_is_said_plainly(
     open_smtp: Opener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
