@@ -6,6 +6,7 @@ After ingest, code receives these objects, never raw dicts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -30,6 +31,32 @@ class Problem:
         return f"{prefix}{self.path}: {field}{self.message}"
 
 
+def grouped(problems: Sequence[Problem], *, least: int = 3, examples: int = 2) -> list[str]:
+    """Problems as lines for people: one per problem, except that the same problem (field, message
+    and severity) in `least` files or more is said once, where it first occurs:
+    `warning: aliases: ignored: … — 5,000 files, e.g. seeds/a.md, seeds/b.md`.
+    A migrated corpus of 5,000 files with the same foreign key gives one line, not 5,000."""
+    paths: dict[tuple[str, str, str], dict[str, None]] = {}
+    for problem in problems:
+        paths.setdefault((problem.field, problem.message, problem.severity), {})[problem.path] = None
+    lines: list[str] = []
+    said: set[tuple[str, str, str]] = set()
+    for problem in problems:
+        key = (problem.field, problem.message, problem.severity)
+        files = list(paths[key])
+        if len(files) < least:
+            lines.append(str(problem))
+        elif key not in said:
+            said.add(key)
+            prefix = "warning: " if problem.severity == "warning" else ""
+            field = f"{problem.field}: " if problem.field else ""
+            shown = ", ".join(files[:examples])
+            many = len(files) > examples
+            where = f"{len(files):,} files, e.g. {shown}" if many else f"{len(files)} files: {shown}"
+            lines.append(f"{prefix}{field}{problem.message} — {where}")
+    return lines
+
+
 class Article(BaseModel):
     """One validated article, as read from one file in seeds/.
 
@@ -50,6 +77,8 @@ class Article(BaseModel):
     paragraphs: tuple[str, ...]
     explicit_id: str | None = None
     draft: bool = False
+    slug: str | None = Field(None, description="The page address the writer asked for (front matter).")
+    lastmod: AwareDatetime | None = Field(None, description="When the writer says it last changed.")
     story_hash: str = Field(description="sha256 of the normalised story text: finds duplicates, renames.")
     content_hash: str = Field(description="sha256 of everything a reader sees: moves `updated`.")
 

@@ -237,12 +237,16 @@ def test_oversized_front_matter_is_rejected(project: Project) -> None:
 
 
 def test_unknown_front_matter_keys_are_errors(project: Project) -> None:
-    project.seed("typo.md", "---\ntitle: x\ndate: 2025-02-19\ntitel: y\nauthors: [a]\n---\nBody.\n")
+    project.seed("typo.md", "---\ntitle: x\ndate: 2025-02-19\ntitel: y\nauthors: [a]\nzzz: 1\n---\nBody.\n")
     _, lines = run(project)
-    allowed = "(allowed: title, date, author, tags, summary, draft, id)"
+    allowed = (
+        "(allowed: title, date, author, tags, summary, draft, id, slug, description, categories, "
+        "lastmod, published)"
+    )
     assert lines == [
-        f"seeds/typo.md: titel: unknown key {allowed}",
-        f"seeds/typo.md: authors: unknown key {allowed}",
+        "seeds/typo.md: titel: unknown key (did you mean title?)",
+        "seeds/typo.md: authors: unknown key (did you mean author?)",
+        f"seeds/typo.md: zzz: unknown key {allowed}",
     ]
 
 

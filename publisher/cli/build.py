@@ -49,8 +49,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         report = build(settings, ctx.clock.now(), full=args.full, allow_mass_removal=args.allow_mass_removal)
         # Tell WebSub hubs of changed feeds; a hub's failure is a logged warning, never the build's.
         pings = websub_ping(settings, ctx.clock.now(), report.written)
-    for problem in report.problems:
-        print(problem, file=sys.stdout)
+    from publisher.models import grouped
+
+    # The same problem in many files is one line (-v: one line per file).
+    lines = [str(p) for p in report.problems] if ctx.verbosity > 0 else grouped(report.problems)
+    for line in lines:
+        print(line, file=sys.stdout)
     parts = [
         f"{report.published} published",
         f"{len(report.written)} written",

@@ -29,8 +29,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
     now = ctx.clock.now()
     report = check(ctx.settings, now)
-    for problem in report.problems:
-        print(problem, file=sys.stdout)
+    from publisher.models import grouped
+
+    # The same problem in many files is one line (-v: one line per file).
+    lines = [str(p) for p in report.problems] if ctx.verbosity > 0 else grouped(report.problems)
+    for line in lines:
+        print(line, file=sys.stdout)
     if ctx.verbosity > 0:  # -v: what each good file will be published as
         from publisher.ingest import display
 

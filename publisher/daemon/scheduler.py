@@ -37,6 +37,7 @@ from publisher.daemon.sidejobs import SideJobs
 from publisher.daemon.watch import wait_until_quiet
 from publisher.delivery.transports import Transport
 from publisher.errors import ConfigError, PublisherError
+from publisher.models import grouped
 from publisher.store import db, digests
 
 log = logging.getLogger("publisher.daemon")
@@ -226,7 +227,7 @@ class Daemon:
             log.debug("build failed", exc_info=True)
             self._outcome("build", False, f"{type(exc).__name__}: {exc}")
             return
-        self._log_problems([str(p) for p in report.problems])
+        self._log_problems(grouped(report.problems))  # the same problem in many files: one line
         summary = summaries.build(report)
         log.info("built: %s", summary, extra={"written": len(report.written), "rejected": report.rejected})
         self._outcome("build", True, summary)

@@ -280,6 +280,7 @@ def parse_data(seed: SeedFile, settings: Settings, data: bytes) -> tuple[Article
         return None, [*problems, *(Problem(shown, p.field, p.message) for p in exc.problems)]
     fields, cleaned = clean_fields(fields)  # once, for every format: no output can differ
     problems.extend(Problem(shown, name, note, "warning") for name, note in cleaned)
+    problems.extend(Problem(shown, name, message, "warning") for name, message in fields.warnings)
     try:
         article = _article(seed.rel, kind, fields)
     except ValidationError as exc:
@@ -305,6 +306,8 @@ def _article(rel: str, kind: str, fields: Fields) -> Article:
             "paragraphs": tuple(fields.paragraphs),
             "explicit_id": fields.explicit_id,
             "draft": fields.draft,
+            "slug": fields.slug,
+            "lastmod": fields.lastmod,
             "story_hash": story_hash(fields.paragraphs or [body_html]),
             "content_hash": content_hash(
                 title=fields.title,
@@ -313,6 +316,7 @@ def _article(rel: str, kind: str, fields: Fields) -> Article:
                 tags=fields.tags,
                 summary=fields.summary,
                 body_html=body_html,
+                lastmod=fields.lastmod,
             ),
         }
     )

@@ -34,3 +34,6 @@ class Fields:
     tags: list[str] = field(default_factory=list)
     explicit_id: str | None = None
     draft: bool = False
+    slug: str | None = None  # the page address the writer asked for (front matter `slug`)
+    lastmod: datetime | None = None  # when the writer last changed it (front matter `lastmod`)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (field, message): file accepted

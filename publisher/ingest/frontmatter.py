@@ -110,3 +110,30 @@ def load(matter: str) -> dict[str, Any]:
         if not isinstance(key, str):
             raise FrontMatterProblem(f"key {key!r} is not text")
     return data
+
+
+# Keys Hugo and Jekyll write that mean nothing to publisher (layouts, menus, redirects, the
+# generator's own URL scheme): a migrated file is accepted and each such key is reported once as a
+# warning. Matched whatever the case (Hugo's keys are case-insensitive). Keys whose meaning we do
+# have (slug, description, categories, lastmod, published) are read by the model instead, and keys
+# whose loss would change *when* something is published (publishDate, expiryDate) stay errors.
+FOREIGN = frozenset(
+    {
+        "aliases", "build", "cascade", "comments", "cover", "excerpt_separator", "featured_image",
+        "headless", "image", "images", "iscjklanguage", "keywords", "layout", "linktitle", "markup",
+        "menu", "menus", "outputs", "permalink", "redirect_from", "redirect_to", "resources",
+        "series", "sitemap", "thumbnail", "toc", "translationkey", "type", "url", "weight",
+    }
+)  # fmt: skip
+
+
+def drop_foreign(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """`data` without the keys in FOREIGN, and those keys (as written) in file order."""
+    kept: dict[str, Any] = {}
+    dropped: list[str] = []
+    for key, value in data.items():
+        if key.lower() in FOREIGN:
+            dropped.append(key)
+        else:
+            kept[key] = value
+    return kept, dropped

@@ -11,7 +11,9 @@ ignore `xml:base`.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import re
+import unicodedata
 from datetime import date, datetime, time, tzinfo
 from typing import Any
 from urllib.parse import urljoin
@@ -25,6 +27,7 @@ from publisher.ingest.fields import FieldProblem, FieldProblems, Fields
 from publisher.ingest.text import derive_summary, derive_title, shorten, squash
 
 _IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
+_SLUG_CHARS = re.compile(r"[A-Za-z0-9]")
 _SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]*):")
 # A line break, raw or percent-encoded (also %00, which some clients treat as an end of header).
 _HEADER_BREAK = re.compile(r"[\r\n\x00]|%0[ad0]", re.IGNORECASE)
@@ -32,7 +35,13 @@ SAFE_SCHEMES = frozenset({"http", "https", "mailto"})
 
 
 class FrontMatter(BaseModel):
-    """The keys a Markdown article may set. Anything else is a typo, and an error."""
+    """The keys a Markdown article may set. Anything else is a typo, and an error (except the
+    Hugo/Jekyll keys in `frontmatter.FOREIGN`, dropped with a warning before this model sees them).
+
+    Hugo and Jekyll keys with a meaning here: `slug` (the page address), `description` (the
+    summary, when `summary` is not set), `categories` (more tags), `lastmod` (when it was last
+    changed: the `updated` time), `published: false` (a draft).
+    """
 
     # coerce_numbers_to_str: `title: 1984` or `tags: [2025]` mean text, whatever YAML thinks.
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, coerce_numbers_to_str=True)
@@ -44,10 +53,17 @@ class FrontMatter(BaseModel):
     summary: str | None = Field(None, max_length=2000)
     draft: bool = False
     id: str | None = Field(None, max_length=500)
+    slug: str | None = Field(None, min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=2000)
+    categories: list[str] = Field(default_factory=list, max_length=50)
+    lastmod: dt.date | dt.datetime | None = None
+    published: bool = True
 
-    @field_validator("date", mode="before")
+    @field_validator("date", "lastmod", mode="before")
     @classmethod
-    def _parse_date(cls, value: Any) -> dt.date | dt.datetime:
+    def _parse_date(cls, value: Any) -> dt.date | dt.datetime | None:
+        if value is None:
+            return None
         if isinstance(value, datetime | date):
             return value
         if not isinstance(value, str):
@@ -65,7 +81,7 @@ class FrontMatter(BaseModel):
             raise ValueError(f"{text!r} has a time but no zone (write e.g. {text}+00:00)")
         return moment
 
-    @field_validator("tags", mode="before")
+    @field_validator("tags", "categories", mode="before")
     @classmethod
     def _tags(cls, value: Any) -> Any:
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -74,7 +90,7 @@ class FrontMatter(BaseModel):
             return [part for part in (p.strip() for p in value.split(",")) if part]
         return value
 
-    @field_validator("tags")
+    @field_validator("tags", "categories")
     @classmethod
     def _clean_tags(cls, value: list[str]) -> list[str]:
         seen: dict[str, None] = {}
@@ -84,6 +100,14 @@ class FrontMatter(BaseModel):
                 raise ValueError("a tag cannot be empty")
             seen.setdefault(tag, None)
         return list(seen)
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, value: str | None) -> str | None:
+        # The store turns it into an address (ASCII, lower case, hyphens): it must leave something.
+        if value is not None and not _SLUG_CHARS.search(unicodedata.normalize("NFKD", value)):
+            raise ValueError("must contain a letter or digit from a to z or 0 to 9, e.g. harbour-reopens")
+        return value
 
     @field_validator("id")
     @classmethod
@@ -145,7 +169,7 @@ def parse(text: str, tz: tzinfo, base_url: str, *, title_max: int, summary_max: 
     """Split, validate and render one Markdown article."""
     try:
         matter_text, body, _ = frontmatter.split(text)
-        data = frontmatter.load(matter_text)
+        data, dropped = frontmatter.drop_foreign(frontmatter.load(matter_text))
     except frontmatter.FrontMatterProblem as exc:
         raise FieldProblem("front matter", str(exc)) from None
     try:
@@ -162,13 +186,15 @@ def parse(text: str, tz: tzinfo, base_url: str, *, title_max: int, summary_max: 
     paragraphs = _plain_paragraphs(tokens)
     if not paragraphs and not body_html:
         raise FieldProblem("body", "no text after the front matter")
-    moment = (
-        meta.date if isinstance(meta.date, datetime) else datetime.combine(meta.date, time(0, 0), tzinfo=tz)
-    )
+    moment = _moment(meta.date, tz)
     title = squash(meta.title) if meta.title else derive_title(paragraphs, title_max)
     if not title:
         raise FieldProblem("title", "missing, and there is no paragraph to take one from")
-    summary = shorten(meta.summary, summary_max) if meta.summary else derive_summary(paragraphs, summary_max)
+    warnings = [(key, IGNORED) for key in dropped]
+    if meta.summary and meta.description:
+        warnings.append(("description", "ignored: summary is set"))
+    given = meta.summary or meta.description
+    summary = shorten(given, summary_max) if given else derive_summary(paragraphs, summary_max)
     return Fields(
         title=title,
         date=moment,
@@ -176,15 +202,38 @@ def parse(text: str, tz: tzinfo, base_url: str, *, title_max: int, summary_max: 
         paragraphs=paragraphs,
         body_html=body_html,
         author=meta.author,
-        tags=meta.tags,
+        tags=list(dict.fromkeys([*meta.tags, *meta.categories])),
         explicit_id=meta.id,
-        draft=meta.draft,
+        draft=meta.draft or not meta.published,
+        slug=meta.slug,
+        lastmod=None if meta.lastmod is None else max(moment, _moment(meta.lastmod, tz)),
+        warnings=warnings,
     )
+
+
+IGNORED = "ignored: a Hugo or Jekyll key that means nothing to publisher"
+# Keys that decide *when* a generator publishes: dropping them could publish too early.
+_NOT_SUPPORTED = {
+    "publishdate": "not supported: publisher publishes at `date`; put the publication time there",
+    "expirydate": "not supported: publisher never unpublishes by date; remove the key",
+}
+ALLOWED = tuple(FrontMatter.model_fields)
+
+
+def _moment(value: dt.date | dt.datetime, tz: tzinfo) -> datetime:
+    """A date alone is midnight in the site's timezone."""
+    return value if isinstance(value, datetime) else datetime.combine(value, time(0, 0), tzinfo=tz)
 
 
 def _message(err: Any) -> str:
     if err["type"] == "extra_forbidden":
-        return "unknown key (allowed: title, date, author, tags, summary, draft, id)"
+        key = str(err["loc"][-1]) if err["loc"] else ""
+        if key.lower() in _NOT_SUPPORTED:
+            return _NOT_SUPPORTED[key.lower()]
+        close = difflib.get_close_matches(key.lower(), ALLOWED, n=1, cutoff=0.75)
+        if close:
+            return f"unknown key (did you mean {close[0]}?)"
+        return f"unknown key (allowed: {', '.join(ALLOWED)})"
     if err["type"] == "missing":
         return "missing"
     return str(err["msg"]).removeprefix("Value error, ")

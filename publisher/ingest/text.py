@@ -154,10 +154,18 @@ def story_hash(paragraphs: Iterable[str]) -> str:
 
 
 def content_hash(
-    *, title: str, date: datetime, author: str | None, tags: Sequence[str], summary: str, body_html: str
+    *,
+    title: str,
+    date: datetime,
+    author: str | None,
+    tags: Sequence[str],
+    summary: str,
+    body_html: str,
+    lastmod: datetime | None = None,
 ) -> str:
     """Changes when anything a reader sees changes, and only then."""
-    payload = json.dumps(
-        [title, date.isoformat(), author, list(tags), summary, body_html], ensure_ascii=False
-    )
+    fields: list[object] = [title, date.isoformat(), author, list(tags), summary, body_html]
+    if lastmod is not None:  # appended only when set: existing articles keep their hash
+        fields.append(lastmod.isoformat())
+    payload = json.dumps(fields, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()

@@ -70,6 +70,10 @@ class Source(Protocol):
     def story_hash(self) -> str: ...
     @property
     def content_hash(self) -> str: ...
+    @property
+    def slug(self) -> str | None: ...
+    @property
+    def lastmod(self) -> datetime | None: ...
 
 
 @dataclass
@@ -120,6 +124,8 @@ def slugify(text: str, fallback: str) -> str:
 
 
 def _slug_base(article: Source) -> str:
+    if article.slug:  # asked for in the front matter (a site migrated from Hugo or Jekyll)
+        return slugify(article.slug, "article")
     stem = article.source.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     # A writer names Markdown files on purpose; plain-text drops carry machine names, so their
     # page is named after the derived title instead.
@@ -304,8 +310,9 @@ def _mint(
         story_hash=article.story_hash,
         content_hash=article.content_hash,
         first_seen=to_db_time(now),
-        # A new article was last updated when it was written, as far as anyone can know.
-        updated=to_db_time(article.date),
+        # A new article was last updated when it was written, as far as anyone can know (or when
+        # its front matter's `lastmod` says).
+        updated=to_db_time(article.lastmod or article.date),
         removed_at=None,
     )
     conn.execute(
@@ -336,7 +343,8 @@ def _update(conn: sqlite3.Connection, row: _Row, article: Source, now: datetime,
         changes["story_hash"] = article.story_hash
     if row.content_hash != article.content_hash:
         changes["content_hash"] = article.content_hash
-        changes["updated"] = to_db_time(max(now, article.date))
+        # The writer's `lastmod` when given (ingest keeps it at or after the date), else now.
+        changes["updated"] = to_db_time(article.lastmod or max(now, article.date))
         report.changed += 1
     if not changes:
         return

@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from publisher.models import Article, Problem
 from publisher.store.db import get_meta, set_meta, to_db_time
@@ -80,8 +80,23 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX parse_cache_published ON parse_cache (draft, date, article_id);
     """,
+    # Front matter `slug` (the page address asked for) and `lastmod` (the updated time), which
+    # identity sync reads from the keys. Every file is parsed again to fill them.
+    """
+    ALTER TABLE parse_cache ADD COLUMN slug TEXT;
+    ALTER TABLE parse_cache ADD COLUMN lastmod TEXT;
+    DELETE FROM parse_cache;
+    DELETE FROM parse_articles;
+    """,
 ]
 
+_INSERT = (
+    "INSERT OR REPLACE INTO parse_cache (path, size, mtime_ns, file_hash, problems, valid, format, "
+    "title, date, date_local, draft, story_hash, content_hash, explicit_id, slug, lastmod, article_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+    "(SELECT article_id FROM parse_cache WHERE path = ?))"
+)
+_KEY_COLUMNS = "path, format, title, date_local, explicit_id, story_hash, content_hash, slug, lastmod"
 _RACY_NS = 2_000_000_000
 _FINGERPRINT_KEY = "cache.fingerprint"
 
@@ -108,6 +123,8 @@ class Key:
     explicit_id: str | None
     story_hash: str
     content_hash: str
+    slug: str | None = None
+    lastmod: datetime | None = None
 
 
 def reset_if_changed(conn: sqlite3.Connection, fingerprint: str) -> bool:
@@ -152,7 +169,7 @@ def put(
     conn: sqlite3.Connection, seed: Seed, file_hash: str, article_json: str | None, problems: list[Problem]
 ) -> None:
     """Record what `seed` parsed into (`article_json` from `Article.model_dump_json`, or None)."""
-    fields: tuple[object, ...] = (None,) * 8
+    fields: tuple[object, ...] = (None,) * 10
     if article_json is not None:
         data = json.loads(article_json)
         fields = (
@@ -164,12 +181,11 @@ def put(
             data["story_hash"],
             data["content_hash"],
             data["explicit_id"],
+            data.get("slug"),
+            data.get("lastmod"),
         )
     conn.execute(
-        "INSERT OR REPLACE INTO parse_cache (path, size, mtime_ns, file_hash, problems, valid, format, "
-        "title, date, date_local, draft, story_hash, content_hash, explicit_id, article_id) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-        "(SELECT article_id FROM parse_cache WHERE path = ?))",
+        _INSERT,
         (
             seed.rel,
             seed.size,
@@ -200,25 +216,29 @@ class Entry:
     file_hash: str
     problems: str  # JSON [[path, field, message, severity], ...]
     article_json: str | None  # Article.model_dump_json(); None: the file was rejected
-    columns: tuple[object, ...]  # format, title, date, date_local, draft, story, content, explicit id
+    columns: tuple[object, ...]  # format, title, date, date_local, draft, story, content, explicit id,
+    # slug, lastmod
 
 
 def entry(seed: Seed, file_hash: str, article: Article | None, problems: list[Problem]) -> Entry:
     """The row `put_many` stores for `seed`, which parsed into `article` (None: rejected)."""
-    columns: tuple[object, ...] = (None,) * 8
+    columns: tuple[object, ...] = (None,) * 10
     article_json = None
     if article is not None:
         article_json = article.model_dump_json()
+        # As the JSON holds them (pydantic writes UTC as "Z"), which `keys` reads back.
+        as_json = article.model_dump(mode="json", include={"date", "lastmod"})
         columns = (
             article.format,
             article.title,
             to_db_time(article.date),
-            # As the JSON holds it (pydantic writes UTC as "Z"), which `keys` reads back.
-            article.model_dump(mode="json", include={"date"})["date"],
+            as_json["date"],
             int(article.draft),
             article.story_hash,
             article.content_hash,
             article.explicit_id,
+            article.slug,
+            as_json["lastmod"],
         )
     shown = json.dumps([[p.path, p.field, p.message, p.severity] for p in problems], ensure_ascii=False)
     return Entry(seed.rel, seed.size, seed.mtime_ns, file_hash, shown, article_json, columns)
@@ -228,10 +248,7 @@ def put_many(conn: sqlite3.Connection, entries: Sequence[Entry]) -> None:
     """Record what each file parsed into, as `put` does, in three statements for the batch."""
     now_ns = time.time_ns()
     conn.executemany(
-        "INSERT OR REPLACE INTO parse_cache (path, size, mtime_ns, file_hash, problems, valid, format, "
-        "title, date, date_local, draft, story_hash, content_hash, explicit_id, article_id) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-        "(SELECT article_id FROM parse_cache WHERE path = ?))",
+        _INSERT,
         [
             (
                 e.path,
@@ -277,11 +294,14 @@ def invalid_paths(conn: sqlite3.Connection) -> list[str]:
 
 def keys(conn: sqlite3.Connection) -> list[Key]:
     """Every valid file as identity sync needs it, in path order."""
-    rows = conn.execute(
-        "SELECT path, format, title, date_local, explicit_id, story_hash, content_hash FROM parse_cache "
-        "WHERE valid = 1 ORDER BY path"
-    )
-    return [Key(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4], r[5], r[6]) for r in rows]
+    rows = conn.execute(f"SELECT {_KEY_COLUMNS} FROM parse_cache WHERE valid = 1 ORDER BY path")
+    return [_key(r) for r in rows]
+
+
+def _key(r: Any) -> Key:
+    """A Key from a row selected as _KEY_COLUMNS."""
+    lastmod = datetime.fromisoformat(r[8]) if r[8] is not None else None
+    return Key(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4], r[5], r[6], r[7], lastmod)
 
 
 def _chunked_or(columns: dict[str, set[str]]) -> Iterator[tuple[str, list[str]]]:
@@ -314,11 +334,9 @@ def related_keys(
     columns = {"path": paths, "story_hash": stories, "explicit_id": ids, "article_id": ids}
     for where, values in _chunked_or(columns):
         for r in conn.execute(
-            "SELECT path, format, title, date_local, explicit_id, story_hash, content_hash, article_id "
-            f"FROM parse_cache WHERE valid = 1 AND {where}",
-            values,
+            f"SELECT {_KEY_COLUMNS}, article_id FROM parse_cache WHERE valid = 1 AND {where}", values
         ):
-            found[r[0]] = (Key(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4], r[5], r[6]), r[7])
+            found[r[0]] = (_key(r), r[9])
     return found
 
 
@@ -347,6 +365,8 @@ def article_from_json(text: str) -> Article:
     data["date"] = datetime.fromisoformat(data["date"])
     data["tags"] = tuple(data["tags"])
     data["paragraphs"] = tuple(data["paragraphs"])
+    if data.get("lastmod") is not None:
+        data["lastmod"] = datetime.fromisoformat(data["lastmod"])
     return Article.model_construct(**data)
 
 
