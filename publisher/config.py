@@ -45,7 +45,7 @@ class SiteSettings(_Section):
     )
     base_url: str = Field(
         "https://news.example.org/",
-        description="Absolute http(s) URL where feeds/ is served; every link is made absolute from it.",
+        description="Absolute http(s) URL where feeds/ is served; feeds, mail, canonical links use it.",
     )
     author: str = Field("Example Newsroom", min_length=1, description="Default author of every article.")
     language: str = Field("en", description="BCP 47 language tag, e.g. en or en-GB.")

@@ -1,5 +1,6 @@
-"""The web pages in feeds/: absolute links, feed autodiscovery, escaping, and nothing inline that a
-strict Content-Security-Policy would block."""
+"""The web pages in feeds/: page-relative links to the site's own files (absolute only where the
+real site must be named), feed autodiscovery, escaping, and nothing inline that a strict
+Content-Security-Policy would block."""
 
 from __future__ import annotations
 
@@ -60,8 +61,10 @@ def test_article_page_has_title_date_author_tags_body_canonical_and_a_way_back(s
     assert doc.xpath("//time/@datetime")[0] == "2025-02-19T00:00:00+00:00"
     assert "19 February 2025" in page and "Ayşe Yılmaz" in page and "Body by Erdoğan." in page
     assert [li.text for li in doc.xpath("//ul[@class='tags']/li")] == ["world", "<script>"]
-    assert doc.xpath("//a[@href='https://news.example.org/']")
-    assert all(link.startswith("https://news.example.org/") for link in _links(doc))
+    assert doc.xpath("//a[@href='../index.html']")
+    absolute = [link for link in _links(doc) if "://" in link]
+    assert absolute == ["https://news.example.org/articles/x.html"]  # the canonical link only
+    assert doc.xpath("//link[@rel='stylesheet']/@href") == ["../style.css"]
     assert "updated" not in doc.findtext(".//p[@class='byline']").lower()  # type: ignore[union-attr]
 
 
@@ -72,18 +75,38 @@ def test_a_later_update_is_shown(settings: Settings) -> None:
 
 
 def test_index_lists_entries_with_autodiscovery_and_the_subscribe_form(settings: Settings) -> None:
-    """Atom, RSS and JSON Feed are announced with <link rel=alternate>; the form posts to the site."""
+    """Atom, RSS and JSON Feed are announced with <link rel=alternate>; the form posts to the site
+    that serves the page (relative), and the canonical link names the real one."""
     items = [_published("First"), _published("Second")]
     doc = html.fromstring(Pages(settings).index(items))
     kinds = {e.get("type"): e.get("href") for e in doc.xpath("//link[@rel='alternate']")}
     assert kinds == {
-        "application/atom+xml": "https://news.example.org/atom.xml",
-        "application/rss+xml": "https://news.example.org/rss.xml",
-        "application/feed+json": "https://news.example.org/feed.json",
+        "application/atom+xml": "atom.xml",
+        "application/rss+xml": "rss.xml",
+        "application/feed+json": "feed.json",
     }
     assert [a.text for a in doc.xpath("//ol[@class='article-list']//h2/a")] == ["First", "Second"]
-    assert doc.xpath("//form/@action") == ["https://news.example.org/subscribe"]
-    assert all(link.startswith("https://news.example.org/") for link in _links(doc))
+    assert doc.xpath("//ol[@class='article-list']//h2/a/@href") == ["articles/x.html"] * 2
+    assert doc.xpath("//form/@action") == ["subscribe"]
+    assert [link for link in _links(doc) if "://" in link] == ["https://news.example.org/"]
+
+
+def test_links_in_an_article_body_become_relative_on_its_page(settings: Settings) -> None:
+    """The body keeps absolute URLs for feeds and mail; its page reaches the site relatively."""
+    item = _published()
+    body = (
+        '<p><a href="https://news.example.org/">home</a> <a href="https://news.example.org/articles/y.html#a">'
+        'y</a> <a href="https://elsewhere.example/">out</a> <img src="https://news.example.org/images/p.png" '
+        'alt="p"></p>'
+    )
+    item = Published(item.article.model_copy(update={"body_html": body}), item.identity)
+    doc = html.fromstring(Pages(settings).article(item))
+    assert doc.xpath("//div[@class='article-body']//@href | //div[@class='article-body']//@src") == [
+        "../index.html",
+        "../articles/y.html#a",
+        "https://elsewhere.example/",
+        "../images/p.png",
+    ]
 
 
 def test_no_inline_style_or_script_in_any_built_page(project: Project) -> None:

@@ -1,10 +1,16 @@
 """The web pages in feeds/: index.html (the latest articles) and articles/<slug>.html (one each).
 
 Pages are rendered from the Jinja2 templates through `render.Templates` and returned as bytes;
-writing them is the build's job (atomically, through `output`). Every URL is absolute (from
-`site.base_url`), dates are shown in the site's timezone, and a page depends only on its own
-article, so adding or editing one article rewrites that page and index.html, nothing else.
-The static files beside them (style.css, atom.xsl) are copied as they are.
+writing them is the build's job (atomically, through `output`). Dates are shown in the site's
+timezone, and a page depends only on its own article, so adding or editing one article rewrites
+that page and index.html, nothing else. The static files beside them (style.css, atom.xsl) are
+copied as they are.
+
+URLs: a page reaches the site's own files (stylesheet, feeds, other pages, images) by page-relative
+URLs (`style.css` from index.html, `../style.css` from an article), so the same feeds/ works opened
+from disk, served by `publisher serve` on 127.0.0.1 and on the real host. What must name the real
+site stays absolute: the canonical link, Open Graph and Twitter card tags. Article bodies hold
+absolute URLs (the feeds and the digest need them); the page's copy is made relative here.
 """
 
 from __future__ import annotations
@@ -38,10 +44,12 @@ PAGE_TEMPLATES = ("base.html.j2", INDEX_TEMPLATE, ARTICLE_TEMPLATE, "_subscribe_
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    """An article as the templates see it: text, absolute URL, dates as ISO and as words."""
+    """An article as the templates see it: text, its absolute URL (`url`: canonical, Open Graph)
+    and its URL from the page it is shown on (`href`), dates as ISO and as words."""
 
     title: str
     url: str
+    href: str
     date: str
     date_text: str
     updated: str
@@ -80,26 +88,35 @@ class Pages:
             templates = Templates(settings)
         self.templates = templates
         self.tz = settings.site.tz
-        self.links = {
-            "home": urls.absolute(self.site, ""),
-            "style": urls.absolute(self.site, STYLESHEET),
-            "atom": urls.absolute(self.site, "atom.xml"),
-            "rss": urls.absolute(self.site, "rss.xml"),
-            "json": urls.absolute(self.site, "feed.json"),
+        self.links = self._links("")
+        self.article_links = self._links(urls.up(urls.article_path("x")))
+
+    def _links(self, root: str) -> dict[str, str]:
+        """The site's own URLs from a page `root` away from the site's top (`""` or `"../"`)."""
+        return {
+            "root": root,  # prefix for any other path under feeds/
+            "home": root + INDEX,
+            "style": root + STYLESHEET,
+            "atom": root + "atom.xml",
+            "rss": root + "rss.xml",
+            "json": root + "feed.json",
+            "site": urls.absolute(self.site, ""),  # the real site: canonical, Open Graph
         }
 
     def _day(self, moment: datetime) -> str:
         local = moment.astimezone(self.tz)
         return f"{local.day} {local:%B %Y}"  # English month names: strftime in the C locale
 
-    def _entry(self, item: Published, *, body: bool) -> _Entry:
+    def _entry(self, item: Published, *, root: str, body: bool) -> _Entry:
         article = item.article
         updated_text = None
         if item.updated.astimezone(self.tz).date() != article.date.astimezone(self.tz).date():
             updated_text = self._day(item.updated)
+        html = urls.relativise(article.body_html, self.site, root, INDEX) if body else ""
         return _Entry(
             title=article.title,
             url=urls.article_url(self.site, item.identity.slug),
+            href=root + urls.article_path(item.identity.slug),
             date=article.date.isoformat(),
             date_text=self._day(article.date),
             updated=item.updated.isoformat(),
@@ -107,19 +124,23 @@ class Pages:
             author=article.author or self.site.author,
             summary=article.summary,
             tags=article.tags,
-            body=self.templates.markup(article.body_html) if body else None,
+            body=self.templates.markup(html) if body else None,
         )
 
     def article(self, item: Published) -> bytes:
         """articles/<slug>.html for one published article."""
+        links = self.article_links
         html = self.templates.render(
-            ARTICLE_TEMPLATE, site=self.site, links=self.links, entry=self._entry(item, body=True)
+            ARTICLE_TEMPLATE,
+            site=self.site,
+            links=links,
+            entry=self._entry(item, root=links["root"], body=True),
         )
         return html.encode("utf-8")
 
     def index(self, items: Sequence[Published]) -> bytes:
         """index.html listing `items` (newest first, as given)."""
-        entries = [self._entry(item, body=False) for item in items]
+        entries = [self._entry(item, root="", body=False) for item in items]
         return self.templates.render(
             INDEX_TEMPLATE, site=self.site, links=self.links, entries=entries
         ).encode("utf-8")
