@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from publisher import BUNDLED_TEMPLATES, urls
 from publisher.config import Settings
 from publisher.errors import OutputError
+from publisher.ingest.text import summary_after_title
 from publisher.models import Published
 
 if TYPE_CHECKING:
@@ -55,7 +56,8 @@ class _Entry:
     updated: str
     updated_text: str | None
     author: str
-    summary: str
+    summary: str  # to show under the title: never repeats it (empty when it would say nothing more)
+    description: str  # the whole summary: meta description, Open Graph, Twitter card
     tags: tuple[str, ...]
     body: Any  # markupsafe.Markup of HTML publisher built itself
 
@@ -122,7 +124,8 @@ class Pages:
             updated=item.updated.isoformat(),
             updated_text=updated_text,
             author=article.author or self.site.author,
-            summary=article.summary,
+            summary=summary_after_title(article.title, article.summary),
+            description=article.summary,
             tags=article.tags,
             body=self.templates.markup(html) if body else None,
         )

@@ -169,3 +169,24 @@ def content_hash(
         fields.append(lastmod.isoformat())
     payload = json.dumps(fields, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def summary_after_title(title: str, summary: str) -> str:
+    """The summary to show under `title`, without repeating it.
+
+    A derived title is the summary's own lead sentence (maybe cut with "…"): shown together they
+    say it twice. When the summary starts with the title's text, what follows is shown instead:
+    after a whole sentence, the next one; after a cut title, "…" and the rest of the sentence.
+    Empty when nothing follows (a one-sentence story: the title says it all).
+    """
+    cut = title.endswith("…")
+    head = title[:-1].rstrip() if cut else title
+    if not head or not summary.startswith(head):
+        return summary
+    rest = summary[len(head) :]
+    if rest and not cut and rest[0].isalnum():
+        return summary  # the title is only the start of a word or name here: not a repeat
+    rest = rest.lstrip(" .!?\"'”’)]…,;:—–-")
+    if not rest:
+        return ""
+    return f"…{rest}" if cut else rest

@@ -113,7 +113,7 @@
     <article>
       <h3><a href="{atom:link[@rel='alternate']/@href}"><xsl:apply-templates select="atom:title" mode="text"/></a></h3>
       <p class="meta">
-        <time datetime="{atom:published}"><xsl:value-of select="substring(atom:published, 1, 10)"/></time>
+        <time datetime="{atom:published}"><xsl:call-template name="day"><xsl:with-param name="stamp" select="atom:published"/></xsl:call-template></time>
         <xsl:if test="atom:author/atom:name">
           <xsl:text> · </xsl:text><xsl:value-of select="atom:author/atom:name"/>
         </xsl:if>
@@ -148,5 +148,17 @@
       </xsl:when>
       <xsl:otherwise><xsl:value-of select="$s"/></xsl:otherwise>
     </xsl:choose>
+  </xsl:template>
+
+  <!-- An RFC 3339 stamp shown as the pages show dates, "19 February 2025": the day as written in
+       the stamp's own offset (for an article without a time, the site's timezone). -->
+  <xsl:template name="day">
+    <xsl:param name="stamp"/>
+    <xsl:variable name="month" select="number(substring($stamp, 6, 2))"/>
+    <xsl:value-of select="number(substring($stamp, 9, 2))"/>
+    <xsl:text> </xsl:text>
+    <xsl:value-of select="normalize-space(substring('January  February March    April    May      June     July     August   SeptemberOctober  November December ', ($month - 1) * 9 + 1, 9))"/>
+    <xsl:text> </xsl:text>
+    <xsl:value-of select="substring($stamp, 1, 4)"/>
   </xsl:template>
 </xsl:stylesheet>
