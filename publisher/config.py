@@ -125,6 +125,12 @@ class IngestSettings(_Section):
     summary_max_chars: int = Field(
         300, ge=40, le=100_000, description="Derived summaries are shortened to this."
     )
+    max_image_bytes: int = Field(
+        5_242_880,
+        ge=1,
+        le=1 << 30,
+        description="Images beside an article larger than this (bytes) are not shown.",
+    )
 
 
 class FeedSettings(_Section):

@@ -79,6 +79,12 @@ class Article(BaseModel):
     draft: bool = False
     slug: str | None = Field(None, description="The page address the writer asked for (front matter).")
     lastmod: AwareDatetime | None = Field(None, description="When the writer says it last changed.")
+    images: tuple[tuple[str, str, str], ...] = Field(
+        (), description="Images in the body: (path in seeds/, name under feeds/, sha256 of the bytes)."
+    )
+    assets: tuple[tuple[str, int, int], ...] = Field(
+        (), description="Files beside it that it uses, with the size and mtime seen: a change re-reads it."
+    )
     story_hash: str = Field(description="sha256 of the normalised story text: finds duplicates, renames.")
     content_hash: str = Field(description="sha256 of everything a reader sees: moves `updated`.")
 

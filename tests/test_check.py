@@ -51,7 +51,7 @@ def test_every_problem_then_the_summary_and_exit_1(project: Project) -> None:
 
 def test_warnings_alone_exit_0_unless_strict(project: Project) -> None:
     project.seed("f.txt", "date 2025-02-19 Bell\x07 rang.\n")
-    project.seed("x.jpg", b"\xff\xd8")
+    project.seed("x.docx", b"PK")
     result = project.cli("check")
     assert result.code == 0
     assert result.out.splitlines()[-1] == "1 file checked, 1 valid, 0 rejected, 2 warnings"

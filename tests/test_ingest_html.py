@@ -146,7 +146,8 @@ def test_good_links_are_kept_and_made_absolute(project: Project, link: str, href
 
 
 def test_images_are_kept_with_absolute_src(project: Project) -> None:
-    article = one(project, "x.md", "---\ntitle: T\ndate: 2025-02-19\n---\n![The pier](img/pier.jpg)\n")
+    """A site path stays a link to the site (pictures beside the article: tests/test_images.py)."""
+    article = one(project, "x.md", "---\ntitle: T\ndate: 2025-02-19\n---\n![The pier](/img/pier.jpg)\n")
     assert markup(article.body_html) == [
         ("p", {}),
         ("img", {"src": "https://news.example.org/img/pier.jpg", "alt": "The pier"}),

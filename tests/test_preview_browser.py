@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import NOW, Project
 from tests.support.serving import serve_process
+from tests.test_images import png
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [
@@ -52,8 +53,9 @@ def _site(project: Project) -> None:
     project.seed(
         "2025-02-17_harbour.md",
         "---\ntitle: Harbour reopens\ndate: 2025-02-17\n---\nThe harbour is open. See [the rail works]"
-        "(/articles/rail-works.html#detour) and [the front page](/).\n",
+        "(/articles/rail-works.html#detour) and [the front page](/).\n\n![Boats at dawn](harbour.png)\n",
     )
+    project.seed("harbour.png", png(300, 150))
     project.seed(
         "2025-02-18_rail-works.md",
         "---\ntitle: Rail works\ndate: 2025-02-18\nslug: rail-works\n---\nNo trains.\n",
@@ -72,6 +74,8 @@ def _visit(page: Any, url: str, origin: str, resolves: Any) -> list[str]:
     response = page.goto(url)
     assert response is None or response.ok, url
     assert _styled(page), f"unstyled: {url}"
+    drawn = "() => Array.from(document.images, i => i.complete && i.naturalWidth > 0)"
+    assert all(page.evaluate(drawn)), f"an image is not shown on {url}"
     articles = []
     for kind, rel, target in page.evaluate(LINKS):
         if kind == "link" and rel == "canonical":

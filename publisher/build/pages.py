@@ -59,6 +59,7 @@ class _Entry:
     summary: str  # to show under the title: never repeats it (empty when it would say nothing more)
     description: str  # the whole summary: meta description, Open Graph, Twitter card
     tags: tuple[str, ...]
+    image: str | None  # absolute URL of its first image (Open Graph, Twitter card), or None
     body: Any  # markupsafe.Markup of HTML publisher built itself
 
 
@@ -90,6 +91,7 @@ class Pages:
             templates = Templates(settings)
         self.templates = templates
         self.tz = settings.site.tz
+        self.images_queued: set[str] = set()  # images this process queued in this build
         self.links = self._links("")
         self.article_links = self._links(urls.up(urls.article_path("x")))
 
@@ -127,6 +129,7 @@ class Pages:
             summary=summary_after_title(article.title, article.summary),
             description=article.summary,
             tags=article.tags,
+            image=urls.absolute(self.site, article.images[0][1]) if article.images else None,
             body=self.templates.markup(html) if body else None,
         )
 

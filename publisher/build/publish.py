@@ -160,6 +160,12 @@ def refresh_cache(
         known = cache.stats(conn)
     gone = {path for path in known if path not in refresh.present}
     suspects = [s for s in files if known.get(s.rel) != f"{s.size}:{s.mtime_ns}"]
+    # An unchanged article whose image changed, appeared or went is read again (its bytes are
+    # the same, so it must not be matched by hash below).
+    moved = _assets_moved(conn, settings, refresh.present)
+    if moved:
+        seen = {s.rel for s in suspects}
+        suspects += [s for s in files if s.rel in moved and s.rel not in seen]
     if settled_before_ns is not None:
         refresh.unsettled = sorted(s.rel for s in suspects if s.mtime_ns > settled_before_ns)
         suspects = [s for s in suspects if s.mtime_ns <= settled_before_ns]
@@ -187,13 +193,26 @@ def refresh_cache(
             cache.put_many(conn, entries)
         pending.clear()
 
-    hashes = cache.file_hashes(conn, {s.rel for s in suspects if s.rel in known})
+    hashes = cache.file_hashes(conn, {s.rel for s in suspects if s.rel in known and s.rel not in moved})
     for item in parse_all(settings, suspects, hashes):
         pending.append(item)
         if len(pending) >= 500:
             store()
     store()
     return refresh
+
+
+def _assets_moved(conn: sqlite3.Connection, settings: Settings, paths: set[str]) -> set[str]:
+    """Which of `paths` use a file beside them (an image) that differs from when they were read."""
+    from publisher.ingest.images import asset_changed
+    from publisher.store import cache
+
+    seeds = settings.seeds_dir
+    return {
+        path
+        for path, assets in cache.assets(conn)
+        if path in paths and any(asset_changed(seeds, *asset) for asset in assets)
+    }
 
 
 def _parse_fingerprint(settings: Settings) -> str:

@@ -92,7 +92,7 @@ def render(
 ) -> None:
     """Write the pages and archive document of `unit` into `batch`."""
     from publisher import urls
-    from publisher.build import feed, pages
+    from publisher.build import feed, images, pages
     from publisher.store import visible
 
     def archive_url(number: int) -> str | None:
@@ -104,6 +104,8 @@ def render(
     entries = published(conn, sorted(live_ids | wanted))
     for item in entries:
         if item.id in wanted:
+            if item.article.images:
+                images.copy(batch, settings.seeds_dir, settings.feeds_dir, item.article, site.images_queued)
             batch.write(pages.page_path(item.identity.slug), site.article(item))
     if unit.number is not None:
         members = [item for item in entries if item.id in live_ids]

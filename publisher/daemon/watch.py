@@ -24,7 +24,7 @@ from pathlib import Path
 import watchfiles
 
 from publisher.config import Settings
-from publisher.ingest import is_candidate, is_ignored, scan
+from publisher.ingest import is_candidate, is_ignored, is_image, scan
 
 log = logging.getLogger("publisher.daemon.watch")
 
@@ -137,14 +137,17 @@ class SeedWatcher:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def relevant(self, path: Path) -> bool:
-        """Changes worth a look: not hidden/editor files, and articles or folders (a folder moved in)."""
+        """Changes worth a look: not hidden/editor files; articles, images beside them, or folders."""
         try:
             parts = path.relative_to(self.root).parts
         except ValueError:
             return False
         if not parts or any(is_ignored(part) for part in parts):
             return False
-        return is_candidate(parts[-1]) or path.is_dir() or (not path.exists() and "." not in parts[-1])
+        name = parts[-1]
+        return (
+            is_candidate(name) or is_image(name) or path.is_dir() or (not path.exists() and "." not in name)
+        )
 
     def _watch_loop(self) -> None:
         complained = False

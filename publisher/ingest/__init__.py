@@ -31,12 +31,15 @@ from publisher.ingest import plaintext
 from publisher.ingest.clean import clean_fields
 from publisher.ingest.decode import DecodeProblem, decode
 from publisher.ingest.fields import FieldProblem, FieldProblems, Fields
+from publisher.ingest.images import Images
 from publisher.ingest.text import content_hash, paragraphs_html, story_hash
 from publisher.models import Article, Problem
 
 TEXT_SUFFIXES = (".txt",)
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 _SUFFIXES = TEXT_SUFFIXES + MARKDOWN_SUFFIXES
+# Pictures beside the articles: read when an article shows them, never reported as stray files.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".svg")
 _MAX_DEPTH = 16
 log = logging.getLogger("publisher.ingest")
 # Editors and downloaders leave these beside real files: vim (.swp, 4913), emacs (#x#, x~), Office
@@ -97,6 +100,11 @@ def is_ignored(name: str) -> bool:
 
 def is_candidate(name: str) -> bool:
     return not is_ignored(name) and name.lower().endswith(_SUFFIXES)
+
+
+def is_image(name: str) -> bool:
+    """A picture an article may show (publisher/ingest/images.py): not an article, not a stray file."""
+    return not is_ignored(name) and name.lower().endswith(IMAGE_SUFFIXES)
 
 
 def scan(settings: Settings) -> tuple[list[SeedFile], list[Problem]]:
@@ -183,6 +191,8 @@ def _walk(
             problems.append(Problem(shown, "file", f"cannot read: {exc.strerror}"))
             continue
         if not name.lower().endswith(_SUFFIXES):
+            if name.lower().endswith(IMAGE_SUFFIXES):
+                continue  # read by the articles that show it
             problems.append(
                 Problem(shown, "file", "not an article file (.txt, .md or .markdown); ignored", "warning")
             )
@@ -269,7 +279,13 @@ def parse_data(seed: SeedFile, settings: Settings, data: bytes) -> tuple[Article
             # rebuild with nothing to parse should not pay.
             from publisher.ingest import markdown
 
-            fields = markdown.parse(text, tz, settings.site.base_url, **limits)
+            images = Images(
+                settings.seeds_dir, seed.rel, settings.ingest.max_image_bytes, display(settings, "")
+            )
+            fields = markdown.parse(text, tz, settings.site.base_url, images=images, **limits)
+            fields.images = [(i.source, i.name, i.sha256) for i in images.found]
+            fields.assets = list(dict.fromkeys(images.assets))
+            problems.extend(Problem(path, "image", message, "warning") for path, message in images.warnings)
             kind = "markdown"
         else:
             fields = plaintext.parse(text, tz, **limits)
@@ -308,6 +324,8 @@ def _article(rel: str, kind: str, fields: Fields) -> Article:
             "draft": fields.draft,
             "slug": fields.slug,
             "lastmod": fields.lastmod,
+            "images": tuple(fields.images),
+            "assets": tuple(fields.assets),
             "story_hash": story_hash(fields.paragraphs or [body_html]),
             "content_hash": content_hash(
                 title=fields.title,

@@ -37,3 +37,5 @@ class Fields:
     slug: str | None = None  # the page address the writer asked for (front matter `slug`)
     lastmod: datetime | None = None  # when the writer last changed it (front matter `lastmod`)
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (field, message): file accepted
+    images: list[tuple[str, str, str]] = field(default_factory=list)  # (source, name in feeds/, sha256)
+    assets: list[tuple[str, int, int]] = field(default_factory=list)  # (source, size, mtime_ns) seen

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from publisher.ingest import frontmatter
 from publisher.ingest.fields import FieldProblem, FieldProblems, Fields
+from publisher.ingest.images import Images
 from publisher.ingest.text import derive_summary, derive_title, shorten, squash
 
 _IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
@@ -136,6 +137,31 @@ def _make_renderer() -> MarkdownIt:
 _MD = _make_renderer()
 
 
+# Images wider than this get a width attribute this wide (and a height in proportion): mail
+# clients that ignore CSS (Outlook) still keep the digest's 600 px column.
+MAX_IMAGE_WIDTH = 600
+
+
+def _local_images(tokens: list[Token], images: Images) -> None:
+    """Resolve each relative image against seeds/ (publisher/ingest/images.py): an accepted one
+    points at its content-addressed name with its size; a refused one becomes its alt text."""
+    for token in tokens:
+        if token.children:
+            _local_images(token.children, images)
+        src = token.attrGet("src")
+        if token.type != "image" or not isinstance(src, str) or _SCHEME.match(src) or src[:1] in "/#":
+            continue
+        found = images.resolve(src) if src else None
+        if found is None:
+            alt = "".join(child.content for child in token.children or [])
+            token.type, token.tag, token.attrs, token.children, token.content = "text", "", {}, None, alt
+            continue
+        width = min(found.width, MAX_IMAGE_WIDTH)
+        token.attrSet("src", found.name)
+        token.attrSet("width", str(width))
+        token.attrSet("height", str(max(1, round(found.height * width / found.width))))
+
+
 def _absolutise(tokens: list[Token], base_url: str) -> None:
     for token in tokens:
         if token.children:
@@ -165,8 +191,10 @@ def _plain_paragraphs(tokens: list[Token]) -> list[str]:
     return out
 
 
-def parse(text: str, tz: tzinfo, base_url: str, *, title_max: int, summary_max: int) -> Fields:
-    """Split, validate and render one Markdown article."""
+def parse(
+    text: str, tz: tzinfo, base_url: str, *, title_max: int, summary_max: int, images: Images | None = None
+) -> Fields:
+    """Split, validate and render one Markdown article (`images`: resolves images beside it)."""
     try:
         matter_text, body, _ = frontmatter.split(text)
         data, dropped = frontmatter.drop_foreign(frontmatter.load(matter_text))
@@ -181,6 +209,8 @@ def parse(text: str, tz: tzinfo, base_url: str, *, title_max: int, summary_max: 
         ]
         raise FieldProblems(problems) from None
     tokens = _MD.parse(body)
+    if images is not None:
+        _local_images(tokens, images)
     _absolutise(tokens, base_url)
     body_html = _MD.renderer.render(tokens, _MD.options, {}).strip()
     paragraphs = _plain_paragraphs(tokens)

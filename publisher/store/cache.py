@@ -88,12 +88,20 @@ MIGRATIONS: list[str] = [
     DELETE FROM parse_cache;
     DELETE FROM parse_articles;
     """,
+    # The files beside an article that it uses (images), as JSON [[path, size, mtime_ns], ...]:
+    # a change to one re-reads the article. NULL: none.
+    """
+    ALTER TABLE parse_cache ADD COLUMN assets TEXT;
+    CREATE INDEX parse_cache_assets ON parse_cache (path) WHERE assets IS NOT NULL;
+    DELETE FROM parse_cache;
+    DELETE FROM parse_articles;
+    """,
 ]
 
 _INSERT = (
     "INSERT OR REPLACE INTO parse_cache (path, size, mtime_ns, file_hash, problems, valid, format, "
-    "title, date, date_local, draft, story_hash, content_hash, explicit_id, slug, lastmod, article_id) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+    "title, date, date_local, draft, story_hash, content_hash, explicit_id, slug, lastmod, assets, "
+    "article_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
     "(SELECT article_id FROM parse_cache WHERE path = ?))"
 )
 _KEY_COLUMNS = "path, format, title, date_local, explicit_id, story_hash, content_hash, slug, lastmod"
@@ -169,7 +177,7 @@ def put(
     conn: sqlite3.Connection, seed: Seed, file_hash: str, article_json: str | None, problems: list[Problem]
 ) -> None:
     """Record what `seed` parsed into (`article_json` from `Article.model_dump_json`, or None)."""
-    fields: tuple[object, ...] = (None,) * 10
+    fields: tuple[object, ...] = (None,) * 11
     if article_json is not None:
         data = json.loads(article_json)
         fields = (
@@ -183,6 +191,7 @@ def put(
             data["explicit_id"],
             data.get("slug"),
             data.get("lastmod"),
+            json.dumps(data["assets"]) if data.get("assets") else None,
         )
     conn.execute(
         _INSERT,
@@ -217,12 +226,12 @@ class Entry:
     problems: str  # JSON [[path, field, message, severity], ...]
     article_json: str | None  # Article.model_dump_json(); None: the file was rejected
     columns: tuple[object, ...]  # format, title, date, date_local, draft, story, content, explicit id,
-    # slug, lastmod
+    # slug, lastmod, assets
 
 
 def entry(seed: Seed, file_hash: str, article: Article | None, problems: list[Problem]) -> Entry:
     """The row `put_many` stores for `seed`, which parsed into `article` (None: rejected)."""
-    columns: tuple[object, ...] = (None,) * 10
+    columns: tuple[object, ...] = (None,) * 11
     article_json = None
     if article is not None:
         article_json = article.model_dump_json()
@@ -239,6 +248,7 @@ def entry(seed: Seed, file_hash: str, article: Article | None, problems: list[Pr
             article.explicit_id,
             article.slug,
             as_json["lastmod"],
+            json.dumps(article.assets) if article.assets else None,
         )
     shown = json.dumps([[p.path, p.field, p.message, p.severity] for p in problems], ensure_ascii=False)
     return Entry(seed.rel, seed.size, seed.mtime_ns, file_hash, shown, article_json, columns)
@@ -286,6 +296,13 @@ def problems(conn: sqlite3.Connection) -> list[Problem]:
             Problem(path, name, message, severity) for path, name, message, severity in json.loads(text)
         )
     return found
+
+
+def assets(conn: sqlite3.Connection) -> list[tuple[str, list[tuple[str, int, int]]]]:
+    """(path, files beside it that it used, with their size and mtime as seen) for each file that
+    used any (valid or not: a warning about a missing image goes when the image comes)."""
+    rows = conn.execute("SELECT path, assets FROM parse_cache WHERE assets IS NOT NULL")
+    return [(str(path), [tuple(asset) for asset in json.loads(text)]) for path, text in rows]
 
 
 def invalid_paths(conn: sqlite3.Connection) -> list[str]:
@@ -367,6 +384,8 @@ def article_from_json(text: str) -> Article:
     data["paragraphs"] = tuple(data["paragraphs"])
     if data.get("lastmod") is not None:
         data["lastmod"] = datetime.fromisoformat(data["lastmod"])
+    data["images"] = tuple(tuple(image) for image in data.get("images", ()))
+    data["assets"] = tuple(tuple(asset) for asset in data.get("assets", ()))
     return Article.model_construct(**data)
 
 

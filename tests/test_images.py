@@ -1,0 +1,185 @@
+"""Images beside an article in seeds/: checked by their bytes, copied into feeds/images/ under a
+name made of their content (never overwritten), shown on the page (relative URL), in the feeds and
+in the article HTML the digest is made from (absolute URL, width limited, alt kept). Oversized
+files and anything that is not really an image are one warning naming the file."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import zlib
+from datetime import timedelta
+from pathlib import Path
+
+import feedparser
+import pytest
+from lxml import html
+
+from publisher import pipeline
+from publisher.ingest.images import NotAnImage, sniff
+from publisher.store import cache, db
+from tests.conftest import NOW, Project
+
+
+def png(width: int, height: int, rgb: tuple[int, int, int] = (200, 40, 40)) -> bytes:
+    """A real PNG (Chromium draws it), made by hand: signature, IHDR, IDAT, IEND."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+JPEG = (
+    b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    + b"\xff\xdb\x00\x04\x00\x00"  # a (truncated) quantisation table: skipped by its length
+    + b"\xff\xc0\x00\x11\x08"
+    + struct.pack(">HH", 480, 640)
+    + b"\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01"
+)
+GIF = b"GIF89a" + struct.pack("<HH", 32, 16) + b"\x00\x00\x00\x00;"
+WEBP = b"RIFF\x00\x00\x00\x00WEBPVP8L\x00\x00\x00\x00\x2f" + ((99) | (49 << 14)).to_bytes(4, "little")
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (png(3, 2), ("png", 3, 2)),
+        (JPEG, ("jpg", 640, 480)),
+        (GIF, ("gif", 32, 16)),
+        (WEBP, ("webp", 100, 50)),
+    ],
+)
+def test_the_bytes_decide_the_type_and_size(data: bytes, expected: tuple[str, int, int]) -> None:
+    assert sniff(data) == expected
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            b"<?xml version='1.0'?><svg xmlns='http://www.w3.org/2000/svg'><script/></svg>",
+            "SVG is not accepted",
+        ),
+        (b"<svg onload='alert(1)'/>", "SVG is not accepted"),
+        (b"GIF89a but really a letter", "a damaged GIF image"),
+        (b"Dear editor, this is not a photo.", "not a JPEG, PNG, GIF or WebP image"),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", "a damaged JPG image"),
+        (png(1, 1)[:16] + b"\x00" * 8, "a damaged PNG image"),
+    ],
+)
+def test_anything_else_is_refused(data: bytes, message: str) -> None:
+    with pytest.raises(NotAnImage, match=message):
+        sniff(data)
+
+
+ARTICLE = (
+    "---\ntitle: Harbour reopens\ndate: 2025-02-17\n---\nBoats are out.\n\n![Boats at dawn](harbour.png)\n"
+)
+
+
+def _img(page: Path) -> list[dict[str, str]]:
+    return [dict(img.attrib) for img in html.fromstring(page.read_bytes()).xpath("//img")]
+
+
+def test_an_image_is_copied_by_content_and_shown_everywhere(project: Project) -> None:
+    picture = png(800, 400)
+    project.seed("desk/harbour.png", picture)
+    project.seed("desk/harbour.md", ARTICLE)
+    report = pipeline.build(project.settings(), NOW)
+    assert report.problems == []
+    name = f"images/{hashlib.sha256(picture).hexdigest()[:20]}.png"
+    assert (project.feeds / name).read_bytes() == picture
+    assert (project.seeds / "desk" / "harbour.png").read_bytes() == picture  # copied, never moved
+    (img,) = _img(project.feeds / "articles" / "harbour.html")
+    assert img == {"src": f"../{name}", "alt": "Boats at dawn", "width": "600", "height": "300"}
+    page = html.fromstring((project.feeds / "articles" / "harbour.html").read_bytes())
+    assert page.xpath("//meta[@property='og:image']/@content") == [f"https://news.example.org/{name}"]
+    assert page.xpath("//meta[@name='twitter:card']/@content") == ["summary_large_image"]
+    entry = feedparser.parse((project.feeds / "atom.xml").read_bytes()).entries[0]
+    assert f'src="https://news.example.org/{name}"' in entry.content[0].value
+    # The article HTML the digest is made from: absolute URL, width at most 600, alt kept.
+    conn = db.connect(project.settings().db_path)
+    try:
+        (article,) = cache.load_articles(conn, [entry.id]).values()
+    finally:
+        conn.close()
+    (mail_img,) = html.fromstring(article.body_html).xpath("//img")
+    assert mail_img.get("src") == f"https://news.example.org/{name}"
+    assert (mail_img.get("alt"), mail_img.get("width")) == ("Boats at dawn", "600")
+
+
+def test_a_changed_image_gets_a_new_name_and_republishes(project: Project) -> None:
+    """The old file stays (never overwritten); the page, the feed entry and `updated` move."""
+    project.seed("harbour.png", png(20, 10))
+    project.seed("harbour.md", ARTICLE)
+    pipeline.build(project.settings(), NOW)
+    first = sorted(p.name for p in (project.feeds / "images").iterdir())
+    before = feedparser.parse((project.feeds / "atom.xml").read_bytes()).entries[0].updated_parsed
+    newer = png(20, 10, (10, 10, 200))
+    project.seed("harbour.png", newer)  # the article's own file does not change
+    report = pipeline.build(project.settings(), NOW + timedelta(days=1))
+    assert report.changed == 1
+    names = sorted(p.name for p in (project.feeds / "images").iterdir())
+    new_name = f"{hashlib.sha256(newer).hexdigest()[:20]}.png"
+    assert names == sorted([*first, new_name])
+    assert _img(project.feeds / "articles" / "harbour.html")[0]["src"] == f"../images/{new_name}"
+    after = feedparser.parse((project.feeds / "atom.xml").read_bytes()).entries[0].updated_parsed
+    assert after > before
+    assert pipeline.build(project.settings(), NOW + timedelta(days=2)).skipped  # and then it rests
+
+
+def test_refused_images_are_one_warning_naming_the_file(project: Project) -> None:
+    project.configure("[ingest]\nmax_image_bytes = 2000\n")
+    project.seed("big.png", png(200, 200) + b"\x00" * 3000)
+    project.seed("letter.jpg", b"Dear editor, this is not a photo.")
+    project.seed("logo.svg", b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>")
+    project.seed(
+        "a.md",
+        "---\ntitle: Pictures\ndate: 2025-02-17\n---\nSee ![a big one](big.png), ![a letter](letter.jpg), "
+        "![the logo](logo.svg), ![gone](missing.png) and ![out](../outside.png).\n",
+    )
+    result = project.cli("check")
+    assert result.code == 0  # the article is good; its pictures are not
+    assert result.out.splitlines() == [
+        "warning: seeds/a.md: image: image missing.png not found in seeds/; not shown",
+        "warning: seeds/a.md: image: image '../outside.png' is outside seeds/; not shown",
+        f"warning: seeds/big.png: image: too large: {len(png(200, 200)) + 3000:,} bytes (limit 2,000, "
+        "ingest.max_image_bytes); not shown in seeds/a.md",
+        "warning: seeds/letter.jpg: image: not a JPEG, PNG, GIF or WebP image; not shown in seeds/a.md",
+        "warning: seeds/logo.svg: image: SVG is not accepted (it can carry scripts); convert it to PNG; "
+        "not shown in seeds/a.md",
+        "1 file checked, 1 valid, 0 rejected, 5 warnings",
+    ]
+    pipeline.build(project.settings(), NOW)
+    page = (project.feeds / "articles" / "a.html").read_text(encoding="utf-8")
+    assert "<img" not in page and "a big one" in page and "the logo" in page  # alt text stays
+    assert not (project.feeds / "images").exists()
+
+
+def test_a_missing_image_that_arrives_is_shown_by_the_next_build(project: Project) -> None:
+    project.seed("harbour.md", ARTICLE)
+    first = pipeline.build(project.settings(), NOW)
+    assert [p.message for p in first.problems] == ["image harbour.png not found in seeds/; not shown"]
+    project.seed("harbour.png", png(4, 4))
+    second = pipeline.build(project.settings(), NOW + timedelta(hours=1))
+    assert second.problems == [] and second.parsed == 1
+    assert _img(project.feeds / "articles" / "harbour.html")[0]["alt"] == "Boats at dawn"
+
+
+def test_images_are_not_stray_files_in_seeds(project: Project) -> None:
+    """A picture in seeds/ is not reported as 'not an article file' (other strays still are)."""
+    project.seed("harbour.png", png(2, 2))
+    project.seed("notes.docx", b"PK")
+    result = project.cli("check")
+    assert result.out.splitlines()[0] == (
+        "warning: seeds/notes.docx: file: not an article file (.txt, .md or .markdown); ignored"
+    )
+    assert "harbour.png" not in result.out
