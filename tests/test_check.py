@@ -42,7 +42,7 @@ def test_every_problem_then_the_summary_and_exit_1(project: Project) -> None:
         "seeds/d.md: date: '2025-02-19T09:00:00' has a time but no zone "
         "(write e.g. 2025-02-19T09:00:00+00:00)",
         "seeds/d.md: colour: unknown key (allowed: title, date, author, tags, summary, draft, id, slug, "
-        "description, categories, lastmod, published)",
+        "description, categories, lastmod, published, image)",
         "seeds/e.txt: file: binary data, not text (NUL byte at byte offset 0)",
         "warning: seeds/f.txt: text: removed 1 control character (U+0007)",
         "6 files checked, 3 valid, 3 rejected, 1 warning",

@@ -241,7 +241,7 @@ def test_unknown_front_matter_keys_are_errors(project: Project) -> None:
     _, lines = run(project)
     allowed = (
         "(allowed: title, date, author, tags, summary, draft, id, slug, description, categories, "
-        "lastmod, published)"
+        "lastmod, published, image)"
     )
     assert lines == [
         "seeds/typo.md: titel: unknown key (did you mean title?)",

@@ -1,16 +1,19 @@
 """A corpus migrated from Hugo or Jekyll: the common front-matter keys keep their meaning (slug,
-description, categories, lastmod, published), those that mean nothing here are ignored with a
-warning, and the same problem in many files is one line of the summary."""
+description, categories, lastmod, published, image), those that mean nothing here are ignored
+with a warning, and the same problem in many files is one line of the summary."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 import feedparser
+from lxml import html
 
 from publisher import pipeline
 from publisher.models import Problem, grouped
 from tests.conftest import NOW, Project
+from tests.test_images import png
 
 HUGO = """\
 ---
@@ -32,10 +35,12 @@ Northfield harbour reopened at first light on Monday.
 def test_hugo_keys_keep_their_meaning(project: Project) -> None:
     """slug names the page, description is the summary, categories join tags, lastmod is updated."""
     project.seed("2025-02-17-harbour.md", HUGO)
+    project.seed("harbour.jpg", png(40, 20))  # a PNG under another name: its bytes decide
     report = pipeline.build(project.settings(), NOW)
     assert report.rejected == 0
     page = project.feeds / "articles" / "harbour-back-at-work.html"
-    assert page.is_file()
+    og_image = html.fromstring(page.read_bytes()).xpath("//meta[@property='og:image']/@content")
+    assert og_image == [f"https://news.example.org/images/{hashlib.sha256(png(40, 20)).hexdigest()[:20]}.png"]
     feed = feedparser.parse((project.feeds / "atom.xml").read_bytes())
     (entry,) = feed.entries
     assert entry.link == "https://news.example.org/articles/harbour-back-at-work.html"
@@ -51,11 +56,19 @@ def test_foreign_keys_are_warnings_not_errors(project: Project) -> None:
     assert result.code == 0
     message = "ignored: a Hugo or Jekyll key that means nothing to publisher"
     assert result.out.splitlines() == [
+        "warning: seeds/a.md: image: image harbour.jpg not found in seeds/; not shown",
         f"warning: seeds/a.md: aliases: {message}",
         f"warning: seeds/a.md: layout: {message}",
-        f"warning: seeds/a.md: image: {message}",
         "1 file checked, 1 valid, 0 rejected, 3 warnings",
     ]
+
+
+def test_an_image_elsewhere_is_not_the_page_image(project: Project) -> None:
+    project.seed("a.md", "---\ntitle: x\ndate: 2025-02-19\nimage: https://cdn.example/x.jpg\n---\nBody.\n")
+    result = project.cli("check")
+    assert result.out.splitlines()[0] == (
+        "warning: seeds/a.md: image: ignored: only a picture beside the article in seeds/ can be its image"
+    )
 
 
 def test_one_line_per_key_for_a_whole_corpus(project: Project) -> None:

@@ -115,12 +115,12 @@ def load(matter: str) -> dict[str, Any]:
 # Keys Hugo and Jekyll write that mean nothing to publisher (layouts, menus, redirects, the
 # generator's own URL scheme): a migrated file is accepted and each such key is reported once as a
 # warning. Matched whatever the case (Hugo's keys are case-insensitive). Keys whose meaning we do
-# have (slug, description, categories, lastmod, published) are read by the model instead, and keys
+# have (slug, description, categories, lastmod, published, image) are read by the model instead, and keys
 # whose loss would change *when* something is published (publishDate, expiryDate) stay errors.
 FOREIGN = frozenset(
     {
         "aliases", "build", "cascade", "comments", "cover", "excerpt_separator", "featured_image",
-        "headless", "image", "images", "iscjklanguage", "keywords", "layout", "linktitle", "markup",
+        "headless", "images", "iscjklanguage", "keywords", "layout", "linktitle", "markup",
         "menu", "menus", "outputs", "permalink", "redirect_from", "redirect_to", "resources",
         "series", "sitemap", "thumbnail", "toc", "translationkey", "type", "url", "weight",
     }

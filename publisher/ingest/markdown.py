@@ -41,7 +41,8 @@ class FrontMatter(BaseModel):
 
     Hugo and Jekyll keys with a meaning here: `slug` (the page address), `description` (the
     summary, when `summary` is not set), `categories` (more tags), `lastmod` (when it was last
-    changed: the `updated` time), `published: false` (a draft).
+    changed: the `updated` time), `published: false` (a draft), `image` (a picture beside the
+    article: the page's Open Graph and Twitter card image).
     """
 
     # coerce_numbers_to_str: `title: 1984` or `tags: [2025]` mean text, whatever YAML thinks.
@@ -59,6 +60,7 @@ class FrontMatter(BaseModel):
     categories: list[str] = Field(default_factory=list, max_length=50)
     lastmod: dt.date | dt.datetime | None = None
     published: bool = True
+    image: str | None = Field(None, min_length=1, max_length=1000)
 
     @field_validator("date", "lastmod", mode="before")
     @classmethod
@@ -209,6 +211,11 @@ def parse(
         ]
         raise FieldProblems(problems) from None
     tokens = _MD.parse(body)
+    cover_note = None
+    if meta.image is not None and (images is None or _SCHEME.match(meta.image) or meta.image[:1] in "/#"):
+        cover_note = ("image", "ignored: only a picture beside the article in seeds/ can be its image")
+    elif meta.image is not None and images is not None:
+        images.resolve(meta.image)  # first found: the page's Open Graph image (warns when refused)
     if images is not None:
         _local_images(tokens, images)
     _absolutise(tokens, base_url)
@@ -221,6 +228,8 @@ def parse(
     if not title:
         raise FieldProblem("title", "missing, and there is no paragraph to take one from")
     warnings = [(key, IGNORED) for key in dropped]
+    if cover_note is not None:
+        warnings.append(cover_note)
     if meta.summary and meta.description:
         warnings.append(("description", "ignored: summary is set"))
     given = meta.summary or meta.description
