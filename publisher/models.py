@@ -43,11 +43,11 @@ def grouped(problems: Sequence[Problem], *, least: int = 3, examples: int = 2) -
     said: set[tuple[str, str, str]] = set()
     for problem in problems:
         key = (problem.field, problem.message, problem.severity)
-        files = list(paths[key])
-        if len(files) < least:
+        if len(paths[key]) < least:
             lines.append(str(problem))
         elif key not in said:
             said.add(key)
+            files = list(paths[key])
             prefix = "warning: " if problem.severity == "warning" else ""
             field = f"{problem.field}: " if problem.field else ""
             shown = ", ".join(files[:examples])
