@@ -112,7 +112,7 @@ def test_an_idle_connection_reset_by_the_server_is_reopened_transparently(open_s
     with SmtpServer(Behaviour(reset_after_data={1})) as server:
         transport = open_smtp(smtp_settings(server.port))
         transport.send("news@news.example.org", ["a@example.org"], MESSAGE)
-        time.sleep(0.4)  # the reset has come and gone
+        server.wait_for_resets(1)
         assert transport.send("news@news.example.org", ["b@example.org"], MESSAGE).startswith("250")
         transport.close()
         assert [m.recipients for m in server.messages()] == [("a@example.org",), ("b@example.org",)]

@@ -117,7 +117,7 @@ class _Handler:
         if self.server.behaviour.on_data is not None:
             self.server.behaviour.on_data()
         if n in self.server.behaviour.reset_after_data:
-            asyncio.get_running_loop().call_later(0.1, _reset, smtp.transport)
+            asyncio.get_running_loop().call_later(0.1, self.server.reset_idle, smtp.transport)
         if n in self.server.behaviour.drop_after_data:
             smtp.transport.close()
         elif n in self.server.behaviour.stall_after_data:
@@ -135,6 +135,7 @@ class SmtpServer:
         self.offered: Counter[str] = Counter()
         self.mails = 0
         self.sessions = 0  # EHLOs: one per connection smtplib opens
+        self.resets = 0  # idle connections reset by reset_after_data
         self.datas = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -192,6 +193,19 @@ class SmtpServer:
         for message in self.messages():
             counts.update(message.recipients)
         return counts
+
+    def reset_idle(self, transport: Any) -> None:
+        """reset_after_data's reset (in the server's thread), counted so a test can wait for it."""
+        _reset(transport)
+        self.resets += 1
+
+    def wait_for_resets(self, count: int, timeout: float = 20.0) -> None:
+        """Poll until `count` idle connections were reset (fails the test after `timeout`)."""
+        deadline = time.monotonic() + timeout
+        while self.resets < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"server reset {self.resets} connections, expected {count}")
+            time.sleep(0.01)
 
     def wait_for(self, count: int, timeout: float = 20.0) -> None:
         """Poll until at least `count` messages arrived (fails the test after `timeout`)."""
