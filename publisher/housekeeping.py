@@ -66,10 +66,11 @@ def prune(settings: Settings, now: datetime) -> Pruned:
             pruned.bytes += info.st_size
     if pruned.files:
         log.info(
-            "housekeeping: removed %d file(s), %.1f MB, older than %d days from %s",
+            "removed %d file(s), %.1f MB, older than %d day%s, from %s",
             pruned.files,
             pruned.bytes / 1e6,
             days,
+            "" if days == 1 else "s",
             settings.state_dir,
         )
     return pruned

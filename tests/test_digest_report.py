@@ -91,6 +91,7 @@ def test_report_prints_every_recipient_and_json_says_the_same(project: Project, 
     assert table.code == 0, table.err
     rows = table.out.splitlines()
     assert rows[0].startswith("Digest d-") and "'" in rows[0]
+    assert rows[0].endswith(" CET")  # the site's timezone (Europe/Paris), as status shows times
     assert rows[1] == "  2 sent, 3 failed"
     by_address = {row.split()[0]: row.split(maxsplit=2)[1:] for row in rows[2:]}
     assert by_address[address(0)][0] == "sent" and by_address[address(0)][1].startswith("250 ")

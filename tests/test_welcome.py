@@ -40,6 +40,12 @@ def test_confirming_sends_one_welcome_that_unsubscribes_in_one_click(http: TestC
     assert welcome["To"] == "gil@example.org" and welcome["Auto-Submitted"] == "auto-generated"
     assert welcome["Message-ID"] != confirmation["Message-ID"]
     assert welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # As a mail program reads it: the raw header holds the two links in angle brackets (RFC 2369),
+    # not an encoded word.
+    raw = next(p for p in (site.state / "outbox" / "new").iterdir() if b"Welcome to" in p.read_bytes())
+    header = raw.read_bytes().split(b"\r\nList-Unsubscribe: ", 1)[1].split(b"\r\n", 1)[0]
+    assert header.startswith(b"<https://news.example.org/unsubscribe/") and b"=?" not in header
+    assert b">, <mailto:" in header and header.endswith(b">")
     https, mailto = (part.strip(" <>") for part in str(welcome["List-Unsubscribe"]).split(","))
     assert mailto.startswith("mailto:")
     assert link_in(welcome, "unsubscribe") == https

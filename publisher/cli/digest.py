@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import tzinfo
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -81,7 +82,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     settings = ctx.settings
     now = ctx.clock.now()
     if args.report is not None:
-        return _report(pipeline.digest_report(settings, args.report or None), as_json=args.json)
+        found = pipeline.digest_report(settings, args.report or None)
+        return _report(found, settings.site.tz, as_json=args.json)
     if args.json:
         return _usage("--json goes with --report")
     if args.preview:
@@ -166,11 +168,12 @@ def _problems(found: DigestReport, *, everyone: bool) -> None:
             print(f"  {line}")
 
 
-def _report(found: DigestReport, *, as_json: bool) -> int:
+def _report(found: DigestReport, tz: tzinfo, *, as_json: bool) -> int:
+    """The table, with times in the site's timezone (as `publisher status` shows them)."""
     if as_json:
         print(json.dumps(found.as_json(), indent=2, ensure_ascii=False))
         return 0
-    made = f", made {found.created_at:%Y-%m-%d %H:%M %Z}" if found.created_at else ""
+    made = f", made {found.created_at.astimezone(tz):%Y-%m-%d %H:%M %Z}" if found.created_at else ""
     print(f"Digest {found.digest_id}: {found.subject!r}{made}")
     counts = found.counts
     print("  " + ", ".join(f"{n} {outcome}" for outcome, n in counts.items() if n) or "  no recipients")
@@ -178,7 +181,7 @@ def _report(found: DigestReport, *, as_json: bool) -> int:
     for line in found.lines:
         detail = line.reply
         if line.retry_at is not None and line.outcome == "deferred":
-            detail += f" (retry after {line.retry_at:%Y-%m-%d %H:%M %Z})"
+            detail += f" (retry after {line.retry_at.astimezone(tz):%Y-%m-%d %H:%M %Z})"
         print(f"{line.email:<{width}}  {line.outcome:<8}  {detail}".rstrip())
     return 0
 

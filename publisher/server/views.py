@@ -10,7 +10,7 @@ import secrets
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import SMTP, Policy
 from email.utils import format_datetime
 from typing import Any
 
@@ -20,6 +20,8 @@ from publisher.config import Settings
 from publisher.render import Templates
 
 NO_STORE = {"Cache-Control": "no-store"}
+# Header lines up to RFC 5322's limit of 998 characters, so a long URL stays as it is.
+_LONG_LINES = SMTP.clone(max_line_length=998)
 
 ERRORS: dict[int, tuple[str, str]] = {
     400: ("This link is not valid", "The link may be mistyped, incomplete or too old."),
@@ -79,15 +81,19 @@ class Pages:
             unsubscribe=https,
             schedule=self.settings.digest.schedule,
         )
-        message = self._email("welcome", address, f"Welcome to {site.title}", now)
+        # RFC 2369 links are one unbreakable word each: a policy folding at 78 columns would
+        # encode them (RFC 2047), which no mail program reads as a link.
+        message = self._email("welcome", address, f"Welcome to {site.title}", now, policy=_LONG_LINES)
         message["List-Unsubscribe"] = f"<{https}>, <{mailto}>"
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message.set_content(text, charset="utf-8")
         return message.as_bytes()
 
-    def _email(self, kind: str, address: str, subject: str, now: datetime) -> EmailMessage:
+    def _email(
+        self, kind: str, address: str, subject: str, now: datetime, policy: Policy = SMTP
+    ) -> EmailMessage:
         digest = self.settings.digest
-        message = EmailMessage(policy=SMTP)
+        message = EmailMessage(policy=policy)
         message["From"] = Address(display_name=digest.from_name, addr_spec=digest.from_address)
         message["To"] = Address(addr_spec=address)
         message["Subject"] = subject
