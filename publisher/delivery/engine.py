@@ -14,7 +14,6 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -23,7 +22,8 @@ from publisher.clock import Clock, OffsetClock
 from publisher.config import Settings
 from publisher.delivery import dkim
 from publisher.delivery.message import MessageTemplate, Recipient, finalise
-from publisher.delivery.sender import LinkMaker, Progress, Result, TransportFactory, deliver
+from publisher.delivery.results import Progress, Result, SendReport
+from publisher.delivery.sender import LinkMaker, TransportFactory, deliver
 from publisher.delivery.transports import Transport, open_transport
 from publisher.errors import DeliveryError
 from publisher.store import ledger, subscribers
@@ -41,29 +41,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("publisher.delivery")
-
-
-@dataclass
-class SendReport:
-    """What `pipeline.digest_send` did over every digest it touched (the CLI's summary line)."""
-
-    digests: list[str] = field(default_factory=list)
-    sent: int = 0
-    failed: int = 0
-    skipped: int = 0
-    bounced: int = 0
-    pending: int = 0  # left for the next run (stopped before the end)
-    stopped: bool = False
-    seconds: float = 0.0
-
-    def add(self, result: Result) -> None:
-        self.digests.append(result.digest_id)
-        self.sent += result.sent
-        self.failed += result.failed
-        self.skipped += result.skipped
-        self.bounced += result.bounced
-        self.pending += result.pending
-        self.stopped = self.stopped or result.stopped
 
 
 class Digest(Protocol):

@@ -39,6 +39,7 @@ from pathlib import Path
 from publisher.clock import Clock
 from publisher.config import DeliverySettings
 from publisher.delivery.message import MessageTemplate, Recipient, finalise
+from publisher.delivery.results import Progress, Result
 from publisher.delivery.transports import ConnectionFailure, PermanentFailure, TemporaryFailure, Transport
 from publisher.errors import DeliveryError, StateError
 from publisher.store import ledger, subscribers
@@ -51,42 +52,6 @@ _ANNOUNCE = 2.0  # a wait longer than this is logged, with its reason and end
 
 LinkMaker = Callable[[subscribers.Subscriber], tuple[str, str]]
 TransportFactory = Callable[[], Transport]
-
-
-@dataclass
-class Progress:
-    """Where one digest's sending stands; handed to the progress callback after each answer
-    (from a sender thread, one call at a time)."""
-
-    digest_id: str
-    total: int
-    sent: int = 0
-    failed: int = 0
-    skipped: int = 0
-    bounced: int = 0
-    deferred: int = 0
-
-    @property
-    def done(self) -> int:
-        return self.sent + self.failed + self.skipped
-
-
-@dataclass
-class Result:
-    """What one `deliver()` call did, and what the ledger holds for the digest at its end."""
-
-    digest_id: str
-    sent: int = 0
-    failed: int = 0
-    skipped: int = 0
-    bounced: int = 0
-    retries: int = 0
-    pending: int = 0  # left for a later run (stopped, or the server was unreachable)
-    stopped: bool = False
-
-    @property
-    def complete(self) -> bool:
-        return self.pending == 0
 
 
 @dataclass
