@@ -102,6 +102,9 @@ class InboundSettings(_Section):
         None, description="IMAP folder handled messages are moved to (unset: flag only)."
     )
     timeout: float = Field(30.0, gt=0, description="Seconds before a silent IMAP server is given up on.")
+    verp: bool = Field(
+        False, description="Envelope senders name digest and reader (from_address+TAG@): needs + addressing."
+    )
     interval: float = Field(300.0, ge=1, description="Seconds between passes in `publisher run`.")
 
     @field_validator("imap_password_env")

@@ -231,3 +231,36 @@ def test_the_daemon_makes_a_pass_at_start_and_every_interval(
     assert daemon.stop() == 0
     assert "inbound: " in daemon.log and "1 complaint" in daemon.log
     assert mail.listing()["new"] == []
+
+
+def test_verp_ties_a_bare_bounce_to_its_reader_and_digest(project: Project) -> None:
+    """With inbound.verp, each message's envelope sender carries its digest and a tag made for its
+    reader; a DSN that returns nothing of the original is tied by it, and a forged tag is not."""
+    project.configure('[inbound]\nmaildir = "mail"\nverp = true\n')
+    project.seed("one.md", markdown("Talks resume in Geneva", "2025-02-27"))
+    assert project.cli("build").code == 0
+    (project.root / "people.csv").write_text("email\n" + "\n".join(READERS) + "\n", encoding="utf-8")
+    assert project.cli("subscribers", "import", str(project.root / "people.csv")).code == 0
+    assert project.cli("digest", "--send", "--backfill", "5", now=SEND_AT).code == 0
+    envelopes = {}
+    for address, data in sent_to(project).items():
+        found = re.match(rb"Return-Path: <([^>]+)>\r\n", data)
+        assert found is not None
+        envelopes[address] = found.group(1).decode()
+    assert re.fullmatch(r"news\+[0-9a-f]{8}\.[a-z2-7]{26}@news\.example\.org", envelopes["bob@example.net"])
+    assert len(set(envelopes.values())) == len(READERS)  # one per reader
+    mail = Maildir(project.root / "mail")
+    mail.deliver(returned.bare_dsn(envelopes["bob@example.net"], "bob@example.net"))
+    # cy's report sent to bob's envelope: the tag was not made for cy.
+    forged = mail.deliver(returned.bare_dsn(envelopes["bob@example.net"], "cy@example.com"))
+    result = project.cli("inbound", now=LATER)
+    assert "1 bounce" in result.out and "1 unmatched" in result.out
+    assert state(project)["bob@example.net"] == ("active", 1)
+    assert state(project)["cy@example.com"] == ("active", 0)
+    assert forged.exists()
+    conn = db.connect(project.settings().db_path)
+    try:
+        (digest_id,) = conn.execute("SELECT digest_id FROM inbound_bounces").fetchone()
+        assert digest_id == conn.execute("SELECT id FROM digests").fetchone()[0]
+    finally:
+        conn.close()

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
-from publisher import tokens
+from publisher import tokens, verp
 from publisher.clock import Clock, OffsetClock
 from publisher.config import Settings
 from publisher.delivery import dkim
@@ -79,7 +79,15 @@ def template_for(
         date=(rendered.created_at or date).astimezone(UTC),
         placeholders=rendered.placeholders,
         signatures=signer.signatures if signer is not None else None,
+        envelope=_verp(rendered.digest_id, settings),
     )
+
+
+def _verp(digest_id: str, settings: Settings) -> Callable[[str], str] | None:
+    """Per-message envelope senders (`inbound.verp`), so bounces name their digest and reader."""
+    if not settings.inbound.verp:
+        return None
+    return verp.sender_for(tokens.site_secret(settings), digest_id, settings.digest.from_address)
 
 
 class _Borrowed:

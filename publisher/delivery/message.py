@@ -209,11 +209,14 @@ class MessageTemplate:
         reply_to: str | None = None,
         placeholders: Mapping[str, str] | None = None,
         signatures: Callable[[bytes], bytes] | None = None,
+        envelope: Callable[[str], str] | None = None,
     ) -> None:
         """`placeholders` maps a role ("unsubscribe" for the https URL, "name" for the reader's
         name) to the text standing for it in both bodies. `signatures(message)` gives header
-        fields to put in front of each message (DKIM, publisher.delivery.dkim)."""
+        fields to put in front of each message (DKIM, publisher.delivery.dkim); `envelope(address)`
+        the envelope sender of the recipient's message (VERP, publisher.verp)."""
         self.signatures = signatures
+        self.envelope = envelope
         self.digest_id = digest_id
         self.host = one_line(host).replace(" ", "")
         self.from_address = check_address(from_address)
@@ -320,4 +323,6 @@ def finalise(template: MessageTemplate, recipient: Recipient, sender: str) -> Ou
     data = template.render(recipient)
     if template.signatures is not None:
         data = template.signatures(data) + data
+    if template.envelope is not None:
+        sender = template.envelope(recipient.email)
     return Outgoing(sender, recipient.email, data)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from publisher import tokens
+from publisher import tokens, verp
 from publisher.config import Settings
 from publisher.errors import ConfigError
 from publisher.inbound.classify import Finding, classify
@@ -135,11 +135,33 @@ def _subscriber(
         found = subscribers.get(conn, ident)
         if found is not None:
             return found
+    by_verp = _verp(conn, settings, finding)
+    if by_verp is not None:
+        return by_verp
     if finding.kind in ("bounce", "delay", "complaint") and _digest(conn, finding) is not None:
         for address in finding.addresses:
             found = subscribers.by_email(conn, address.lower())
             if found is not None:
                 return found
+    return None
+
+
+def _verp(conn: sqlite3.Connection, settings: Settings, finding: Finding) -> subscribers.Subscriber | None:
+    """The subscriber a report sent to a VERP envelope sender of ours names (publisher.verp): the
+    tag must have been made for that digest and a recipient the report names. Sets the digest."""
+    tags = [found for found in (verp.parse(a) for a in finding.envelopes) if found is not None]
+    if not tags or not finding.addresses:
+        return None
+    secret = tokens.site_secret(settings)
+    digest_ids = [s.id for s in store_digests.summaries(conn)]
+    for key, tag in tags:
+        for digest_id in (d for d in digest_ids if verp.digest_key(d) == key):
+            for address in finding.addresses:
+                if verp.matches(secret, digest_id, address, tag):
+                    found = subscribers.by_email(conn, address.lower())
+                    if found is not None:
+                        finding.digest_hint = digest_id
+                        return found
     return None
 
 

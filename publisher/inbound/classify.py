@@ -41,6 +41,7 @@ class Finding:
     tokens: list[str] = field(default_factory=list)
     addresses: list[str] = field(default_factory=list)
     digest_hint: str | None = None
+    envelopes: list[str] = field(default_factory=list)  # where the report was sent: VERP addresses
 
 
 def parse(data: bytes) -> Message:
@@ -153,6 +154,16 @@ def _typed_address(value: str) -> str:
     return address.strip().strip("<>").strip()
 
 
+def _envelopes(message: Message) -> list[str]:
+    """The addresses a report was delivered to (a VERP envelope sender of ours among them)."""
+    fields = [
+        str(v)
+        for name in ("Delivered-To", "X-Original-To", "Envelope-To", "To")
+        for v in message.get_all(name, [])
+    ]
+    return _unique([address for _, address in getaddresses(fields) if "+" in address])
+
+
 def _dsn(message: Message) -> Finding:
     blocks = _blocks(message, "message/delivery-status")
     failed: list[tuple[str, str]] = []
@@ -174,6 +185,7 @@ def _dsn(message: Message) -> Finding:
         finding = Finding("delay", delayed[0][1], addresses=[a for a, _ in delayed if a])
     else:
         return Finding("other", "a delivery status notification that reports no failure")
+    finding.envelopes = _envelopes(message)
     return _tie(finding, original)
 
 

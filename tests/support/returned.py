@@ -301,3 +301,38 @@ Message-ID: <{re.sub(r"[^a-z]", "", subject.lower())}@example.com>
 Thanks for the newsletter!
 """
     )
+
+
+def bare_dsn(envelope: str, recipient: str) -> bytes:
+    """A DSN that returns nothing of the original (as qmail-style or privacy-minded relays send):
+    only the envelope sender it was delivered to and the recipient it names tie it to anything."""
+    boundary = "bare.1740830702/relay.example.net"
+    return _crlf(
+        f"""Return-Path: <>
+Delivered-To: {envelope}
+From: MAILER-DAEMON@relay.example.net (Mail Delivery System)
+To: {envelope}
+Subject: Undelivered Mail Returned to Sender
+Date: Sat,  1 Mar 2025 12:06:00 +0000
+Message-ID: <bare-{recipient.split("@")[0]}@relay.example.net>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"
+
+--{boundary}
+Content-Type: text/plain; charset=us-ascii
+
+<{recipient}>: mailbox unavailable
+
+--{boundary}
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; relay.example.net
+
+Final-Recipient: rfc822; {recipient}
+Action: failed
+Status: 5.2.1
+Diagnostic-Code: smtp; 550 5.2.1 mailbox disabled
+
+--{boundary}--
+"""
+    )
