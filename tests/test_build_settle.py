@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 
 import feedparser
 
@@ -41,3 +42,19 @@ def test_a_file_changed_after_the_settle_mark_waits_for_the_next_build(project: 
         "The ferry timetable changes on Tuesday morning",
         "The library opens late on Thursdays",
     ]
+
+
+def test_an_embargoed_article_takes_its_address_from_what_goes_out(project: Project) -> None:
+    """Seen first as a fragment before its date, finished before it: the page address comes from
+    the finished text when it goes live, and no page ever exists under the fragment's address."""
+    settings = project.settings()
+    project.seed("later.txt", "date 2025-03-09 The harbour\n")
+    build(settings, NOW)
+    assert _titles(project) == []
+    project.seed("later.txt", "date 2025-03-09 The harbour festival moves to the old quay this year.\n")
+    build(settings, NOW)
+    report = build(settings, datetime(2025, 3, 10, tzinfo=UTC))
+    assert report.published == 1
+    pages = sorted(p.name for p in (project.feeds / "articles").iterdir())
+    assert pages == ["the-harbour-festival-moves-to-the-old-quay.html"]
+    assert _titles(project) == ["The harbour festival moves to the old quay this year"]

@@ -329,10 +329,11 @@ def write_outputs(
     from publisher import output, urls
     from publisher.build import feed, pages
     from publisher.build import units as publish_units
-    from publisher.store import articles, db, feed_archives, visible
+    from publisher.store import articles, cache, db, feed_archives, visible
 
-    # Going out now: digests are cut along live_at.
+    # Going out now: digests are cut along live_at. The page address comes from this content.
     going_live = visible.not_yet_live(conn, now)
+    articles.reslug_before_live(conn, cache.keys_of(conn, going_live))
     articles.mark_live(conn, going_live, now)
     if candidates is not None:
         candidates = candidates | set(going_live)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -353,6 +353,34 @@ def _update(conn: sqlite3.Connection, row: _Row, article: Source, now: datetime,
     conn.execute(f"UPDATE articles SET {assignments} WHERE id = ?", (*changes.values(), row.id))
     for name, value in changes.items():
         setattr(row, name, value)
+
+
+def reslug_before_live(conn: sqlite3.Connection, sources: Mapping[str, Source]) -> int:
+    """Derive again, from the content about to go out, the slug of articles never out before.
+
+    The identity row is minted at first sight (an embargoed or draft article needs its id for
+    claims and the next-embargo timer), but its page address must come from what is published,
+    not from the first version the writer saved. Only rows with no `live_at` and no page written
+    change; the id stays (an opaque tag URI, the key every other table uses)."""
+    changed = 0
+    with transaction(conn):
+        for ident, article in sorted(sources.items()):
+            row = conn.execute(
+                "SELECT slug FROM articles WHERE id = ? AND live_at IS NULL "
+                "AND NOT EXISTS (SELECT 1 FROM pages WHERE pages.article_id = articles.id)",
+                (ident,),
+            ).fetchone()
+            if row is None:
+                continue
+            base = _slug_base(article)
+            if str(row[0]) == base or re.fullmatch(re.escape(base) + r"-[0-9]+", str(row[0])):
+                continue
+            slug, n = base, 2
+            while conn.execute("SELECT 1 FROM articles WHERE slug = ? AND id != ?", (slug, ident)).fetchone():
+                slug, n = f"{base}-{n}", n + 1
+            conn.execute("UPDATE articles SET slug = ? WHERE id = ?", (slug, ident))
+            changed += 1
+    return changed
 
 
 def mark_live(conn: sqlite3.Connection, ids: Iterable[str], now: datetime) -> int:

@@ -321,6 +321,21 @@ def _key(r: Any) -> Key:
     return Key(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4], r[5], r[6], r[7], lastmod)
 
 
+def keys_of(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, Key]:
+    """The claiming file of each of `ids`, as identity sync needs it, by id."""
+    found: dict[str, Key] = {}
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        for r in conn.execute(
+            "SELECT article_id, path, format, title, date_local, explicit_id, story_hash, content_hash "
+            f"FROM parse_cache WHERE valid = 1 AND article_id IN ({marks})",
+            chunk,
+        ):
+            found[str(r[0])] = Key(r[1], r[2], r[3], datetime.fromisoformat(r[4]), r[5], r[6], r[7])
+    return found
+
+
 def _chunked_or(columns: dict[str, set[str]]) -> Iterator[tuple[str, list[str]]]:
     for column, values in columns.items():
         ordered = sorted(values)
