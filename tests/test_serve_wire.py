@@ -21,17 +21,21 @@ from tests.support.serving import FILES, write_feeds
 TIMEOUT = 1  # serve.request_timeout for these tests, in seconds
 
 
-@pytest.fixture
-def url(project: Project) -> Iterator[str]:
+def _serving(project: Project, request_timeout: float) -> Iterator[str]:
     write_feeds(project.feeds)
     with project.config_path.open("a", encoding="utf-8") as config:
-        config.write(f"\n[serve]\nrequest_timeout = {TIMEOUT}\n")
+        config.write(f"\n[serve]\nrequest_timeout = {request_timeout}\n")
     server = Background(project.settings(), FixedClock(NOW), "127.0.0.1", 0)
     server.start()
     try:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture
+def url(project: Project) -> Iterator[str]:
+    yield from _serving(project, TIMEOUT)
 
 
 def address(url: str) -> tuple[str, int]:
@@ -152,15 +156,7 @@ PATIENT = 60  # a request_timeout no test run comes near, however loaded the mac
 
 @pytest.fixture
 def patient_url(project: Project) -> Iterator[str]:
-    write_feeds(project.feeds)
-    with project.config_path.open("a", encoding="utf-8") as config:
-        config.write(f"\n[serve]\nrequest_timeout = {PATIENT}\n")
-    server = Background(project.settings(), FixedClock(NOW), "127.0.0.1", 0)
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    yield from _serving(project, PATIENT)
 
 
 def _half_open(url: str, count: int) -> list[socket.socket]:
