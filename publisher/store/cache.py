@@ -328,11 +328,10 @@ def keys_of(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, Key]:
         chunk = list(ids[start : start + 500])
         marks = ",".join("?" * len(chunk))
         for r in conn.execute(
-            "SELECT article_id, path, format, title, date_local, explicit_id, story_hash, content_hash "
-            f"FROM parse_cache WHERE valid = 1 AND article_id IN ({marks})",
+            f"SELECT article_id, {_KEY_COLUMNS} FROM parse_cache WHERE valid = 1 AND article_id IN ({marks})",
             chunk,
         ):
-            found[str(r[0])] = Key(r[1], r[2], r[3], datetime.fromisoformat(r[4]), r[5], r[6], r[7])
+            found[str(r[0])] = _key(tuple(r)[1:])
     return found
 
 
