@@ -167,13 +167,11 @@ class DigestSettings(_Section):
         "{{ site.title }}: {{ count }} new article{{ 's' if count != 1 else '' }}",
         description="Jinja2 template for the subject line.",
     )
-    from_name: str = Field("Example News", description="Display name in From.")
-    from_address: str = Field("news@news.example.org", description="Address in From.")
+    from_name: str = Field("", description="Display name in From (default: site.title).")
+    from_address: str = Field("", description="Address in From (default: news@ and base_url's host).")
     reply_to: str | None = Field(None, description="Optional Reply-To address.")
-    unsubscribe_mailto: str = Field(
-        "unsubscribe@news.example.org", description="Address for the mailto: List-Unsubscribe."
-    )
-    postal_address: str = Field("Example Newsroom, 1 Example Street, Exampletown", description="Footer.")
+    unsubscribe_mailto: str = Field("", description="mailto: List-Unsubscribe (default: unsubscribe@host).")
+    postal_address: str = Field("", description="Footer postal address; required before a digest is sent.")
     backfill: int = Field(
         0, ge=0, le=1_000_000, description="Articles the very first digest includes (0: none)."
     )
@@ -189,7 +187,7 @@ class DigestSettings(_Section):
     @field_validator("from_address", "reply_to", "unsubscribe_mailto")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
-        return None if value is None else rules.check_address(value)
+        return value if not value else rules.check_address(value)  # "": derived from [site]
 
 
 class DeliverySettings(_Section):
@@ -320,6 +318,19 @@ class Settings(BaseModel):
         }
         object.__setattr__(self, "paths", PathSettings(**resolved))
         object.__setattr__(self, "base_dir", base)
+        return self
+
+    @model_validator(mode="after")
+    def _derive_digest_sender(self) -> Settings:
+        # Unset sender keys ("") follow [site], so no example value ever reaches a subscriber.
+        at = "@" + (self.site.host if ":" not in self.site.host else "localhost")  # not an IPv6 literal
+        own = {
+            "from_name": self.site.title,
+            "from_address": "news" + at,
+            "unsubscribe_mailto": "unsubscribe" + at,
+        }
+        fill = {key: value for key, value in own.items() if not getattr(self.digest, key).strip()}
+        object.__setattr__(self, "digest", self.digest.model_copy(update=fill))
         return self
 
     @property

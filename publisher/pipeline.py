@@ -418,6 +418,7 @@ def digest_test(
     from publisher.store import db
 
     address = normalise_address(address)
+    digest.check_sendable(settings)
     conn = db.connect(settings.db_path, readonly=True)
     try:
         proof = digest.render_proof(conn, settings, now, backfill)

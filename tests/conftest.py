@@ -39,6 +39,17 @@ seeds = "seeds"
 feeds = "feeds"
 state = "state"
 """
+# Sending refuses without digest.postal_address; every test project has one unless it says otherwise.
+POSTAL = 'postal_address = "Test Gazette, 1 Test Street, 75001 Paris"'
+
+
+def with_postal_address(config: str) -> str:
+    """`config` with digest.postal_address set (in its [digest] table, or a new one) if it has none."""
+    if "postal_address" in config:
+        return config
+    if "\n[digest]\n" in config:
+        return config.replace("\n[digest]\n", f"\n[digest]\n{POSTAL}\n", 1)
+    return config + f"\n[digest]\n{POSTAL}\n"
 
 
 @dataclass
@@ -74,7 +85,7 @@ class Project:
     def configure(self, extra: str) -> None:
         """Append TOML (whole sections) to the base configuration."""
         self.extra_config += "\n" + textwrap.dedent(extra)
-        self.config_path.write_text(BASE_CONFIG + self.extra_config, encoding="utf-8")
+        self.config_path.write_text(with_postal_address(BASE_CONFIG + self.extra_config), encoding="utf-8")
 
     def settings(self) -> Settings:
         return load_settings(self.config_path)
@@ -112,7 +123,7 @@ class Project:
 def project(tmp_path: Path) -> Iterator[Project]:
     proj = Project(tmp_path / "site")
     proj.seeds.mkdir(parents=True)
-    proj.config_path.write_text(BASE_CONFIG, encoding="utf-8")
+    proj.config_path.write_text(with_postal_address(BASE_CONFIG), encoding="utf-8")
     yield proj
 
 

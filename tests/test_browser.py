@@ -18,7 +18,7 @@ import pytest
 
 from publisher.store import db
 from publisher.store import subscribers as store
-from tests.conftest import BASE_CONFIG, NOW, SAMPLE, Project
+from tests.conftest import BASE_CONFIG, NOW, SAMPLE, Project, with_postal_address
 from tests.support.serving import link_in, outbox, serve_process, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -99,7 +99,8 @@ def test_subscribe_confirm_digest_unsubscribe(
     page, errors = browser_page
     port = free_port()
     base = f"http://127.0.0.1:{port}/"
-    project.config_path.write_text(BASE_CONFIG.replace("https://news.example.org/", base), encoding="utf-8")
+    config = with_postal_address(BASE_CONFIG.replace("https://news.example.org/", base))
+    project.config_path.write_text(config, encoding="utf-8")
     project.seed("sample.txt", SAMPLE.read_bytes())
     built = publisher(project, "build")
     assert built.returncode == 0, built.stderr

@@ -93,6 +93,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             _first_digest_hint(settings)
         for path in paths:
             print(path)
+        if paths and not settings.digest.postal_address.strip():
+            print(
+                "Note: digest.postal_address is not set: the footer has no postal address, and "
+                "--send and --to refuse until it is.",
+                file=sys.stderr,
+            )
         return 0
     if args.to is not None:
         what, reply = pipeline.digest_test(settings, now, args.to, backfill=args.backfill)

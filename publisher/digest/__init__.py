@@ -25,7 +25,7 @@ from pathlib import Path
 from publisher import tokens, urls
 from publisher.config import Settings
 from publisher.digest import compose, content, select, web_archive
-from publisher.errors import DeliveryError
+from publisher.errors import ConfigError, DeliveryError
 from publisher.models import Published
 from publisher.output import write_atomic
 from publisher.render import Templates
@@ -45,6 +45,7 @@ __all__ = [
     "PLACEHOLDER_NAME",
     "PLACEHOLDER_UNSUBSCRIBE",
     "RenderedDigest",
+    "check_sendable",
     "load",
     "mark_complete",
     "personalise",
@@ -85,6 +86,19 @@ class RenderedDigest:
     def placeholders(self) -> Mapping[str, str]:
         """Role → placeholder text, as `message.MessageTemplate(placeholders=…)` takes them."""
         return {"unsubscribe": self.unsubscribe_placeholder, "name": self.name_placeholder}
+
+
+def check_sendable(settings: Settings) -> None:
+    """Refuse (ConfigError naming the key) what must be set before any digest reaches a subscriber.
+
+    The sender and the unsubscribe address follow [site] unless set; a postal address cannot be
+    guessed, and a commercial mailing without one breaks the law in many places (CAN-SPAM, the EU).
+    """
+    if not settings.digest.postal_address.strip():
+        raise ConfigError(
+            "digest.postal_address: not set; every digest's footer gives the sender's postal "
+            "address, so set it in [digest] before sending"
+        )
 
 
 def _nonce(strings: Sequence[str]) -> str:
@@ -211,7 +225,9 @@ def prepare_next(
     nothing new (a first run with backfill 0 records its baseline cut-off and returns None).
 
     `backfill` counts only before the very first digest: it overrides `digest.backfill`.
+    Raises ConfigError, recording nothing, while a key `check_sendable` needs is missing.
     """
+    check_sendable(settings)
     with transaction(conn):
         # Planned and recorded under one write lock, so two runs cannot both take the same articles.
         plan = select.plan(conn, settings, now, backfill)
