@@ -109,7 +109,7 @@ def test_subscribing_sends_one_signed_expiring_confirmation(http: TestClient, si
     assert status_of(site, "anna@example.org") == "pending"
     (message,) = outbox(site.state)
     assert message["To"] == "anna@example.org"
-    assert message["From"] == "Example News <news@news.example.org>"
+    assert message["From"] == "Test Gazette <news@news.example.org>"
     assert message["Subject"] == "Confirm your subscription to Test Gazette"
     assert message["Auto-Submitted"] == "auto-generated"
     assert message["Message-ID"].endswith("@news.example.org>")
