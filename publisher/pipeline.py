@@ -228,7 +228,7 @@ def build(
     Fails closed: a missing or unreadable seeds folder, or files gone for more than half of the
     published articles (unless `allow_mass_removal`), raise SourceError with nothing changed.
     """
-    from publisher import output
+    from publisher import digest, output
     from publisher.build import publish
     from publisher.store import cache, db
 
@@ -270,6 +270,13 @@ def build(
             )
             report.written, report.unchanged = written.paths, written.unchanged
             report.published, report.next_embargo = written.published, written.next_embargo
+            if everything or not (settings.feeds_dir / "digests" / "index.html").is_file():
+                # index.html links the digests' archive, so it is there from the first build on.
+                for path, changed in digest.write_archive(conn, settings):
+                    if changed:
+                        report.written.append(path.relative_to(settings.feeds_dir).as_posix())
+                    else:
+                        report.unchanged += 1
             publish.mark_complete(conn, state, now)
             phases["outputs"] = time.perf_counter() - started - sum(phases.values())
         problems = [*scan_problems, *cache.problems(conn), *publish.identity_problems(conn)]

@@ -209,6 +209,7 @@ def write_proof_page(settings: Settings, copy: Proof) -> Path | None:
     if copy.recorded:
         return None
     target = settings.feeds_dir / TEST_PAGE
+    web_archive.write_stylesheet(settings)
     write_atomic(target, copy.digest.web_html.encode("utf-8"))
     return target
 
@@ -299,9 +300,10 @@ def mark_complete(conn: sqlite3.Connection, digest_id: str, now: datetime) -> No
             store_digests.mark_complete(conn, digest_id, now)
 
 
-def write_archive(conn: sqlite3.Connection, settings: Settings) -> list[Path]:
-    """Rewrite every digest's web version and the index (e.g. after feeds/ was cleared)."""
-    return web_archive.write(conn, settings)
+def write_archive(conn: sqlite3.Connection, settings: Settings) -> list[tuple[Path, bool]]:
+    """Rewrite every digest's web version, their stylesheet and the index (e.g. after feeds/ was
+    cleared): each path with whether its bytes changed."""
+    return web_archive.write_changes(conn, settings)
 
 
 def personalise(rendered: RenderedDigest, unsubscribe_url: str, name: str) -> tuple[str, str]:

@@ -1,4 +1,5 @@
-"""Rendering one digest: the HTML part (CSS inlined, size-capped), the text part and the web version.
+"""Rendering one digest: the HTML part (CSS inlined, size-capped), the text part, the web version
+and the web versions' stylesheet.
 
 The only module that imports css_inline. Everything here works from `Content` (plain values the
 templates need) and never touches the database or the clock. Per-recipient values are not known
@@ -26,13 +27,21 @@ WIDTH = 78
 # adds (an unsubscribe URL longer than its placeholder, a name): far more than they take.
 HEADER_RESERVE = 3_000
 
+# The design's rules go into style attributes and leave their <style> element; the element marked
+# data-css-inline="ignore" (media queries, dark mode, Outlook.com's [data-ogsc]) stays as it is, for
+# the clients that honour a <style> element.
 _INLINER = css_inline.CSSInliner(
     inline_style_tags=True,
-    keep_style_tags=False,
+    keep_style_tags=True,
+    remove_inlined_selectors=True,
     keep_link_tags=False,
-    keep_at_rules=False,
     load_remote_stylesheets=False,
 )
+# The stylesheet the web versions link (feeds/digests/digest.css), made of these templates.
+DESIGN_CSS = "digest.css"  # inlined in the mail
+ADAPT_CSS = "digest_adapt.css"  # a <style> element kept in the mail
+STYLESHEET = "digest.css"
+STYLESHEET_PARTS = (DESIGN_CSS, ADAPT_CSS, "digest_archive.css")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +145,24 @@ def _largest(ok: Any, low: int, high: int) -> int | None:
 
 
 def render_web(templates: Templates, content: Content) -> str:
-    """The web version: every article in full, no personal links, CSS inlined all the same."""
+    """The web version: every article in full, no personal links, no style attribute (it links
+    `STYLESHEET`, beside it in feeds/digests/, so it looks as designed under a strict CSP)."""
     ctx = _html_context(content, len(content.items), 0)
-    ctx.update(unsubscribe_url=None, subscriber_name=None, reason=content.web_reason)
-    return _inline(templates.render(HTML_TEMPLATE, **ctx))
+    ctx.update(
+        web=True,
+        stylesheet=STYLESHEET,
+        design_css=None,
+        adapt_css=None,
+        unsubscribe_url=None,
+        subscriber_name=None,
+        reason=content.web_reason,
+    )
+    return templates.render(HTML_TEMPLATE, **ctx)
+
+
+def stylesheet(templates: Templates) -> str:
+    """feeds/digests/digest.css: the digest's design, its narrow-screen and dark rules, the index's."""
+    return "\n".join(templates.render(name).strip("\n") for name in STYLESHEET_PARTS) + "\n"
 
 
 def _html_context(content: Content, shown: int, listed: int) -> dict[str, Any]:
@@ -161,8 +184,26 @@ def _html_context(content: Content, shown: int, listed: int) -> dict[str, Any]:
 
 def _mail_html(templates: Templates, content: Content, ph: Placeholders, shown: int, listed: int) -> str:
     ctx = _html_context(content, shown, listed)
-    ctx.update(unsubscribe_url=ph.unsubscribe, subscriber_name=ph.name)
+    ctx.update(
+        web=False,
+        stylesheet=None,
+        design_css=_mail_css(templates, DESIGN_CSS),
+        adapt_css=_mail_css(templates, ADAPT_CSS),
+        unsubscribe_url=ph.unsubscribe,
+        subscriber_name=ph.name,
+    )
     return _inline(templates.render(HTML_TEMPLATE, **ctx))
+
+
+@lru_cache(maxsize=64)
+def _css_text(templates: Templates, name: str) -> str:
+    # Comments and runs of whitespace cost bytes in every message and say nothing to a mail client.
+    text = re.sub(r"/\*.*?\*/", "", templates.render(name), flags=re.S)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _mail_css(templates: Templates, name: str) -> Any:
+    return templates.markup(_css_text(templates, name))  # our own CSS, for a <style> element
 
 
 def _inline(html: str) -> str:

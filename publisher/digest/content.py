@@ -83,10 +83,13 @@ def build(
         )
         for p in published
     )
-    start = period_start
-    if start is None and published:
-        start = min(p.article.date for p in published)
-    label = period_label(start, period_end, tz)
+    if period_start is None and published:
+        # A first digest with back-catalogue articles (backfill) has no previous cut-off: its
+        # dateline spans the articles it holds, not the time up to the day it is made.
+        dates = [p.article.date for p in published]
+        label = period_label(min(dates), max(dates), tz)
+    else:
+        label = period_label(period_start, period_end, tz)
     subject = _subject(settings, templates, items, label)
     preheader = one_line(" · ".join(item.title for item in items), PREHEADER_MAX)
     return Content(

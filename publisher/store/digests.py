@@ -196,6 +196,16 @@ def summaries(conn: sqlite3.Connection) -> list[DigestSummary]:
     ]
 
 
+def article_dates(conn: sqlite3.Connection, digest_id: str) -> list[datetime]:
+    """The dates of a digest's articles that the build still knows (for a dateline)."""
+    rows = conn.execute(
+        "SELECT c.date FROM digest_articles a JOIN parse_cache c ON c.article_id = a.article_id "
+        "WHERE a.digest_id = ? AND c.date IS NOT NULL",
+        (digest_id,),
+    )
+    return [from_db_time(str(r[0])) for r in rows]
+
+
 def web_pages(conn: sqlite3.Connection) -> list[tuple[str, str]]:
     """(id, web_html) of every digest, for rewriting the web archive."""
     return [(str(r[0]), str(r[1])) for r in conn.execute("SELECT id, web_html FROM digests ORDER BY id")]
