@@ -324,11 +324,7 @@ class Settings(BaseModel):
     def _derive_digest_sender(self) -> Settings:
         # Unset sender keys ("") follow [site], so no example value ever reaches a subscriber.
         at = "@" + (self.site.host if ":" not in self.site.host else "localhost")  # not an IPv6 literal
-        own = {
-            "from_name": self.site.title,
-            "from_address": "news" + at,
-            "unsubscribe_mailto": "unsubscribe" + at,
-        }
+        own = dict(from_name=self.site.title, from_address="news" + at, unsubscribe_mailto="unsubscribe" + at)
         fill = {key: value for key, value in own.items() if not getattr(self.digest, key).strip()}
         object.__setattr__(self, "digest", self.digest.model_copy(update=fill))
         return self
