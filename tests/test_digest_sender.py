@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from publisher.config import load_settings
+from publisher.config_file import load_settings
 from publisher.store import digests as store_digests
 from tests.conftest import BASE_CONFIG, NOW, Project
 from tests.support.digests import connection, markdown
