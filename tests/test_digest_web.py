@@ -91,7 +91,7 @@ def test_web_version_and_archive_look_as_designed_under_the_csp(project: Project
         # index.html (built by `publisher build`) links the archive.
         page = browser.new_page()
         page.goto(base)
-        assert page.locator("a[href$='/digests/index.html']").count() == 1
+        assert page.locator("a[href='digests/index.html']").count() == 1
         page.close()
 
 
@@ -104,9 +104,7 @@ def test_archive_exists_from_the_first_build(project: Project) -> None:
     assert 'href="digest.css"' in index and "<style" not in index and "style=" not in index
     css = (project.feeds / "digests" / "digest.css").read_text(encoding="utf-8")
     assert ".preheader" in css and "prefers-color-scheme: dark" in css and ".archive" in css
-    assert 'href="https://news.example.org/digests/index.html"' in (project.feeds / "index.html").read_text(
-        encoding="utf-8"
-    )
+    assert 'href="digests/index.html"' in (project.feeds / "index.html").read_text(encoding="utf-8")
 
 
 def test_web_version_has_no_style_attribute_or_element(project: Project) -> None:
