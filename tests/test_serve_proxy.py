@@ -191,6 +191,13 @@ def test_the_proxy_serves_feeds_and_passes_subscriber_routes(
         message = wait_for(lambda: outbox(settings.state_dir))[0]
         assert message["To"] == "new@example.org"
 
+        # Pages behind a token are never cached, by the proxy's file caching rules least of all.
+        page = http.get(f"/unsubscribe/{token}")
+        assert page.status_code == 200, page.text
+        for answer in (sent, page):
+            assert answer.headers.get_list("cache-control") == ["no-store"], answer.headers
+            assert "expires" not in answer.headers
+
         # RFC 8058 one-click, as a mail provider posts it: no cookie, no Origin.
         one_click = http.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
         assert one_click.status_code == 200
