@@ -60,6 +60,13 @@ class SiteSettings(_Section):
             raise ValueError("must be an absolute http:// or https:// URL")
         if parts.query or parts.fragment:
             raise ValueError("must not have a query or fragment")
+        if "@" in parts.netloc:  # a user name or password would be mailed to every reader
+            raise ValueError("must not hold a user name or password")
+        # It is written into pages, feeds and mail headers unescaped by some readers: no spaces,
+        # quotes, angle brackets or other characters a URL must percent-encode.
+        if bad := sorted(set(re.findall(r"[^A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]|['()]", value.strip()))):
+            raise ValueError(f"must not contain {' '.join(repr(c) for c in bad)} (percent-encode it)")
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number in range
         path = parts.path if parts.path.endswith("/") else parts.path + "/"
         return f"{parts.scheme}://{parts.netloc}{path}"
 

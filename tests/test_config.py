@@ -138,6 +138,19 @@ def test_unknown_keys_are_errors_naming_the_key(tmp_path: Path, toml: str, messa
         ("[site]\nbase_url = '/news/'\n", "site.base_url: must be an absolute http:// or https:// URL"),
         ("[site]\nbase_url = 'https://x.org/?a=1'\n", "site.base_url: must not have a query or fragment"),
         (
+            "[site]\nbase_url = 'https://me:pw@x.org/'\n",
+            "site.base_url: must not hold a user name or password",
+        ),
+        (
+            "[site]\nbase_url = 'https://x.org/a b/'\n",
+            "site.base_url: must not contain ' ' (percent-encode it)",
+        ),
+        (
+            "[site]\nbase_url = 'https://x.org/\"><b>'\n",
+            "site.base_url: must not contain '\"' '<' '>' (percent-encode it)",
+        ),
+        ("[site]\nbase_url = 'https://x.org:99999/'\n", "site.base_url: Port out of range 0-65535"),
+        (
             "[site]\nlanguage = 'en_US'\n",
             "site.language: 'en_US' is not a BCP 47 language tag such as en or en-GB (did you mean en-US?)",
         ),
