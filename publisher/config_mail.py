@@ -14,7 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from publisher import config_rules as rules
 from publisher.config_base import Section as _Section
 
-_DNS_NAME = re.compile(
+DNS_NAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*$"
 )
 
@@ -43,7 +43,7 @@ class DkimSettings(_Section):
     @field_validator("domain", "selector", "ed25519_selector")
     @classmethod
     def _dns_name(cls, value: str | None) -> str | None:
-        if value is not None and not _DNS_NAME.match(value):
+        if value is not None and not DNS_NAME.match(value):
             raise ValueError(f"{value!r} is not a DNS name")
         return value
 

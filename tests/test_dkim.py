@@ -128,6 +128,26 @@ def test_keygen_without_a_domain_or_a_path_says_which_key_to_set(project: Projec
     assert not (project.root / "k.pem").exists()
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--domain", "news example.org", "'news example.org' is not a DNS name"),
+        ("--selector", "a;b=c", "'a;b=c' is not a DNS name"),
+        ("--domain", "x" * 64 + ".org", "is not a DNS name"),
+        ("--out", "~nosuchuser-publisher/k.pem", "~nosuchuser-publisher/k.pem"),
+    ],
+)
+def test_keygen_checks_its_flags_before_making_a_key(
+    project: Project, flag: str, value: str, message: str
+) -> None:
+    """A selector or domain goes into a DNS record and every signature: refused unless a DNS name."""
+    args = ["--out", str(project.root / "k.pem"), "--domain", "news.example.org", flag, value]
+    result = project.cli("dkim", "keygen", *args)
+    assert result.code == 2
+    assert message in result.err and "Traceback" not in result.err
+    assert not (project.root / "k.pem").exists()
+
+
 def test_dkim_check_names_each_usable_key_and_its_record(project: Project) -> None:
     with_keys(project)
     result = project.cli("dkim", "check")

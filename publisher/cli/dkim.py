@@ -28,9 +28,11 @@ def register(sub: Any) -> None:
     )
     keygen.add_argument("--algorithm", choices=("rsa", "ed25519"), default="rsa", help="default: rsa")
     keygen.add_argument("--bits", type=int, choices=(1024, 2048, 3072, 4096), default=2048, help="RSA size")
-    keygen.add_argument("--out", type=Path, metavar="PATH", help="where the private key goes")
-    keygen.add_argument("--domain", help="signing domain (default: dkim.domain)")
-    keygen.add_argument("--selector", help="selector (default: dkim.selector or dkim.ed25519_selector)")
+    keygen.add_argument("--out", type=_out_path, metavar="PATH", help="where the private key goes")
+    keygen.add_argument("--domain", type=_dns_name, help="signing domain (default: dkim.domain)")
+    keygen.add_argument(
+        "--selector", type=_dns_name, help="selector (default: dkim.selector or dkim.ed25519_selector)"
+    )
     keygen.set_defaults(handler=run_keygen)
     check = actions.add_parser(
         "check",
@@ -39,6 +41,21 @@ def register(sub: Any) -> None:
         "DNS TXT record each one needs. Exit 1 when a key cannot be used.",
     )
     check.set_defaults(handler=run_check)
+
+
+def _dns_name(value: str) -> str:
+    from publisher.config_mail import DNS_NAME
+
+    if not DNS_NAME.match(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a DNS name")
+    return value
+
+
+def _out_path(value: str) -> Path:
+    try:
+        return Path(value).expanduser().resolve()
+    except (RuntimeError, OSError) as exc:  # ~nosuchuser, or a loop of symbolic links
+        raise argparse.ArgumentTypeError(f"{value!r}: {exc}") from None
 
 
 def run_keygen(args: argparse.Namespace, ctx: Context) -> int:
@@ -50,7 +67,7 @@ def run_keygen(args: argparse.Namespace, ctx: Context) -> int:
     rsa = args.algorithm == "rsa"
     configured = config.private_key_path if rsa else config.ed25519_private_key_path
     if args.out is not None:
-        path = Path(args.out).expanduser().resolve()
+        path = args.out
     elif configured is not None:
         path = dkim.key_path(settings, configured)
     else:
