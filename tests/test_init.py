@@ -130,10 +130,22 @@ def test_without_a_terminal_a_missing_value_is_one_error_line_naming_the_flag(tm
     code, out, err = run("init", str(site), *flags(postal_address=None, timezone=None))
     assert code == 2 and out == ""
     assert err == (
-        "Error: publisher init needs --timezone, --postal-address (stdin is not a terminal, so it cannot "
-        "ask) (give every value as a flag, or run it on a terminal)\n"
+        "Error: publisher init needs --postal-address (stdin is not a terminal, so it cannot "
+        "ask) (give them as flags, or run it on a terminal)\n"
     )
     assert not site.exists()
+
+
+def test_without_a_terminal_the_suggestions_fill_what_was_not_given(tmp_path: Path) -> None:
+    """A script gives the three values nothing can suggest; the rest are what a terminal offers."""
+    site = tmp_path / "my site"
+    given = ["--title", "Quay Notes", "--base-url", "https://quay.example.net/"]
+    code, out, err = run("init", str(site), *given, "--postal-address", "1 Quay Street")
+    assert code == 0, err
+    assert f"Next: cd '{site}' && publisher build" in out  # quoted for the shell
+    loaded = load_settings(site / "publisher.toml")
+    assert (loaded.site.author, loaded.site.language, loaded.site.timezone) == ("Quay Notes", "en", "UTC")
+    assert (loaded.digest.from_name, loaded.digest.from_address) == ("Quay Notes", "news@quay.example.net")
 
 
 @pytest.mark.parametrize(

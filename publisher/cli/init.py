@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,7 +73,8 @@ def register(sub: Any) -> None:
         "values given as flags or asked on a terminal and every other key commented out with its "
         "default, an example article in each input format in seeds/, an empty templates/ override "
         "folder and a .gitignore for feeds/ and state/. Refuses when DIR already holds a site. "
-        "Without a terminal every value must be given as a flag. Exit status: 0 created, 1 DIR "
+        "Without a terminal, values not given take the suggested default (shown when asked), and "
+        "--title, --base-url and --postal-address must be given. Exit status: 0 created, 1 DIR "
         "already holds a site or cannot be written, 2 a missing or invalid value.",
     )
     parser.add_argument("dir", nargs="?", type=Path, default=Path(), metavar="DIR", help="site folder")
@@ -90,7 +92,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     _write(target, files)
     shown = "." if target == Path() else str(target)
     print(f"Created a site in {shown}: {', '.join(sorted({f.split('/')[0] for f in files}))}.")
-    where = "" if target == Path() else f"cd {shown} && "
+    where = "" if target == Path() else f"cd {shlex.quote(shown)} && "
     print(f"Next: {where}publisher build  (then open feeds/index.html, or run publisher serve)")
     return 0
 
@@ -124,11 +126,19 @@ def _collect(given: dict[str, str | None]) -> dict[str, str]:
             answers[question.key] = _check(question, value)
     missing = [q for q in QUESTIONS if q.key not in answers]
     if missing and not sys.stdin.isatty():
-        flags = ", ".join(q.flag for q in missing)
-        raise ConfigError(
-            f"publisher init needs {flags} (stdin is not a terminal, so it cannot ask)",
-            hint="give every value as a flag, or run it on a terminal",
-        )
+        # A script gives what it must; the rest takes what a terminal would have suggested.
+        needed = []
+        for question in missing:
+            if (suggestion := question.suggest(answers)) is not None:
+                answers[question.key] = _check(question, suggestion)
+            else:
+                needed.append(question.flag)
+        if needed:
+            raise ConfigError(
+                f"publisher init needs {', '.join(needed)} (stdin is not a terminal, so it cannot ask)",
+                hint="give them as flags, or run it on a terminal",
+            )
+        return answers
     for question in missing:
         answers[question.key] = _ask(question, answers)
     return answers
