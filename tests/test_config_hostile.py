@@ -144,6 +144,21 @@ def test_check_still_works_without_a_config_file(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["seeds"]
 
 
+@pytest.mark.parametrize("command", ["check", "status"])
+def test_a_folder_that_is_no_site_points_at_init(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """check and status read with the defaults, but with no seeds/ either there is nothing to read."""
+    monkeypatch.chdir(tmp_path)
+    assert main([command]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"Error: no publisher.toml and no seeds/ in {tmp_path}: this folder is not a site; run "
+        "`publisher init` to start one, or name one with --config PATH\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- fuzzing -----------------------------------------------------------------------------------
 
 SECTIONS = ["site", "paths", "ingest", "feed", "digest", "delivery", "smtp", "daemon", "serve"]

@@ -43,9 +43,19 @@ class Context:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from publisher.config import DEFAULT_CONFIG
             from publisher.config_file import load_settings
+            from publisher.errors import ConfigError
 
-            self._settings = load_settings(self.config_path, required=self.config_required)
+            settings = load_settings(self.config_path, required=self.config_required)
+            found = self.config_path is not None or Path(DEFAULT_CONFIG).exists()
+            if not found and not settings.seeds_dir.is_dir():
+                # check and status in a folder that is no site: say what to do, not "no seeds/".
+                raise ConfigError(
+                    f"no {DEFAULT_CONFIG} and no seeds/ in {settings.base_dir}: this folder is not a "
+                    "site; run `publisher init` to start one, or name one with --config PATH"
+                )
+            self._settings = settings
         return self._settings
 
     @property
