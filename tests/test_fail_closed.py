@@ -213,6 +213,26 @@ def test_sqlite_errors_inside_a_command_name_the_database(
         assert seeded.err.startswith(f"Error: {database}: ")
 
 
+def test_a_read_only_database_says_permissions_not_damage(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run as a user who may not write the database: the line says so (nothing is damaged)."""
+    assert project.cli("subscribers", "add", "anna@example.org").code == 0
+    real = db.connect
+
+    def read_only(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+        conn = real(path, readonly=readonly)
+        conn.execute("PRAGMA query_only = 1")  # SQLite's own SQLITE_READONLY, as for a 0444 file
+        return conn
+
+    monkeypatch.setattr(db, "connect", read_only)
+    result = project.cli("subscribers", "add", "ben@example.org")
+    assert result.code == 1
+    database = project.settings().db_path
+    assert result.err.startswith(f"Error: {database}: attempt to write a readonly database (this user may")
+    assert "check their owner and permissions" in result.err and result.err.count("\n") == 1
+
+
 # --- point 3: live means in place ---------------------------------------------------------------
 
 

@@ -114,6 +114,8 @@ def describe(path: Path, exc: sqlite3.Error) -> StateError:
         hint = f"free space on the file system holding {path.parent}; nothing was recorded"
     elif "locked" in cause or "busy" in cause:
         hint = "another process holds the database; try again"
+    elif "readonly" in cause or "read-only" in cause:  # permissions, not damage: nothing is lost
+        hint = f"this user may not write {path.name} or its folder: check their owner and permissions"
     return StateError(f"{path}: {cause}", hint=hint)
 
 
