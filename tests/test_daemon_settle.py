@@ -107,3 +107,27 @@ def test_the_start_up_build_waits_for_a_quiet_folder(project: Project) -> None:
     future = time.time() + 86_400  # a copied mtime from the future is not a copy in progress
     os.utime(busy, (future, future))
     assert wait_until_quiet(settings, stop, limit=0)
+
+
+def test_a_missing_seeds_folder_is_waited_for_not_watched(
+    project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log never says "watching" a folder that is not there; it says so when it appears."""
+    project.configure("[daemon]\nwatch = 'poll'\npoll_interval = 0.1\n")
+    seeds = project.settings().seeds_dir
+    seeds.rename(seeds.with_name("seeds.away"))
+    caplog.set_level("INFO", logger="publisher")
+    watcher = SeedWatcher(project.settings(), lambda paths: None)
+    watcher.start()
+    try:
+        deadline = time.monotonic() + 10
+        while "waiting for it to appear" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "does not exist; waiting for it to appear" in caplog.text
+        assert "watching" not in caplog.text
+        seeds.with_name("seeds.away").rename(seeds)
+        while "appeared; watching it" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "appeared; watching it" in caplog.text
+    finally:
+        watcher.stop()

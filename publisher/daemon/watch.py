@@ -121,6 +121,8 @@ class SeedWatcher:
             thread = threading.Thread(target=target, name=f"publisher-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        if not self.root.is_dir():
+            return  # the watch loop says it is waiting for the folder, then that it appeared
         log.info(
             "watching %s (%s, settle %gs)",
             self.root,
