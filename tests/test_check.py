@@ -103,6 +103,18 @@ def test_same_story_text_twice_the_second_is_reported_and_rejected(project: Proj
     ]
 
 
+def test_an_id_given_twice_is_reported_as_the_build_reports_it(project: Project) -> None:
+    """check names the second file with a front-matter `id` already taken, in the build's words."""
+    project.seed("a.md", "---\ntitle: A\ndate: 2025-02-19\nid: urn:x:1\n---\nFirst story.\n")
+    project.seed("b.md", "---\ntitle: B\ndate: 2025-02-20\nid: urn:x:1\n---\nSecond story.\n")
+    checked = project.cli("check")
+    assert checked.code == 1
+    line = "seeds/b.md: id: urn:x:1 is already used by seeds/a.md"
+    assert checked.out.splitlines() == [line, "2 files checked, 1 valid, 1 rejected"]
+    built = project.cli("build")
+    assert line in built.out + built.err
+
+
 def test_refused_files_count_as_checked(project: Project, tmp_path: Path) -> None:
     outside = tmp_path / "outside.txt"
     outside.write_text("date 2025-02-19 Outside.\n")

@@ -370,17 +370,21 @@ def ingest(settings: Settings, cache: ParseCache | None = None) -> IngestResult:
 
 
 def duplicates(articles: Iterable[Article], settings: Settings) -> list[Problem]:
-    """Files whose story text repeats an earlier file's (by path): reported, not published."""
+    """Files whose story text or front-matter `id` repeats an earlier file's (by path): reported,
+    not published, as the build's identity sync reports them."""
     first: dict[str, str] = {}
+    first_id: dict[str, str] = {}
     problems = []
     for article in sorted(articles, key=lambda a: a.source):
         earlier = first.setdefault(article.story_hash, article.source)
         if earlier != article.source:
-            problems.append(
-                Problem(
-                    display(settings, article.source),
-                    "body",
-                    f"same story text as {display(settings, earlier)}; not published",
-                )
-            )
+            message = f"same story text as {display(settings, earlier)}; not published"
+            problems.append(Problem(display(settings, article.source), "body", message))
+            continue
+        if article.explicit_id is None:
+            continue
+        owner = first_id.setdefault(article.explicit_id, article.source)
+        if owner != article.source:
+            message = f"{article.explicit_id} is already used by {display(settings, owner)}"
+            problems.append(Problem(display(settings, article.source), "id", message))
     return problems
