@@ -319,11 +319,8 @@ class Settings(BaseModel):
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:
         base = self.base_dir.resolve()
-        resolved = {
-            name: (base / Path(value).expanduser()).resolve()
-            for name, value in self.paths.model_dump().items()
-        }
-        object.__setattr__(self, "paths", PathSettings(**resolved))
+        for name in ("paths", "dkim", "inbound"):  # every section with a path setting
+            object.__setattr__(self, name, rules.resolve_paths(getattr(self, name), base, name))
         object.__setattr__(self, "base_dir", base)
         return self
 

@@ -3,6 +3,7 @@ Its own module so the sections in publisher.config and publisher.config_mail sha
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
@@ -20,4 +21,6 @@ class Section(BaseModel):
     @field_validator("*", mode="after")
     @classmethod
     def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, Path):
+            return rules.check_path(value)
         return rules.check_text(value, info.field_name)

@@ -7,6 +7,8 @@ Import `load_settings` from publisher.config, which re-exports it.
 from __future__ import annotations
 
 import difflib
+import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +20,15 @@ from publisher.errors import ConfigError
 
 if TYPE_CHECKING:  # publisher.config imports this module at its end: no import of it at load time
     from publisher.config import Settings
+
+MAX_BYTES = 1 << 20  # a real configuration file is a few KiB
+_KINDS = {
+    stat.S_IFDIR: "directory",
+    stat.S_IFIFO: "FIFO",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+    stat.S_IFSOCK: "socket",
+}
 
 # Secrets never sit in the file: a key that looks like one gets a hint to the environment variable.
 _SECRETS = {
@@ -52,8 +63,10 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 
 def _format_error(origin: str, error: Any) -> str:
     loc = tuple(error["loc"])
-    where = rules.CONTROL.sub("?", ".".join(str(part) for part in loc)) or "(file)"
+    where = rules.CONTROL.sub("?", ".".join(str(part) for part in loc))
     message = str(error["msg"]).removeprefix("Value error, ")
+    if not where:  # a rule over the whole settings: its message names the key(s)
+        return f"{origin}: {message}"
     kind = error["type"]
     if kind == "extra_forbidden":
         message = "unknown key"
@@ -72,6 +85,35 @@ def _format_error(origin: str, error: Any) -> str:
     return f"{origin}: {where}: {message}"
 
 
+def _read(path: Path, origin: str) -> bytes:
+    """The file's bytes, if it is a regular file of at most MAX_BYTES. Opened without blocking and
+    checked before any read: a FIFO would wait for a writer for ever, /dev/zero never ends."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(f"{origin}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = _KINDS.get(stat.S_IFMT(info.st_mode), "special file")
+            raise ConfigError(f"{origin}: not a regular file (a {kind})")
+        if info.st_size > MAX_BYTES:
+            raise ConfigError(_too_big(origin))
+        with os.fdopen(os.dup(fd), "rb") as stream:
+            raw = stream.read(MAX_BYTES + 1)  # the size may change after a stat: bound the read
+    except OSError as exc:
+        raise ConfigError(f"{origin}: cannot read: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(_too_big(origin))
+    return raw
+
+
+def _too_big(origin: str) -> str:
+    return f"{origin}: larger than {MAX_BYTES >> 20} MiB, too large for a configuration file"
+
+
 def load_settings(path: Path | None = None, *, required: bool = False) -> Settings:
     """Read the settings from `path` (default `./publisher.toml`).
 
@@ -84,6 +126,11 @@ def load_settings(path: Path | None = None, *, required: bool = False) -> Settin
 
     explicit = path is not None
     config_path = Path(path) if path is not None else Path(DEFAULT_CONFIG)
+    if explicit:
+        try:
+            config_path = rules.check_path(config_path)  # `--config ~/site/publisher.toml` as well
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
     if not config_path.exists():
         if explicit:
             raise ConfigError(f"{config_path}: no such configuration file")
@@ -94,10 +141,7 @@ def load_settings(path: Path | None = None, *, required: bool = False) -> Settin
             )
         return Settings(base_dir=Path.cwd())
     origin = str(config_path)
-    try:
-        raw = config_path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{origin}: cannot read: {exc.strerror or exc}") from exc
+    raw = _read(config_path, origin)
     bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
     try:
         text = raw[bom:].decode("utf-8")
@@ -109,6 +153,8 @@ def load_settings(path: Path | None = None, *, required: bool = False) -> Settin
         raise ConfigError(f"{origin}: invalid TOML: {exc}") from exc
     except RecursionError as exc:  # tomllib recurses once per level of nested arrays/tables
         raise ConfigError(f"{origin}: invalid TOML: nested too deeply") from exc
+    except ValueError as exc:  # an integer of more than 4,300 digits (Python's int() limit)
+        raise ConfigError(f"{origin}: invalid TOML: {str(exc).split(';')[0]}") from exc
     for key in ("base_dir", "source"):
         if key in data:
             raise ConfigError(f"{origin}: {key}: unknown key")

@@ -1,11 +1,14 @@
 """The value rules of the settings model (publisher/config.py) that are more than a type or a
 bound: text without control characters, addresses, environment variable names, cron syntax. Each
-raises ValueError with a one-line reason, which config.py reports with the file and the key."""
+raises ValueError with a one-line reason, which config_file.py reports with the file and the key."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 # A line break in a setting would end up in a mail header or a page. A template may span lines
 # (its output is made one line); other control characters no.
@@ -13,6 +16,7 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _CONTROL_IN_TEMPLATE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _TEMPLATES = frozenset({"subject"})
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 def check_text(value: Any, field: str | None) -> Any:
@@ -49,3 +53,33 @@ def check_cron(value: str) -> str:
 
     cron.parse(value)
     return value
+
+
+def check_path(value: Path) -> Path:
+    """Any path setting: no control characters (a NUL cannot name a file), and `~` or `~user`
+    expanded now, so an unknown user is an error naming the key rather than a crash at first use."""
+    text = str(value)
+    if CONTROL.search(text):
+        raise ValueError("must not hold control characters or line breaks")
+    if not text.startswith("~"):
+        return value
+    try:
+        return value.expanduser()
+    except (RuntimeError, KeyError, OSError):  # pathlib: "Could not determine home directory."
+        head = value.parts[0]
+        why = f"there is no user {head[1:]!r}" if head != "~" else "the home folder is unknown (HOME unset)"
+        raise ValueError(f"cannot expand {head}: {why}") from None
+
+
+def resolve_paths(section: _Model, base: Path, name: str) -> _Model:
+    """`section` with each path setting absolute against `base` (the configuration file's folder).
+    The reason names the key itself: the caller validates the whole settings, not one key."""
+    update: dict[str, Path] = {}
+    for key, value in section:
+        if isinstance(value, Path):
+            try:
+                update[key] = (base / value).resolve()
+            except (RuntimeError, OSError) as exc:  # a symbolic link loop (RuntimeError before 3.13)
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "symbolic link loop"
+                raise ValueError(f"{name}.{key}: cannot resolve {value}: {why}") from None
+    return section.model_copy(update=update)

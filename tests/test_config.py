@@ -74,7 +74,7 @@ def test_explicit_config_that_does_not_exist_is_an_error(tmp_path: Path) -> None
 
 def test_config_that_is_a_folder_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "dir.toml").mkdir()
-    assert error_of(tmp_path / "dir.toml") == f"{tmp_path / 'dir.toml'}: cannot read: Is a directory"
+    assert error_of(tmp_path / "dir.toml") == f"{tmp_path / 'dir.toml'}: not a regular file (a directory)"
 
 
 def test_bad_toml_is_one_line_with_the_place(tmp_path: Path) -> None:

@@ -5,6 +5,9 @@ fails later (issue 11, points 1, 6 and 7)."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from publisher.cli.main import main
-from publisher.config import Settings
+from publisher.config import Settings, sections
 from publisher.config_file import load_settings
 from publisher.errors import ConfigError
 
@@ -45,6 +48,15 @@ def test_deeply_nested_toml_is_one_line(tmp_path: Path) -> None:
     """900 levels of nested arrays once crashed the loader with RecursionError."""
     path = write(tmp_path, "a = " + "[" * 900 + "]" * 900 + "\n")
     assert error_of(path) == f"{path}: invalid TOML: nested too deeply"
+
+
+def test_a_number_of_5000_digits_is_one_line(tmp_path: Path) -> None:
+    """int() refuses more than 4,300 digits with a ValueError that tomllib let through: a traceback."""
+    path = write(tmp_path, "[feed]\nentries = 1" + "0" * 5000 + "\n")
+    assert error_of(path) == (
+        f"{path}: invalid TOML: Exceeds the limit (4300 digits) for integer string conversion: "
+        "value has 5001 digits"
+    )
 
 
 def test_deeply_nested_toml_through_the_cli_exits_2(
@@ -104,6 +116,134 @@ def test_a_key_with_control_characters_is_shown_without_them(tmp_path: Path) -> 
     assert "\x1b" not in message and message.startswith(f"{path}: site.ti?[2Jtle: unknown key")
 
 
+# --- path keys (issue 11, point 6) --------------------------------------------------------------
+
+PATH_KEYS = [
+    ("paths", "seeds"),
+    ("paths", "feeds"),
+    ("paths", "state"),
+    ("paths", "templates"),
+    ("dkim", "private_key_path"),
+    ("dkim", "ed25519_private_key_path"),
+    ("inbound", "maildir"),
+]
+
+
+@pytest.mark.parametrize(("section", "key"), PATH_KEYS)
+def test_a_path_for_an_unknown_user_names_the_key(tmp_path: Path, section: str, key: str) -> None:
+    """`~nosuchuser/x` made Path.expanduser raise RuntimeError: a traceback from every command."""
+    path = write(tmp_path, f'[{section}]\n{key} = "~nosuchuser-publisher/x"\n')
+    assert error_of(path) == (
+        f"{path}: {section}.{key}: cannot expand ~nosuchuser-publisher: "
+        "there is no user 'nosuchuser-publisher'"
+    )
+
+
+@pytest.mark.parametrize(("section", "key"), PATH_KEYS)
+def test_a_path_through_a_symlink_loop_names_the_key(tmp_path: Path, section: str, key: str) -> None:
+    (tmp_path / "loop").symlink_to("loop")
+    path = write(tmp_path, f'[{section}]\n{key} = "loop/x"\n')
+    assert error_of(path) == f"{path}: {section}.{key}: cannot resolve loop/x: symbolic link loop"
+
+
+@pytest.mark.parametrize("value", ["a\\u0000b", "a\\nb", "a\\u001bb"])
+def test_a_path_with_control_characters_names_the_key(tmp_path: Path, value: str) -> None:
+    path = write(tmp_path, f'[paths]\nseeds = "{value}"\n')
+    assert error_of(path) == f"{path}: paths.seeds: must not hold control characters or line breaks"
+
+
+def test_a_path_under_the_home_folder_is_expanded_at_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    path = write(tmp_path, '[paths]\nseeds = "~/seeds"\n[inbound]\nmaildir = "~/Maildir"\n')
+    loaded = load_settings(path)
+    assert loaded.paths.seeds == tmp_path / "home" / "seeds"
+    assert loaded.inbound.maildir == tmp_path / "home" / "Maildir"
+
+
+def test_a_path_for_an_unknown_user_through_the_cli_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, '[paths]\nseeds = "~nosuchuser-publisher/seeds"\n')
+    for argv in (["build"], ["check"], ["digest", "--preview"], ["status"]):
+        assert main(["--config", str(path), *argv]) == 2
+        err = capsys.readouterr().err
+        assert (
+            err == f"Error: {path}: paths.seeds: cannot expand ~nosuchuser-publisher: there is no user "
+            "'nosuchuser-publisher'\n"
+        )
+
+
+def test_config_option_for_an_unknown_user_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config", "~nosuchuser-publisher/publisher.toml", "build"]) == 2
+    assert capsys.readouterr().err == (
+        "Error: ~nosuchuser-publisher/publisher.toml: cannot expand ~nosuchuser-publisher: "
+        "there is no user 'nosuchuser-publisher'\n"
+    )
+
+
+def test_config_option_expands_the_home_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    write(tmp_path, '[site]\ntitle = "Home Gazette"\n')
+    assert load_settings(Path("~/publisher.toml")).site.title == "Home Gazette"
+
+
+# --- the file itself (issue 11, point 6) ---------------------------------------------------------
+
+
+def cli_process(*argv: str) -> subprocess.CompletedProcess[str]:
+    """`python -m publisher ARGV` in a child with a timeout: a regression that blocks or reads for
+    ever fails the test instead of hanging (or filling the memory of) the suite."""
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "publisher", *argv],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"publisher {' '.join(argv)} did not finish in 60 s")
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    """Reading a FIFO waits for a writer for ever: the loader hung."""
+    fifo = tmp_path / "publisher.toml"
+    os.mkfifo(fifo)
+    result = cli_process("--config", str(fifo), "build")
+    assert (result.returncode, result.stderr) == (2, f"Error: {fifo}: not a regular file (a FIFO)\n")
+
+
+@pytest.mark.parametrize(
+    ("target", "kind"),
+    [("/dev/zero", "a character device"), ("/dev/null", "a character device"), ("", "a directory")],
+)
+def test_a_config_that_is_not_a_regular_file_is_refused(tmp_path: Path, target: str, kind: str) -> None:
+    """/dev/zero was read for ever; a directory gave "Is a directory" only after opening it."""
+    path = Path(target) if target else tmp_path
+    result = cli_process("--config", str(path), "check")
+    assert (result.returncode, result.stderr) == (2, f"Error: {path}: not a regular file ({kind})\n")
+
+
+def test_a_config_over_one_mib_is_refused_unread(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "publisher.toml"
+    path.write_bytes(b"# " + b"x" * (1 << 20) + b"\n")
+    assert main(["--config", str(path), "check"]) == 2
+    assert (
+        capsys.readouterr().err == f"Error: {path}: larger than 1 MiB, too large for a configuration file\n"
+    )
+    path.write_bytes(b"#" * ((1 << 20) - 1) + b"\n")  # exactly 1 MiB still loads
+    assert load_settings(path).site.title == "Example News"
+
+
+def test_a_symlink_to_a_config_file_is_followed(tmp_path: Path) -> None:
+    real = write(tmp_path, '[site]\ntitle = "Linked"\n')
+    link = tmp_path / "link.toml"
+    link.symlink_to(real)
+    assert load_settings(link).site.title == "Linked"
+
+
 # --- no configuration file ---------------------------------------------------------------------
 
 
@@ -161,8 +301,27 @@ def test_a_folder_that_is_no_site_points_at_init(
 
 # --- fuzzing -----------------------------------------------------------------------------------
 
-SECTIONS = ["site", "paths", "ingest", "feed", "digest", "delivery", "smtp", "daemon", "serve"]
+SECTIONS = list(sections())
 KEYS = sorted({name for section in SECTIONS for name in type(getattr(Settings(), section)).model_fields})
+OWN_KEYS = {section: sorted(type(getattr(Settings(), section)).model_fields) for section in SECTIONS}
+
+
+class Raw(str):
+    """TOML text written as it is: values Python cannot hand to the writer below (a 5,000-digit
+    number) or that are hostile by their size or depth."""
+
+
+_HUGE = st.one_of(
+    st.integers(1, 6000).map(lambda n: Raw("1" + "0" * n)),  # int() refuses more than 4,300 digits
+    st.integers(1, 6000).map(lambda n: Raw("-0." + "0" * n + "1")),
+    st.integers(1, 2000).map(lambda n: Raw("[" * n + "]" * n)),
+    st.integers(1, 2000).map(lambda n: Raw("{a = " * n + "1" + "}" * n)),
+    st.integers(1, 200_000).map(lambda n: Raw('"' + "x" * n + '"')),
+)
+_PATHS = st.one_of(
+    st.sampled_from(["~nosuchuser-publisher/x", "~", "~/x", "~root/x", "~/../..", "loop/x", "a\x00b"]),
+    st.text(max_size=12).map(lambda text: "~" + text),
+)
 
 _SCALARS = st.one_of(
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
@@ -171,11 +330,15 @@ _SCALARS = st.one_of(
     st.text(max_size=40),
     st.sampled_from(["yes", "0 8 * * 1", "61 25 * * 9", "a@b.example", "x\r\ny", "../..", "1e999"]),
     st.datetimes(),
+    _PATHS,
+    _HUGE,
 )
 _VALUES = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=3), max_leaves=8)
 
 
 def _toml_value(value: object) -> str:
+    if isinstance(value, Raw):
+        return str(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -202,7 +365,8 @@ def config_files(draw: st.DrawFn) -> bytes:
     lines = []
     for section in draw(st.lists(st.sampled_from([*SECTIONS, "nope"]), max_size=4, unique=True)):
         lines.append(f"[{section}]")
-        for key in draw(st.lists(st.sampled_from(KEYS), max_size=4, unique=True)):
+        own = OWN_KEYS.get(section, KEYS)
+        for key in draw(st.lists(st.sampled_from(own) | st.sampled_from(KEYS), max_size=4, unique=True)):
             lines.append(f"{key} = {_toml_value(draw(_VALUES))}")
     if draw(st.booleans()):
         depth = draw(st.integers(1, 2000))
@@ -213,6 +377,7 @@ def config_files(draw: st.DrawFn) -> bytes:
 @pytest.fixture(scope="module")
 def folder() -> Iterator[Path]:
     with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "loop").symlink_to("loop")
         yield Path(tmp)
 
 
@@ -235,6 +400,8 @@ def test_any_config_file_loads_or_is_one_line(folder: Path, data: bytes) -> None
                 assert math.isfinite(value)
             if isinstance(value, str):
                 assert "\r" not in value and "\n" not in value
+            if isinstance(value, Path):  # expanded and resolved at load: no surprise at first use
+                assert value.is_absolute() and "~" not in value.parts[0]
     from publisher import cron
 
     cron.parse(loaded.digest.schedule)
