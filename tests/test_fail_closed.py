@@ -120,7 +120,7 @@ def test_an_empty_database_file_is_never_replaced(project: Project) -> None:
     for suffix in ("-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
     database.write_bytes(b"")
-    for argv in (("subscribers", "list"), ("build",), ("digest", "--send")):
+    for argv in (("subscribers", "list"), ("build",), ("digest", "--send"), ("status",)):
         result = project.cli(*argv)
         assert result.code == 1, argv
         assert result.err.startswith(
@@ -128,7 +128,6 @@ def test_an_empty_database_file_is_never_replaced(project: Project) -> None:
         ), result.err
         assert result.err.count("\n") == 1
         assert database.stat().st_size == 0
-    assert "the state database is an empty file" in project.cli("status").out
 
 
 def test_an_empty_database_file_without_a_marker_is_refused_too(project: Project) -> None:

@@ -25,6 +25,9 @@ COMMANDS = ("init", "check", "build", "digest", "subscribers", "status", "run", 
 # Commands that write (feeds/, state/, mail): without a configuration file they refuse rather than
 # build the example site into whatever folder they were started in. check and status only read.
 WRITERS = frozenset({"build", "digest", "subscribers", "run", "serve", "inbound"})
+# Commands that use the state database: each refuses before it starts when the database was lost
+# (store/db.py), rather than failing later or, in a server or daemon, running without it.
+STATEFUL = WRITERS | {"status"}
 
 log = logging.getLogger("publisher")
 
@@ -139,6 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.recreate_database:
             _recreate_database(ctx)
+        if args.command in STATEFUL:
+            from publisher.store import db
+
+            db.refuse_lost(ctx.settings.db_path)
         result: int = args.handler(args, ctx)
         return result
     except sqlite3.Error as exc:  # a database call not wrapped below: still one line naming the file

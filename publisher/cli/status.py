@@ -23,7 +23,8 @@ def register(sub: Any) -> None:
         description="Show how many articles are published, which files are rejected and why, when "
         "the last digest went out and when the next is due, subscriber counts by status, and whether "
         "a daemon holds the state folder and when it last did its work. Reads only; works while the "
-        "daemon runs. Exit status: 0, or 1 when any file is rejected.",
+        "daemon runs. Exit status: 0, or 1 when any file is rejected or the state database was lost "
+        "(an empty file, or missing beside its marker: one Error: line).",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument(

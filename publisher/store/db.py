@@ -58,8 +58,9 @@ def marker_path(path: Path) -> Path:
     return path.with_name(path.name + MARKER_SUFFIX)
 
 
-def _refuse_lost(path: Path) -> None:
-    """StateError when the database at `path` is an empty file, or gone from a folder that had one."""
+def refuse_lost(path: Path) -> None:
+    """StateError when the database at `path` is an empty file, or gone from a folder that had one.
+    `connect` calls it; so does every command that uses the state, before it starts."""
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -134,7 +135,7 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     Never creates a database over an empty file, nor in a state folder that held one and lost it
     (see `MARKER_SUFFIX`): those are errors naming the file, until the operator says otherwise.
     """
-    _refuse_lost(path)
+    refuse_lost(path)
     try:
         if readonly:
             if not path.exists():

@@ -1,0 +1,113 @@
+"""Fail closed on lost state (issue 11, points 1 and 2): every command that uses the state folder,
+the server and the daemon included, refuses to start when the database was lost, rather than
+running on an empty one; `status` says so with exit 1. Commands run as users run them: a process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from publisher.store import db
+from tests.conftest import NOW, Project
+from tests.support.serving import serve_process
+
+# Every command that opens the state; serve and run would otherwise start and keep running.
+COMMANDS = [
+    ("serve", "--port", "0"),
+    ("run",),
+    ("subscribers", "list"),
+    ("subscribers", "add", "bob@example.org"),
+    ("digest", "--send"),
+    ("digest", "--preview"),
+    ("status",),
+    ("build",),
+    ("inbound",),
+]
+
+
+def publisher(project: Project, *args: str) -> subprocess.CompletedProcess[str]:
+    """`publisher --config … ARGS` as a process; a command that does not refuse would run on until
+    the timeout (serve, run), which fails the test."""
+    env = {**os.environ, "PUBLISHER_NOW": NOW.isoformat()}
+    return subprocess.run(
+        [sys.executable, "-m", "publisher", "--config", str(project.config_path), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def state_files(project: Project) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(project.state)): p.read_bytes()
+        for p in sorted(project.state.rglob("*"))
+        if p.is_file() and p.name != "lock"
+    }
+
+
+@pytest.fixture
+def lost(project: Project) -> Path:
+    """A site that built and had a subscriber, whose database file is then gone (the marker stays)."""
+    project.seed("one.txt", "date 2025-02-20 The harbour board met.\n")
+    assert project.cli("build").code == 0
+    assert project.cli("subscribers", "add", "anna@example.org").code == 0
+    database = project.settings().db_path
+    for path in project.state.glob("publisher.sqlite3*"):
+        if path != db.marker_path(database):
+            path.unlink()
+    return database
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=" ".join)
+def test_every_command_refuses_a_lost_database(project: Project, lost: Path, argv: tuple[str, ...]) -> None:
+    before = state_files(project)
+    result = publisher(project, *argv)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr == (
+        f"Error: {lost}: the state database is missing, but this state folder held one "
+        "(publisher.sqlite3.exists is there) (restore it from a backup, or run with --recreate-database "
+        "to start over with no subscribers)\n"
+    )
+    assert result.stdout == ""
+    assert not lost.exists()
+    assert state_files(project) == before  # no database, no secret.key, nothing
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=" ".join)
+def test_every_command_refuses_an_empty_database_file(project: Project, argv: tuple[str, ...]) -> None:
+    project.state.mkdir()
+    database = project.settings().db_path
+    database.write_bytes(b"")
+    result = publisher(project, *argv)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.startswith(
+        f"Error: {database}: the state database is an empty file (0 bytes); refusing to create"
+    )
+    assert result.stderr.count("\n") == 1 and result.stdout == ""
+    assert database.stat().st_size == 0
+    assert sorted(p.name for p in project.state.iterdir() if p.name != "lock") == ["publisher.sqlite3"]
+
+
+def test_the_operator_can_start_over_and_serve(project: Project, lost: Path, tmp_path: Path) -> None:
+    assert publisher(project, "--recreate-database", "subscribers", "list").returncode == 0
+    assert lost.is_file()
+    with serve_process(project.config_path, tmp_path / "serve.log", now=NOW) as url:
+        assert httpx.get(f"{url}subscribe", timeout=10).status_code == 200
+
+
+def test_a_new_project_still_starts(project: Project, tmp_path: Path) -> None:
+    """No database ever (no marker): serve starts and makes what it needs; status says nothing is
+    built, with exit 0."""
+    status = publisher(project, "status")
+    assert status.returncode == 0 and "no state database yet" in status.stdout
+    with serve_process(project.config_path, tmp_path / "serve.log", now=NOW) as url:
+        answer = httpx.post(f"{url}subscribe", data={"email": "new@example.org"}, timeout=10)
+        assert answer.status_code in (200, 403)  # served (a form without its CSRF token is refused)
+    assert db.marker_path(project.settings().db_path).is_file() or not project.settings().db_path.exists()
