@@ -4,6 +4,7 @@ running on an empty one; `status` says so with exit 1. Commands run as users run
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from publisher import output
 from publisher.store import db
 from tests.conftest import NOW, Project
 from tests.support.serving import serve_process
@@ -111,3 +113,44 @@ def test_a_new_project_still_starts(project: Project, tmp_path: Path) -> None:
         answer = httpx.post(f"{url}subscribe", data={"email": "new@example.org"}, timeout=10)
         assert answer.status_code in (200, 403)  # served (a form without its CSRF token is refused)
     assert db.marker_path(project.settings().db_path).is_file() or not project.settings().db_path.exists()
+
+
+# --- status counts what is out now ----------------------------------------------------------------
+
+
+def story(title: str, *, draft: bool = False) -> str:
+    flag = "draft: true\n" if draft else ""
+    return f'---\ntitle: "{title}"\ndate: 2025-02-20\n{flag}---\n\nThe harbour board met about {title}.\n'
+
+
+def test_status_counts_only_articles_that_are_out_now(project: Project) -> None:
+    """An article withdrawn after it was published (made a draft again, or its file deleted) is no
+    longer published, though it went live once; one whose build was killed is not out yet."""
+    for name in ("one", "two", "three", "four"):
+        project.seed(f"{name}.md", story(f"Story {name}"))
+    assert project.cli("build").code == 0
+    assert project.cli("status").out.splitlines()[0] == (
+        "Articles:    4 published, 0 waiting (embargoed or draft), 0 removed"
+    )
+    project.seed("two.md", story("Story two", draft=True))
+    (project.seeds / "three.md").unlink()
+    assert project.cli("build").code == 0
+    pages = sorted(p.stem for p in (project.feeds / "articles").glob("*.html"))
+    assert len(pages) == 2
+    result = project.cli("status")
+    assert result.code == 0
+    assert result.out.splitlines()[0] == "Articles:    2 published, 1 waiting (embargoed or draft), 1 removed"
+
+    def killed(step: str, path: Path) -> None:
+        if step == "rename" and path.name == "atom.xml":
+            raise KeyboardInterrupt  # stands for kill -9 after the pages were renamed
+
+    project.seed("five.md", story("Story five"))
+    with output.faults(killed):
+        assert project.cli("build").code == 130
+    assert len(list((project.feeds / "articles").glob("*.html"))) == 3
+    data = json.loads(project.cli("status", "--json").out)
+    assert (data["published"], data["waiting"], data["removed"]) == (2, 2, 1)
+    assert project.cli("build").code == 0
+    data = json.loads(project.cli("status", "--json").out)
+    assert (data["published"], data["waiting"], data["removed"]) == (3, 1, 1)

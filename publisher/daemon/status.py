@@ -30,8 +30,8 @@ _SUBSCRIBER_STATES = ("active", "pending", "unsubscribed", "bounced")
 @dataclass
 class Status:
     files: int = 0
-    published: int = 0  # in the feeds now
-    waiting: int = 0  # known but not live: embargoed or draft
+    published: int = 0  # out now: a completed build put it out and its page is in place
+    waiting: int = 0  # known but not out: embargoed, draft, rejected, or its build not complete
     removed: int = 0  # files gone; ids kept
     rejected: list[str] = field(default_factory=list)  # one problem line per rejected file
     problems_from: str = ""  # "the last build" or "seeds/ now"
@@ -140,15 +140,19 @@ def _tally(status: Status, problems: list[Problem]) -> None:
 
 def _from_database(conn: sqlite3.Connection, status: Status, now: datetime) -> None:
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if "articles" in tables:
+    if "articles" in tables and "pages" in tables:
+        # Published: out now. live_at only says an article went out once (a draft again, or a
+        # build killed before its feeds, keeps it); out_at says a completed build put it out, and
+        # its row in `pages` that its page is in feeds/ still (a withdrawn article's is deleted).
         row = conn.execute(
             "SELECT"
-            " COUNT(*) FILTER (WHERE removed_at IS NULL AND live_at IS NOT NULL),"
-            " COUNT(*) FILTER (WHERE removed_at IS NULL AND live_at IS NULL),"
+            " COUNT(*) FILTER (WHERE removed_at IS NULL AND out_at IS NOT NULL AND id IN"
+            " (SELECT article_id FROM pages)),"
+            " COUNT(*) FILTER (WHERE removed_at IS NULL),"
             " COUNT(*) FILTER (WHERE removed_at IS NOT NULL)"
             " FROM articles"
         ).fetchone()
-        status.published, status.waiting, status.removed = row[0], row[1], row[2]
+        status.published, status.waiting, status.removed = row[0], row[1] - row[0], row[2]
     if "subscribers" in tables:
         counts = subscribers.counts(conn)
         status.subscribers = {state: counts.get(state, 0) for state in _SUBSCRIBER_STATES}
