@@ -5,10 +5,18 @@ set bundled inside the package (`publisher/templates/`, shipped as package data)
 configuration supplies renders in Jinja2's immutable sandbox: a template (a file in the templates
 folder, or `digest.subject`) can format the values it is given, never reach Python internals
 (`cycler.__init__.__globals__…`) or change the objects it sees.
+
+Whatever goes wrong while a template is loaded or rendered (a syntax error, an undefined value, a
+missing include, templates that extend each other, a range the sandbox refuses, `{{ 1/0 }}`)
+becomes one `OutputError` here, naming the template the failure is in, its line and the cause:
+callers never see a Jinja2 or Python exception.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from types import TracebackType
 from typing import Any
 
 import jinja2
@@ -18,9 +26,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from publisher import BUNDLED_TEMPLATES
 from publisher.config import Settings
-from publisher.errors import OutputError
+from publisher.errors import OutputError, PublisherError
 
 BUNDLED = BUNDLED_TEMPLATES
+_STRING = "<template>"  # Jinja2's file name for a template given as text
 
 
 class Templates:
@@ -30,6 +39,7 @@ class Templates:
         folders = [str(settings.paths.templates)]
         if settings.paths.templates != BUNDLED:
             folders.append(str(BUNDLED))
+        self._folders = tuple(folder.rstrip(os.sep) + os.sep for folder in folders)
         self.env = ImmutableSandboxedEnvironment(
             loader=jinja2.FileSystemLoader(folders),
             autoescape=jinja2.select_autoescape(
@@ -44,26 +54,65 @@ class Templates:
         )
 
     def render(self, name: str, **context: Any) -> str:
-        try:
-            return self.env.get_template(name).render(**context)
-        except jinja2.TemplateNotFound as exc:
-            raise OutputError(f"template {name} not found") from exc
-        except jinja2.UndefinedError as exc:
-            raise OutputError(f"template {name}: {exc.message}") from exc
-        except jinja2.TemplateSyntaxError as exc:
-            raise OutputError(f"template {exc.filename or name}, line {exc.lineno}: {exc.message}") from exc
-        except SecurityError as exc:
-            raise OutputError(f"template {name}: refused by the sandbox: {exc}") from exc
+        """The template file `name` (operator's folder first, then the bundled set) rendered."""
+        return self._run(name, lambda: self.env.get_template(name).render(**context))
 
-    def render_string(self, source: str, **context: Any) -> str:
-        """Render a template given as text (e.g. the digest subject from the settings)."""
-        try:
-            return self.env.from_string(source).render(**context)
-        except SecurityError as exc:
-            raise OutputError(f"template {source!r}: refused by the sandbox: {exc}") from exc
-        except jinja2.TemplateError as exc:
-            raise OutputError(f"template {source!r}: {exc}") from exc
+    def render_string(self, source: str, origin: str = "digest.subject", **context: Any) -> str:
+        """Render a template given as text; `origin` names it in errors (the setting it comes from)."""
+        return self._run(origin, lambda: self.env.from_string(source).render(**context))
 
     def markup(self, html: str) -> Any:
         """Mark HTML that publisher built itself (escaped text, rendered Markdown) as safe."""
         return markupsafe.Markup(html)  # noqa: S704 - only HTML publisher built itself
+
+    def _run(self, name: str, render: Callable[[], str]) -> str:
+        try:
+            return render()
+        except PublisherError:
+            raise
+        except Exception as exc:  # every failure inside a template is the operator's to fix
+            raise OutputError(self._describe(name, exc)) from exc
+
+    def _describe(self, name: str, exc: Exception) -> str:
+        where: str | None
+        line: int | None
+        if isinstance(exc, jinja2.TemplateSyntaxError):
+            where, line = exc.filename or name, exc.lineno
+        else:
+            where, line = self._innermost(exc.__traceback__)
+        if where is None:  # no template code ran: `name` itself could not be found or loaded
+            if isinstance(exc, jinja2.TemplateNotFound) and exc.name == name:
+                return f"template {name} not found"
+            where = name
+        elif where == _STRING:
+            where = name
+        place = f"template {where}" + (f", line {line}" if line else "")
+        return f"{place}: {_cause(exc)}"
+
+    def _innermost(self, tb: TracebackType | None) -> tuple[str | None, int | None]:
+        """The template file and line the failure happened in: the last frame of template code
+        (Jinja2 rewrites its frames to carry the template's file name and line)."""
+        found: tuple[str | None, int | None] = (None, None)
+        while tb is not None:
+            filename = tb.tb_frame.f_code.co_filename
+            if filename == _STRING or filename.startswith(self._folders):
+                found = (filename, tb.tb_lineno)
+            tb = tb.tb_next
+        return found
+
+
+def _cause(exc: Exception) -> str:
+    """The reason, in words for the operator."""
+    if isinstance(exc, jinja2.TemplatesNotFound):
+        return str(exc.message)
+    if isinstance(exc, jinja2.TemplateNotFound):
+        return f"template {exc.name} not found"
+    if isinstance(exc, SecurityError):
+        return f"refused by the sandbox: {exc}"
+    if isinstance(exc, jinja2.TemplateError):
+        return str(exc.message or exc)
+    if isinstance(exc, RecursionError):
+        return "recursion too deep: templates that extend or include each other, or a macro calling itself"
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    return f"{exc} ({type(exc).__name__})" if str(exc) else type(exc).__name__

@@ -1,0 +1,168 @@
+"""Whatever is wrong in an operator's template (a file in the templates folder, or
+`digest.subject`) is one `Error: template …` line naming the template it is in, its line and the
+cause, never a traceback: in `build`, in `digest --preview/--send/--to`, and in the daemon's log
+(which keeps running). publisher/render.py is the one place that turns such failures into
+`OutputError`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from publisher.errors import OutputError
+from publisher.render import Templates
+from tests.conftest import NOW, Project
+from tests.test_daemon import Daemon, feed_titles, story
+from tests.test_daemon import daemons as daemons  # the fixture
+
+LATER = NOW + timedelta(minutes=1)
+RECURSION = "recursion too deep: templates that extend or include each other, or a macro calling itself"
+RANGE = "Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000). (OverflowError)"
+
+# (template source, cause): each once gave a traceback or named the wrong template.
+BAD = [
+    ('{% extends "bad.html" %}', RECURSION),
+    ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", RECURSION),
+    ("{% for i in range(10**6) %}{% endfor %}", RANGE),
+    ("{{ range(10**7)|list }}", RANGE),
+    ("{{ 1/0 }}", "division by zero (ZeroDivisionError)"),
+    ('{{ "x"|format(1) }}', "not all arguments converted during string formatting (TypeError)"),
+    ("{{ nope }}", "'nope' is undefined"),
+    ("{% if %}", "Expected an expression, got 'end of statement block'"),
+    ('{% include "missing.html" %}', "template missing.html not found"),
+    (
+        "{{ ''.__class__.__mro__ }}",
+        "refused by the sandbox: access to attribute '__class__' of 'str' object is unsafe.",
+    ),
+]
+
+
+def folder(project: Project) -> Path:
+    path = project.root / "templates"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def error(templates: Templates, name: str) -> str:
+    with pytest.raises(OutputError) as info:
+        templates.render(name, site={"title": "T"})
+    line = info.value.one_line()
+    assert "\n" not in line
+    return line
+
+
+@pytest.mark.parametrize(("source", "cause"), BAD)
+def test_a_bad_template_file_is_one_error_naming_it(project: Project, source: str, cause: str) -> None:
+    bad = folder(project) / "bad.html"
+    bad.write_text("<p>\n" + source + "\n", encoding="utf-8")
+    assert error(Templates(project.settings()), "bad.html") == f"template {bad}, line 2: {cause}"
+
+
+@pytest.mark.parametrize(("source", "cause"), BAD)
+def test_a_bad_subject_is_one_error_naming_the_setting(project: Project, source: str, cause: str) -> None:
+    with pytest.raises(OutputError) as info:
+        Templates(project.settings()).render_string(source.replace("bad.html", "missing.html"), count=1)
+    expected = cause.replace("template bad.html", "template missing.html")
+    if "extends" in source:  # the subject extends a template that does not exist
+        expected = "template missing.html not found"
+    assert info.value.one_line() == f"template digest.subject, line 1: {expected}"
+
+
+def test_templates_that_extend_each_other(project: Project) -> None:
+    (folder(project) / "a.html").write_text('{% extends "b.html" %}', encoding="utf-8")
+    (folder(project) / "b.html").write_text('\n{% extends "a.html" %}', encoding="utf-8")
+    message = error(Templates(project.settings()), "a.html")
+    assert message.startswith(f"template {folder(project)}/") and message.endswith(RECURSION)
+
+
+def test_a_missing_include_names_the_template_that_includes_it(project: Project) -> None:
+    """The message named the top template ("template page.html not found"), not the include."""
+    (folder(project) / "page.html").write_text('<p>\n{% include "part.html" %}', encoding="utf-8")
+    (folder(project) / "part.html").write_text('\n\n{% include "missing.html" %}', encoding="utf-8")
+    assert error(Templates(project.settings()), "page.html") == (
+        f"template {folder(project) / 'part.html'}, line 3: template missing.html not found"
+    )
+
+
+def test_a_syntax_error_in_an_included_template_names_it(project: Project) -> None:
+    (folder(project) / "page.html").write_text('{% include "part.html" %}', encoding="utf-8")
+    (folder(project) / "part.html").write_text("\n{% for %}", encoding="utf-8")
+    assert error(Templates(project.settings()), "page.html") == (
+        f"template {folder(project) / 'part.html'}, line 2: "
+        "Expected an expression, got 'end of statement block'"
+    )
+
+
+def test_a_template_that_is_not_there_is_named(project: Project) -> None:
+    assert error(Templates(project.settings()), "nowhere.html") == "template nowhere.html not found"
+
+
+# --- through the commands ---------------------------------------------------------------------
+
+
+def with_article(project: Project) -> None:
+    project.seed("a.txt", "date 2025-02-20 The harbour reopened on Monday after the storm.\n")
+
+
+@pytest.mark.parametrize(("source", "cause"), BAD)
+def test_build_with_a_bad_override_is_one_line_and_exit_1(project: Project, source: str, cause: str) -> None:
+    with_article(project)
+    page = folder(project) / "article.html.j2"
+    page.write_text(source.replace("bad.html", "article.html.j2"), encoding="utf-8")
+    result = project.cli("build")
+    assert result.code == 1
+    assert result.err == f"Error: template {page}, line 1: {cause}\n"
+    page.unlink()
+    assert project.cli("build").code == 0  # fixed: the next build publishes
+
+
+@pytest.mark.parametrize("action", [["--preview"], ["--send"], ["--to", "test@example.org"]])
+@pytest.mark.parametrize(("source", "cause"), [BAD[0], BAD[2], BAD[4], BAD[6], BAD[7]])
+def test_digest_with_a_bad_subject_is_one_line_and_exit_1(
+    project: Project, action: list[str], source: str, cause: str
+) -> None:
+    with_article(project)
+    assert project.cli("build").code == 0
+    assert project.cli("subscribers", "add", "ana@example.com").code == 0
+    project.configure(f"[digest]\nsubject = '{source.replace('bad.html', 'missing.html')}'\n")
+    result = project.cli("digest", *action, "--backfill", "1", now=LATER)
+    expected = "template missing.html not found" if "extends" in source else cause
+    assert (result.code, result.err) == (1, f"Error: template digest.subject, line 1: {expected}\n")
+    assert not list((project.state / "outbox").rglob("*.eml"))  # nothing left the machine
+
+
+@pytest.mark.parametrize("action", [["--preview"], ["--send"], ["--to", "test@example.org"]])
+def test_digest_with_a_bad_override_is_one_line_and_nothing_is_lost(
+    project: Project, action: list[str]
+) -> None:
+    with_article(project)
+    assert project.cli("build").code == 0
+    assert project.cli("subscribers", "add", "ana@example.com").code == 0
+    page = folder(project) / "digest.html.j2"
+    page.write_text('{% extends "digest.html.j2" %}', encoding="utf-8")
+    result = project.cli("digest", *action, "--backfill", "1", now=LATER)
+    assert (result.code, result.err) == (1, f"Error: template {page}, line 1: {RECURSION}\n")
+    page.unlink()
+    again = project.cli("digest", *action, "--backfill", "1", now=LATER)
+    assert again.code == 0, again.err
+    if action == ["--send"]:
+        assert "sent 1, failed 0" in again.out  # the failed run recorded nothing as sent
+
+
+def test_the_daemon_logs_one_line_and_keeps_running(project: Project, daemons: Callable[..., Daemon]) -> None:
+    project.configure("[daemon]\nsettle = 0.1\n")
+    page = folder(project) / "article.html.j2"
+    page.write_text('{% extends "article.html.j2" %}', encoding="utf-8")
+    project.seed("one.txt", story("Story one"))
+    daemon = daemons()
+    daemon.wait_log("ERROR daemon: build failed:")
+    failure = next(line for line in daemon.log.splitlines() if "build failed" in line)
+    assert failure.endswith(f"build failed: template {page}, line 1: {RECURSION}")
+    assert "Traceback" not in daemon.log
+    page.unlink()
+    project.seed("two.txt", story("Story two"))
+    daemon.wait_for("recovery", lambda: {"Story one", "Story two"} <= set(feed_titles(project)))
+    assert daemon.stop() == 0
