@@ -122,7 +122,7 @@ def load_settings(path: Path | None = None, *, required: bool = False) -> Settin
     (the commands that write: they must never build an example site into a stray folder). An
     explicit path that does not exist is an error.
     """
-    from publisher.config import DEFAULT_CONFIG, Settings
+    from publisher.config import DEFAULT_CONFIG, DigestSettings, Settings
 
     explicit = path is not None
     config_path = Path(path) if path is not None else Path(DEFAULT_CONFIG)
@@ -159,7 +159,7 @@ def load_settings(path: Path | None = None, *, required: bool = False) -> Settin
         if key in data:
             raise ConfigError(f"{origin}: {key}: unknown key")
     try:
-        return Settings(**data, base_dir=config_path.resolve().parent, source=config_path.resolve())
+        settings = Settings(**data, base_dir=config_path.resolve().parent, source=config_path.resolve())
     except RecursionError as exc:
         raise ConfigError(f"{origin}: a value is nested too deeply") from exc
     except ValidationError as exc:
@@ -169,3 +169,10 @@ def load_settings(path: Path | None = None, *, required: bool = False) -> Settin
         if more:
             line += f" (and {more} more problem{'s' if more != 1 else ''})"
         raise ConfigError(line) from exc
+    if settings.digest.subject != DigestSettings.model_fields["subject"].default:  # Jinja2: only if needed
+        from publisher.render import template_problem
+
+        problem = template_problem(settings.digest.subject)
+        if problem:
+            raise ConfigError(f"{origin}: digest.subject: {problem}")
+    return settings

@@ -15,11 +15,12 @@ callers never see a Jinja2 or Python exception.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from types import TracebackType
 from typing import Any
 
 import jinja2
+import jinja2.meta
 import markupsafe
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -30,6 +31,8 @@ from publisher.errors import OutputError, PublisherError
 
 BUNDLED = BUNDLED_TEMPLATES
 _STRING = "<template>"  # Jinja2's file name for a template given as text
+# The values `digest.subject` is rendered with (publisher/digest/content.py gives them).
+SUBJECT_VARIABLES = ("site", "count", "titles", "period")
 
 
 class Templates:
@@ -99,6 +102,23 @@ class Templates:
                 found = (filename, tb.tb_lineno)
             tb = tb.tb_next
         return found
+
+
+def template_problem(source: str, variables: Collection[str] = SUBJECT_VARIABLES) -> str | None:
+    """Why `source` cannot be a template over `variables` (a syntax error, a name it is not given),
+    or None. For a template in the configuration file, checked when the file is read; what only
+    rendering finds (`{{ 1/0 }}`) is still one `OutputError` then."""
+    env = ImmutableSandboxedEnvironment()
+    try:
+        parsed = env.parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        return f"line {exc.lineno}: {exc.message}"
+    except RecursionError:
+        return "nested too deeply"
+    unknown = sorted(jinja2.meta.find_undeclared_variables(parsed) - set(variables) - set(env.globals))
+    if unknown:
+        return f"unknown variable {unknown[0]!r} (a subject can use {', '.join(variables)})"
+    return None
 
 
 def _cause(exc: Exception) -> str:

@@ -120,7 +120,7 @@ def test_build_with_a_bad_override_is_one_line_and_exit_1(project: Project, sour
 
 
 @pytest.mark.parametrize("action", [["--preview"], ["--send"], ["--to", "test@example.org"]])
-@pytest.mark.parametrize(("source", "cause"), [BAD[0], BAD[2], BAD[4], BAD[6], BAD[7]])
+@pytest.mark.parametrize(("source", "cause"), [BAD[0], BAD[2], BAD[4], BAD[5], BAD[8]])
 def test_digest_with_a_bad_subject_is_one_line_and_exit_1(
     project: Project, action: list[str], source: str, cause: str
 ) -> None:
@@ -132,6 +132,39 @@ def test_digest_with_a_bad_subject_is_one_line_and_exit_1(
     expected = "template missing.html not found" if "extends" in source else cause
     assert (result.code, result.err) == (1, f"Error: template digest.subject, line 1: {expected}\n")
     assert not list((project.state / "outbox").rglob("*.eml"))  # nothing left the machine
+
+
+@pytest.mark.parametrize(
+    ("source", "cause"),
+    [
+        ("{{ nope }}", "unknown variable 'nope' (a subject can use site, count, titles, period)"),
+        ("{% if %}", "line 1: Expected an expression, got 'end of statement block'"),
+        ("{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}", "nested too deeply"),
+    ],
+)
+def test_a_subject_that_cannot_render_is_refused_when_the_file_is_read(
+    project: Project, source: str, cause: str
+) -> None:
+    """What parsing alone finds is a configuration error (exit 2), in every command, before any work."""
+    project.configure(f"[digest]\nsubject = '{source}'\n")
+    for argv in (["check"], ["build"], ["digest", "--preview"]):
+        result = project.cli(*argv)
+        assert (result.code, result.err) == (2, f"Error: {project.config_path}: digest.subject: {cause}\n")
+    assert not project.state.exists()
+
+
+def test_every_value_a_subject_can_use_is_given(project: Project) -> None:
+    """The load check and the digest agree on the subject's variables (render.SUBJECT_VARIABLES)."""
+    with_article(project)
+    assert project.cli("build").code == 0
+    project.configure(
+        "[digest]\nsubject = '{{ site.title }}/{{ site.url }}/{{ site.author }}/{{ count }}/"
+        '{{ titles|join(",") }}/{{ period }}/{{ range(2)|list|length }}\'\n'
+    )
+    result = project.cli("digest", "--preview", "--backfill", "1", now=LATER)
+    assert result.code == 0, result.err
+    preview = (project.state / "preview" / "next-digest.html").read_text(encoding="utf-8")
+    assert "<title>Test Gazette/https://news.example.org//Test Desk/1/The harbour reopened" in preview
 
 
 @pytest.mark.parametrize("action", [["--preview"], ["--send"], ["--to", "test@example.org"]])
