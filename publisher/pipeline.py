@@ -350,15 +350,16 @@ def digest_send(
     between messages; the rest stays pending for the next call. `transport`: one caller-owned
     connection instead of `settings.delivery`'s. `resume_only`: start no new digest (the daemon at
     start, between two slots)."""
-    from publisher import digest, tokens
+    from publisher import digest
     from publisher.delivery import engine as delivery
-    from publisher.store import db
+    from publisher.store import db, keys
 
     mailto = f"mailto:{settings.digest.unsubscribe_mailto}?subject=unsubscribe%20"
-    links = delivery.token_links(tokens.site_secret(settings), digest.unsubscribe_url(settings, ""), mailto)
-    run = delivery.Session(settings, now, links, transport, progress, should_stop)
     conn = db.connect(settings.db_path)
     try:
+        secret = keys.require(settings, conn)  # refuses a lost secret.key rather than make another
+        links = delivery.token_links(secret, digest.unsubscribe_url(settings, ""), mailto)
+        run = delivery.Session(settings, now, links, transport, progress, should_stop)
         for digest_id in digest.unfinished(conn):
             if not run.send(conn, digest.load(conn, digest_id), digest.mark_complete):
                 return run.report

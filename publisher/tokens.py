@@ -95,6 +95,11 @@ def _file_secret(path: Path) -> bytes:
     return value
 
 
+def forget_cached() -> None:
+    """Read the secret afresh at its next use (`--new-secret-key` in this process)."""
+    _secret.cache_clear()
+
+
 def _key(site: bytes, token_secret: str) -> bytes:
     return hmac.digest(site, _KEY_LABEL + token_secret.encode("utf-8"), "sha256")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -32,10 +33,13 @@ COMMANDS = [
 ]
 
 
-def publisher(project: Project, *args: str) -> subprocess.CompletedProcess[str]:
+def publisher(project: Project, *args: str, secret: str | None = None) -> subprocess.CompletedProcess[str]:
     """`publisher --config … ARGS` as a process; a command that does not refuse would run on until
-    the timeout (serve, run), which fails the test."""
+    the timeout (serve, run), which fails the test. `secret`: PUBLISHER_SECRET for it."""
     env = {**os.environ, "PUBLISHER_NOW": NOW.isoformat()}
+    env.pop("PUBLISHER_SECRET", None)
+    if secret is not None:
+        env["PUBLISHER_SECRET"] = secret
     return subprocess.run(
         [sys.executable, "-m", "publisher", "--config", str(project.config_path), *args],
         capture_output=True,
@@ -110,9 +114,90 @@ def test_a_new_project_still_starts(project: Project, tmp_path: Path) -> None:
     status = publisher(project, "status")
     assert status.returncode == 0 and "no state database yet" in status.stdout
     with serve_process(project.config_path, tmp_path / "serve.log", now=NOW) as url:
-        answer = httpx.post(f"{url}subscribe", data={"email": "new@example.org"}, timeout=10)
-        assert answer.status_code in (200, 403)  # served (a form without its CSRF token is refused)
-    assert db.marker_path(project.settings().db_path).is_file() or not project.settings().db_path.exists()
+        assert httpx.get(f"{url}subscribe", timeout=10).status_code == 200
+    database = project.settings().db_path
+    assert database.is_file() and db.marker_path(database).is_file()
+    assert (project.state / "secret.key").is_file()
+
+
+# --- the site secret is never replaced behind the operator's back -----------------------------
+
+
+MISSING_KEY = (
+    "the token secret is missing, but this site has signed links with one (every unsubscribe and "
+    "confirmation link already mailed needs it); refusing to make a new one (restore it from a backup, "
+    "or set PUBLISHER_SECRET to the secret it held; run with --new-secret-key to make a new one, which "
+    "voids those links)\n"
+)
+
+
+def mailed(project: Project, secret: str | None = None) -> None:
+    """A site that has mailed a digest (each message with its signed unsubscribe link)."""
+    project.seed("one.txt", "date 2025-02-20 The harbour board met.\n")
+    assert publisher(project, "subscribers", "add", "anna@example.org").returncode == 0
+    assert publisher(project, "build").returncode == 0
+    sent = publisher(project, "digest", "--send", "--backfill", "1", secret=secret)
+    assert sent.returncode == 0 and "sent 1," in sent.stdout, sent.stdout + sent.stderr
+
+
+@pytest.mark.parametrize("argv", [("serve", "--port", "0"), ("run",), ("digest", "--send")], ids=" ".join)
+def test_a_lost_secret_key_is_refused_not_replaced(
+    project: Project, tmp_path: Path, argv: tuple[str, ...]
+) -> None:
+    mailed(project)
+    key = project.state / "secret.key"
+    old = key.read_bytes()
+    key.unlink()
+    before = set(state_files(project))
+    result = publisher(project, *argv)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr == f"Error: {key}: {MISSING_KEY}"
+    assert not key.exists() and set(state_files(project)) <= before | {
+        "publisher.sqlite3-wal",
+        "publisher.sqlite3-shm",
+    }
+    # Restored from the backup: it starts, and the links already mailed work.
+    key.write_bytes(old)
+    with serve_process(project.config_path, tmp_path / "serve.log", now=NOW) as url:
+        assert httpx.get(f"{url}subscribe", timeout=10).status_code == 200
+
+
+def test_the_operator_can_ask_for_a_new_secret_key(project: Project, tmp_path: Path) -> None:
+    mailed(project)
+    key = project.state / "secret.key"
+    old = key.read_bytes()
+    key.unlink()
+    assert publisher(project, "serve", "--port", "0").returncode == 1
+    fresh = publisher(project, "--new-secret-key", "digest", "--send")
+    assert fresh.returncode == 0, fresh.stderr
+    assert "a new token secret will be made (--new-secret-key)" in fresh.stderr
+    assert key.is_file() and key.read_bytes() != old
+    with serve_process(project.config_path, tmp_path / "serve.log", now=NOW) as url:
+        assert httpx.get(f"{url}subscribe", timeout=10).status_code == 200
+    key.unlink()  # the new one is recorded: losing it is refused in turn
+    assert publisher(project, "serve", "--port", "0").stderr == f"Error: {key}: {MISSING_KEY}"
+
+
+def test_a_secret_from_the_environment_is_missed_too(project: Project) -> None:
+    """Links signed with PUBLISHER_SECRET; started later without it (and no secret.key): refused."""
+    mailed(project, secret="a-long-enough-secret-for-tokens")
+    assert not (project.state / "secret.key").exists()
+    result = publisher(project, "serve", "--port", "0")
+    assert result.returncode == 1 and result.stderr.endswith(MISSING_KEY)
+    assert not (project.state / "secret.key").exists()
+
+
+def test_a_database_from_before_the_record_counts_its_sends(project: Project) -> None:
+    """A database whose send ledger holds messages but that never recorded its secret (an older
+    release): a missing secret.key is refused all the same."""
+    mailed(project)
+    conn = sqlite3.connect(project.settings().db_path)
+    with conn:
+        conn.execute("DELETE FROM meta WHERE key = 'tokens.secret'")
+    conn.close()
+    (project.state / "secret.key").unlink()
+    result = publisher(project, "serve", "--port", "0")
+    assert result.returncode == 1 and result.stderr.endswith(MISSING_KEY)
 
 
 # --- status counts what is out now ----------------------------------------------------------------

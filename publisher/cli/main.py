@@ -102,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the state database is lost (missing or an empty file): start a new, empty one "
         "(no subscribers, no send ledger) instead of refusing",
     )
+    parser.add_argument(
+        "--new-secret-key",
+        action="store_true",
+        help="state/secret.key is lost: make a new one instead of refusing (voids every unsubscribe "
+        "and confirmation link already mailed)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         module = importlib.import_module(f"publisher.cli.{name}")
@@ -142,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.recreate_database:
             _recreate_database(ctx)
+        if args.new_secret_key:
+            _new_secret_key(ctx)
         if args.command in STATEFUL:
             from publisher.store import db
 
@@ -173,6 +181,13 @@ def _recreate_database(ctx: Context) -> None:
 
     if db.forget_lost(ctx.settings.db_path):
         log.warning("%s: starting a new, empty state database (--recreate-database)", ctx.settings.db_path)
+
+
+def _new_secret_key(ctx: Context) -> None:
+    from publisher.store import keys
+
+    if keys.allow_new(ctx.settings):
+        log.warning("%s: a new token secret will be made (--new-secret-key)", ctx.settings.state_dir)
 
 
 if __name__ == "__main__":

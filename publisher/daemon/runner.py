@@ -24,6 +24,7 @@ from publisher.delivery.transports import Transport
 from publisher.errors import ConfigError
 from publisher.lock import state_lock
 from publisher.server import Background
+from publisher.store import keys
 
 log = logging.getLogger("publisher.daemon")
 
@@ -66,6 +67,9 @@ def run(
     """Run until SIGTERM or SIGINT; return the exit status (0 after a clean stop)."""
     parse_schedule(settings)  # a bad schedule is a configuration error before anything starts
     with state_lock(settings, wait=wait, purpose="publisher run"):
+        # Digests carry links signed with the site secret: a lost secret.key stops the daemon now,
+        # not at its first digest (publisher/store/keys.py).
+        keys.require_at_start(settings)
         # Blocked before any thread starts, so every thread inherits the mask.
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         try:

@@ -30,7 +30,7 @@ from publisher.errors import ConfigError
 from publisher.inbound.classify import Finding, classify
 from publisher.store import digests as store_digests
 from publisher.store import inbound as store
-from publisher.store import subscribers
+from publisher.store import keys, subscribers
 from publisher.store.db import transaction
 
 log = logging.getLogger("publisher.inbound")
@@ -97,6 +97,7 @@ def mailboxes(settings: Settings) -> list[Mailbox]:
 
 def handle(conn: sqlite3.Connection, settings: Settings, now: datetime, mailbox: Mailbox) -> Report:
     report = Report(mailbox.name)
+    keys.require(settings, conn)  # a lost secret.key is refused, not replaced: links are checked with it
     for key, data in mailbox.messages():
         fingerprint = hashlib.sha256(data).hexdigest()
         if store.handled(conn, fingerprint):

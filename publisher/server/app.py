@@ -21,7 +21,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from publisher import tokens
 from publisher.clock import Clock
 from publisher.config import Settings
 from publisher.delivery import transports
@@ -31,6 +30,7 @@ from publisher.server.security import BoundedRequests, Csrf, SecurityHeaders
 from publisher.server.static import FeedFiles
 from publisher.server.subscribe import Subscriptions
 from publisher.server.views import Pages
+from publisher.store import keys
 
 log = logging.getLogger("publisher.server")
 
@@ -78,7 +78,8 @@ def create_app(
     message (default: the one `delivery.transport` names)."""
     base = urlsplit(settings.site.base_url).path
     pages = Pages(settings, base)
-    csrf = Csrf(tokens.site_secret(settings), settings.site.base_url)
+    # Refuses to start when state/secret.key is gone but links signed with it are out (store/keys.py).
+    csrf = Csrf(keys.require_at_start(settings), settings.site.base_url)
     factory = transport_factory or (lambda: transports.open_transport(settings))
     subscriptions = Subscriptions(settings, clock, factory, pages, csrf)
     files = FeedFiles(settings.feeds_dir, settings.serve.cache_max_age, base)
