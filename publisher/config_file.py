@@ -86,19 +86,16 @@ def _format_error(origin: str, error: Any) -> str:
 
 
 def _read(path: Path, origin: str) -> bytes:
-    """The file's bytes, if it is a regular file of at most MAX_BYTES. Opened without blocking and
-    checked before any read: a FIFO would wait for a writer for ever, /dev/zero never ends."""
+    """The file's bytes, if it is a regular file of at most MAX_BYTES. Checked before it is opened
+    (opening a device can act on it; a socket cannot be opened), opened without blocking and checked
+    again before any read: a FIFO would wait for a writer for ever, /dev/zero never ends."""
     try:
+        _check(path.stat(), origin)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise ConfigError(f"{origin}: cannot read: {exc.strerror or exc}") from exc
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            kind = _KINDS.get(stat.S_IFMT(info.st_mode), "special file")
-            raise ConfigError(f"{origin}: not a regular file (a {kind})")
-        if info.st_size > MAX_BYTES:
-            raise ConfigError(_too_big(origin))
+        _check(os.fstat(fd), origin)  # the file named may have been replaced in between
         with os.fdopen(os.dup(fd), "rb") as stream:
             raw = stream.read(MAX_BYTES + 1)  # the size may change after a stat: bound the read
     except OSError as exc:
@@ -108,6 +105,14 @@ def _read(path: Path, origin: str) -> bytes:
     if len(raw) > MAX_BYTES:
         raise ConfigError(_too_big(origin))
     return raw
+
+
+def _check(info: os.stat_result, origin: str) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        kind = _KINDS.get(stat.S_IFMT(info.st_mode), "special file")
+        raise ConfigError(f"{origin}: not a regular file (a {kind})")
+    if info.st_size > MAX_BYTES:
+        raise ConfigError(_too_big(origin))
 
 
 def _too_big(origin: str) -> str:

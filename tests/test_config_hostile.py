@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -224,6 +225,15 @@ def test_a_config_that_is_not_a_regular_file_is_refused(tmp_path: Path, target: 
     path = Path(target) if target else tmp_path
     result = cli_process("--config", str(path), "check")
     assert (result.returncode, result.stderr) == (2, f"Error: {path}: not a regular file ({kind})\n")
+
+
+def test_a_socket_is_refused_as_such(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A socket cannot be opened: the error said "No such device or address"."""
+    path = tmp_path / "publisher.toml"
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(path))
+        assert main(["--config", str(path), "check"]) == 2
+    assert capsys.readouterr().err == f"Error: {path}: not a regular file (a socket)\n"
 
 
 def test_a_config_over_one_mib_is_refused_unread(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
