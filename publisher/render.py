@@ -35,6 +35,27 @@ _STRING = "<template>"  # Jinja2's file name for a template given as text
 SUBJECT_VARIABLES = ("site", "count", "titles", "period")
 
 
+_MAX_BUILT = 1_000_000  # characters, items or bits one `*` or `**` may build; a page needs far fewer
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with Jinja2's documented operator hook bounding what one `*` or `**`
+    builds (as the sandbox bounds `range`): `"a" * 10**10` or `9 ** 10**9` would take the memory or
+    the CPU for ever instead of failing."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                sized = isinstance(sequence, str | list | tuple) and isinstance(times, int)
+                if sized and len(sequence) * times > _MAX_BUILT:
+                    raise SecurityError(f"a repetition longer than {_MAX_BUILT:,} is not allowed")
+        elif isinstance(left, int) and isinstance(right, int) and left.bit_length() * right > _MAX_BUILT:
+            raise SecurityError(f"a power of more than {_MAX_BUILT:,} bits is not allowed")
+        return super().call_binop(context, operator, left, right)
+
+
 class Templates:
     """One Jinja2 environment per run; templates are compiled once and reused."""
 
@@ -43,7 +64,7 @@ class Templates:
         if settings.paths.templates != BUNDLED:
             folders.append(str(BUNDLED))
         self._folders = tuple(folder.rstrip(os.sep) + os.sep for folder in folders)
-        self.env = ImmutableSandboxedEnvironment(
+        self.env = _Sandbox(
             loader=jinja2.FileSystemLoader(folders),
             autoescape=jinja2.select_autoescape(
                 enabled_extensions=("html", "xml", "html.j2", "xml.j2", "xsl", "xsl.j2"),

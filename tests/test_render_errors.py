@@ -37,6 +37,12 @@ BAD = [
         "{{ ''.__class__.__mro__ }}",
         "refused by the sandbox: access to attribute '__class__' of 'str' object is unsafe.",
     ),
+    # Bounded like range: with 10**10 and 10**9 these would build 10 GB or run for hours.
+    ('{{ "a" * 10**7 }}', "refused by the sandbox: a repetition longer than 1,000,000 is not allowed"),
+    (
+        "{% set n = 10**6 %}{{ 10 ** n }}",
+        "refused by the sandbox: a power of more than 1,000,000 bits is not allowed",
+    ),
 ]
 
 
