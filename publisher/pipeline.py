@@ -244,7 +244,7 @@ def build(
         if not allow_mass_removal:
             _refuse_mass_removal(conn, settings, files, now)
         settled_ns = None if settled_before is None else int(settled_before * 1e9)
-        refresh = publish.refresh_cache(conn, settings, files, settled_before_ns=settled_ns)
+        refresh = publish.refresh_cache(conn, settings, files, settled_before_ns=settled_ns, reparse=full)
         report.unsettled = refresh.unsettled
         report.parsed = refresh.parsed
         phases["cache"] = time.perf_counter() - started - sum(phases.values())

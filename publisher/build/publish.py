@@ -141,12 +141,14 @@ def refresh_cache(
     files: list[ingest.SeedFile],
     *,
     settled_before_ns: int | None = None,
+    reparse: bool = False,
 ) -> Refresh:
     """Bring the parse cache in line with seeds/, reading only files whose size or mtime moved.
 
     With `settled_before_ns` (the daemon's), a changed file modified after that moment may still be
     being written: it is not read this time, and whatever the cache held for it (its previous
     complete version, or nothing) stands until a later build, when it has stopped changing.
+    `reparse` (`build --full`): trust nothing cached, read and parse every file again.
 
     Results are stored a batch at a time as they come (memory stays flat on a cold build, and no
     transaction is held open while files are parsed). The first change to the cache also marks
@@ -159,7 +161,7 @@ def refresh_cache(
         refresh.reset = cache.reset_if_changed(conn, _parse_fingerprint(settings))
         known = cache.stats(conn)
     gone = {path for path in known if path not in refresh.present}
-    suspects = [s for s in files if known.get(s.rel) != f"{s.size}:{s.mtime_ns}"]
+    suspects = [s for s in files if reparse or known.get(s.rel) != f"{s.size}:{s.mtime_ns}"]
     # An unchanged article whose image changed, appeared or went is read again (its bytes are
     # the same, so it must not be matched by hash below).
     moved = _assets_moved(conn, settings, refresh.present)
@@ -193,7 +195,9 @@ def refresh_cache(
             cache.put_many(conn, entries)
         pending.clear()
 
-    hashes = cache.file_hashes(conn, {s.rel for s in suspects if s.rel in known and s.rel not in moved})
+    # Known hashes let unchanged bytes skip the parse; a reparse compares with none.
+    hashed = set() if reparse else {s.rel for s in suspects if s.rel in known and s.rel not in moved}
+    hashes = cache.file_hashes(conn, hashed)
     for item in parse_all(settings, suspects, hashes):
         pending.append(item)
         if len(pending) >= 500:

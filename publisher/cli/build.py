@@ -28,7 +28,8 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--full",
         action="store_true",
-        help="re-render every output and remove stray pages (after a manual edit)",
+        help="parse every file again (trusting no cached parse), re-render every output and remove "
+        "stray pages (after a manual edit)",
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when any file was rejected")
     parser.add_argument(
