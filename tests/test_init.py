@@ -136,6 +136,17 @@ def test_without_a_terminal_a_missing_value_is_one_error_line_naming_the_flag(tm
     assert not site.exists()
 
 
+def test_without_a_terminal_and_no_flags_only_the_values_nothing_can_suggest_are_named(
+    tmp_path: Path,
+) -> None:
+    """--author or --from-address follow from --title and --base-url, so they are not asked for."""
+    site = tmp_path / "site"
+    code, out, err = run("init", str(site))
+    assert code == 2 and out == ""
+    assert err.startswith("Error: publisher init needs --title, --base-url, --postal-address (")
+    assert not site.exists()
+
+
 def test_without_a_terminal_the_suggestions_fill_what_was_not_given(tmp_path: Path) -> None:
     """A script gives the three values nothing can suggest; the rest are what a terminal offers."""
     site = tmp_path / "my site"

@@ -32,7 +32,8 @@ class Question:
     section: str
     key: str
     prompt: str
-    suggest: Callable[[dict[str, str]], str | None] = lambda answers: None
+    # None: nothing to suggest, so a script must give it; otherwise derived from the answers so far.
+    suggest: Callable[[dict[str, str]], str | None] | None = None
 
     @property
     def flag(self) -> str:
@@ -127,17 +128,16 @@ def _collect(given: dict[str, str | None]) -> dict[str, str]:
     missing = [q for q in QUESTIONS if q.key not in answers]
     if missing and not sys.stdin.isatty():
         # A script gives what it must; the rest takes what a terminal would have suggested.
-        needed = []
-        for question in missing:
-            if (suggestion := question.suggest(answers)) is not None:
-                answers[question.key] = _check(question, suggestion)
-            else:
-                needed.append(question.flag)
+        # Only values with no suggestion at all are named: the others follow from those.
+        needed = [q.flag for q in missing if q.suggest is None]
         if needed:
             raise ConfigError(
                 f"publisher init needs {', '.join(needed)} (stdin is not a terminal, so it cannot ask)",
                 hint="give them as flags, or run it on a terminal",
             )
+        for question in missing:
+            if question.suggest and (suggestion := question.suggest(answers)) is not None:
+                answers[question.key] = _check(question, suggestion)
         return answers
     for question in missing:
         answers[question.key] = _ask(question, answers)
@@ -145,7 +145,7 @@ def _collect(given: dict[str, str | None]) -> dict[str, str]:
 
 
 def _ask(question: Question, answers: dict[str, str]) -> str:
-    suggestion = question.suggest(answers)
+    suggestion = question.suggest(answers) if question.suggest else None
     prompt = f"{question.prompt}" + (f" [{suggestion}]" if suggestion else "") + ": "
     while True:
         try:
