@@ -137,6 +137,15 @@ def test_impossible_date_in_markdown_is_rejected(project: Project) -> None:
     ]
 
 
+def test_a_zone_offset_of_a_day_or_more_is_named_in_the_writers_terms(project: Project) -> None:
+    project.seed("tz.md", "---\ntitle: Far east\ndate: 2025-02-19T08:30:00+25:00\n---\nBody.\n")
+    _, lines = only(project, "tz.md")
+    assert lines == [
+        "seeds/tz.md: date: '2025-02-19T08:30:00+25:00' is not a real date or date-time "
+        "(a zone offset lies between -23:59 and +23:59)"
+    ]
+
+
 def test_date_in_another_form_is_rejected(project: Project) -> None:
     project.seed("us.txt", "date 02/19/2025 Body.\n")
     _, lines = only(project, "us.txt")

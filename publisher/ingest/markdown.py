@@ -79,7 +79,9 @@ class FrontMatter(BaseModel):
                 return date.fromisoformat(text)
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError as exc:
-            raise ValueError(f"{text!r} is not a real date or date-time ({exc})") from None
+            # Python words an offset of a day or more in terms of its own timedelta objects.
+            reason = "a zone offset lies between -23:59 and +23:59" if "offset" in str(exc) else exc
+            raise ValueError(f"{text!r} is not a real date or date-time ({reason})") from None
         if moment.tzinfo is None:
             raise ValueError(f"{text!r} has a time but no zone (write e.g. {text}+00:00)")
         return moment
