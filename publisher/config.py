@@ -37,6 +37,14 @@ _BCP47 = re.compile(
 )
 
 
+def _punycode(host: str) -> str:
+    """': write xn--…' for an internationalised host name, or nothing when it has no such form."""
+    try:
+        return f": write {host.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return ""
+
+
 class SiteSettings(_Section):
     """Who publishes, where, and in which language and timezone."""
 
@@ -64,6 +72,8 @@ class SiteSettings(_Section):
             raise ValueError("must not hold a user name or password")
         # It is written into pages, feeds and mail headers unescaped by some readers: no spaces,
         # quotes, angle brackets or other characters a URL must percent-encode.
+        if not parts.hostname.isascii():
+            raise ValueError(f"the host must be in ASCII, as punycode{_punycode(parts.hostname)}")
         if bad := sorted(set(re.findall(r"[^A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]|['()]", value.strip()))):
             raise ValueError(f"must not contain {' '.join(repr(c) for c in bad)} (percent-encode it)")
         parts.port  # noqa: B018 -- raises ValueError for a port that is not a number in range

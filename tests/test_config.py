@@ -151,6 +151,10 @@ def test_unknown_keys_are_errors_naming_the_key(tmp_path: Path, toml: str, messa
         ),
         ("[site]\nbase_url = 'https://x.org:99999/'\n", "site.base_url: Port out of range 0-65535"),
         (
+            "[site]\nbase_url = 'https://bücher.example/'\n",
+            "site.base_url: the host must be in ASCII, as punycode: write xn--bcher-kva.example",
+        ),
+        (
             "[site]\nlanguage = 'en_US'\n",
             "site.language: 'en_US' is not a BCP 47 language tag such as en or en-GB (did you mean en-US?)",
         ),
