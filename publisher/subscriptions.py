@@ -71,9 +71,15 @@ def parse_csv(data: str, origin: str) -> ParsedCsv:
         except StopIteration:
             break
         except csv.Error as exc:
+            too_long = "field larger than field limit" in str(exc)  # the csv module's 128 KiB cap
             raise SubscriberError(
-                f"{origin}: line {start}: {exc}; the file cannot be read to its end, nothing was imported",
-                hint="an unclosed quote swallows the rows after it: fix that line",
+                f"{origin}: line {start}: "
+                + ("a value longer than 131,072 characters" if too_long else str(exc))
+                + "; the file cannot be read to its end, nothing was imported",
+                hint="no address or name is that long: look for an unclosed quote or a stray value "
+                "on that line"
+                if too_long
+                else "an unclosed quote swallows the rows after it: fix that line",
             ) from exc
         line = reader.line_num
         if line > start and _swallowed_rows(record):

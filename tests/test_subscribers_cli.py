@@ -194,6 +194,19 @@ def test_an_unclosed_quote_is_an_error_naming_the_line_and_imports_nothing(proje
     assert "anna@example.org" not in project.cli("subscribers", "list").out
 
 
+def test_a_value_past_the_csv_modules_limit_is_named_as_too_long(project: Project) -> None:
+    path = project.root / "people.csv"
+    path.write_text("email,name\nanna@example.org," + "A" * 200_000 + "\n", encoding="utf-8")
+    result = project.cli("subscribers", "import", str(path))
+    assert result.code == 1
+    assert result.err == (
+        f"Error: {path}: line 2: a value longer than 131,072 characters; the file cannot be read to "
+        "its end, nothing was imported (no address or name is that long: look for an unclosed quote "
+        "or a stray value on that line)\n"
+    )
+    assert "anna@example.org" not in project.cli("subscribers", "list").out
+
+
 def test_a_quote_closed_rows_later_is_an_error_too(project: Project) -> None:
     path = project.root / "people.csv"
     path.write_text(
