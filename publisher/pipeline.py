@@ -124,7 +124,7 @@ def digest_preview(settings: Settings, now: datetime, *, backfill: int | None = 
         return []
     html, text = digest.personalise(rendered, digest.unsubscribe_url(settings, "preview"), "")
     folder = settings.state_dir / PREVIEW_FOLDER
-    paths = [folder / "next-digest.html", folder / "next-digest.txt"]
+    paths = [folder / digest.PREVIEW_HTML, folder / "next-digest.txt"]
     write_atomic(paths[0], html.encode("utf-8"))
     write_atomic(paths[1], text.encode("utf-8"))
     return paths

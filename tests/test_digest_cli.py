@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from datetime import timedelta
 
 from publisher.cli.digest import ProgressBar
@@ -39,6 +40,20 @@ def test_preview_prints_the_files_and_changes_nothing(project: Project) -> None:
     assert project.cli("subscribers", "add", "ana@example.com").code == 0
     sent = project.cli("digest", "--send", "--backfill", "3", now=LATER)
     assert "sent 1, failed 0, skipped 0" in sent.out  # the preview took nothing away
+
+
+def test_the_previews_view_in_browser_link_opens_a_file_that_exists(project: Project) -> None:
+    """A preview is never sent, so no web version is written for it: its link opens the preview."""
+    with_articles(project)
+    assert project.cli("digest", "--preview", "--backfill", "3", now=LATER).code == 0
+    folder = project.state / "preview"
+    html = (folder / "next-digest.html").read_text()
+    links = re.findall(r'href="([^"]+)"', html)
+    relative = [link for link in links if "://" not in link and not link.startswith("mailto:")]
+    assert relative == ["next-digest.html"]
+    assert all((folder / link).is_file() for link in relative)
+    assert not any("/digests/" in link for link in links)
+    assert "next-digest.html" in (folder / "next-digest.txt").read_text()
 
 
 def test_send_without_new_articles_says_so(project: Project) -> None:

@@ -44,6 +44,7 @@ log = logging.getLogger("publisher.digest")
 __all__ = [
     "PLACEHOLDER_NAME",
     "PLACEHOLDER_UNSUBSCRIBE",
+    "PREVIEW_HTML",
     "RenderedDigest",
     "check_sendable",
     "load",
@@ -117,6 +118,7 @@ def _render(
     load: select.Loader | None,
     *,
     web_path: str | None = None,
+    web_url: str | None = None,
 ) -> RenderedDigest | None:
     loader = load or select.load
     found = loader(conn, settings, plan.article_ids)
@@ -128,7 +130,9 @@ def _render(
     templates = Templates(settings)
     data = content.build(settings, templates, digest_id, plan.period_start, plan.period_end, published)
     if web_path is not None:
-        data = dataclasses.replace(data, web_url=urls.absolute(settings.site, web_path))
+        web_url = urls.absolute(settings.site, web_path)
+    if web_url is not None:
+        data = dataclasses.replace(data, web_url=web_url)
     strings = [data.subject, data.preheader, data.site_title, data.postal_address]
     for item in data.items:
         strings.extend((item.title, item.author, item.summary, item.url))
@@ -158,11 +162,16 @@ def render_preview(
     *,
     load: select.Loader | None = None,
 ) -> RenderedDigest | None:
-    """The digest `prepare_next` would make now, rendered but recorded nowhere; None when none."""
+    """The digest `prepare_next` would make now, rendered but recorded nowhere; None when none.
+    Its "view in your browser" link opens the preview's own HTML file (`PREVIEW_HTML`, beside it):
+    the web version a send writes does not exist for a digest that is never sent."""
     plan = select.plan(conn, settings, now, backfill)
     if not plan.article_ids:
         return None
-    return _render(conn, settings, plan, load)
+    return _render(conn, settings, plan, load, web_url=PREVIEW_HTML)
+
+
+PREVIEW_HTML = "next-digest.html"  # the name --preview gives the HTML part, in state/preview/
 
 
 # A test copy of a digest that is not recorded (the next one, or a sample) links its "view in your
