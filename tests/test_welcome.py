@@ -83,3 +83,24 @@ def test_off_by_default(project: Project) -> None:
     with client(project.settings(), FixedClock(NOW)) as http:
         _confirm(http, project, "gil@example.org")
     assert len(outbox(project.state)) == 1
+
+
+def test_confirmation_and_welcome_lines_fit_78_columns_whatever_the_title(project: Project) -> None:
+    """RFC 5322's 78 characters: paragraphs are wrapped around a long title and address; a link,
+    which must not be broken, is the only line allowed past it. The signature keeps its "-- "."""
+    title = "The Northfield and District Harbour, Ferry and Fishing Fleet Weekly"
+    config = project.config_path.read_text(encoding="utf-8").replace('"Test Gazette"', f'"{title}"')
+    project.config_path.write_text(config + "\n[serve]\nwelcome = true\n", encoding="utf-8")
+    write_feeds(project.feeds)
+    with client(project.settings(), FixedClock(NOW)) as http:
+        _confirm(http, project, "a.rather.long.name.for.a.person@northfield-district.example.org")
+    messages = outbox(project.state)
+    assert len(messages) == 2
+    for message, kind in zip(messages, ("confirm", "unsubscribe"), strict=True):
+        body = message.get_body(("plain",))
+        assert body is not None
+        text = body.get_content()
+        lines = text.splitlines()
+        assert all(len(line) <= 78 or line.startswith("https://") for line in lines), text
+        assert link_in(message, kind) in lines  # the link stays whole, on its own line
+        assert "\n\n-- \n" in text.replace("\r\n", "\n") and title in " ".join(lines)
