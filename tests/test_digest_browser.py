@@ -152,3 +152,54 @@ def test_a_backfilled_digest_dates_the_articles_it_holds(project: Project) -> No
     assert "1 March 2025" not in html.split('class="title"', 1)[0]
     index = (project.feeds / "digests" / "index.html").read_text(encoding="utf-8")
     assert "25 February – 27 February 2025" in index
+
+
+def test_each_text_takes_its_own_direction_and_the_byline_the_digests(project: Project, browser: Any) -> None:
+    """An Arabic title reads right to left, an English one left to right, whoever wrote them; the
+    date · author line keeps the digest's own direction, so the date leads in an English digest."""
+    stories = [("افتتاح الميناء بعد العاصفة", "Maya Okafor"), ("Harbour reopens", "مريم حداد")]
+    for n, (title, author) in enumerate(stories):
+        project.seed(f"s{n}.md", markdown(title, f"2025-02-2{n}", f"Story {n} of the week.", author=author))
+    assert project.cli("build").code == 0
+    assert project.cli("subscribers", "add", "reader@example.org").code == 0
+    assert project.cli("digest", "--send", "--backfill", "2", now=LATER).code == 0
+    [message] = outbox(project.state)
+    part = message.get_body(("html",))
+    assert part is not None
+    page = browser.new_page()
+    page.set_content(part.get_content())
+    # Where a piece of text is drawn: the left edge of its first character.
+    page.evaluate(
+        """() => { window.leftOf = (element, text) => {
+            const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+            for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+                const at = node.data.indexOf(text);
+                if (at >= 0) {
+                    const range = document.createRange();
+                    range.setStart(node, at);
+                    range.setEnd(node, at + 1);
+                    return range.getBoundingClientRect().left;
+                }
+            }
+            throw new Error('not found: ' + text);
+        }; }"""
+    )
+    found = [
+        page.evaluate(
+            """([title, author]) => {
+                const cells = [...document.querySelectorAll('.article')];
+                const cell = cells.find(c => c.textContent.includes(title));
+                const meta = cell.querySelector('.meta');
+                return {
+                    title: getComputedStyle(cell.querySelector('.title')).direction,
+                    meta: getComputedStyle(meta).direction,
+                    dateLeads: leftOf(meta, '2025') < leftOf(meta, author.slice(0, 2)),
+                };
+            }""",
+            [title, author],
+        )
+        for title, author in stories
+    ]
+    page.close()
+    assert [f["title"] for f in found] == ["rtl", "ltr"], found
+    assert all(f["meta"] == "ltr" and f["dateLeads"] for f in found), found
