@@ -15,6 +15,7 @@ callers never see a Jinja2 or Python exception.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Collection
 from types import TracebackType
 from typing import Any
@@ -23,6 +24,7 @@ import jinja2
 import jinja2.meta
 import markupsafe
 from jinja2.exceptions import SecurityError
+from jinja2.filters import do_format
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from publisher import BUNDLED_TEMPLATES
@@ -43,10 +45,16 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     builds (as the sandbox bounds `range`): `"a" * 10**10` or `9 ** 10**9` would take the memory or
     the CPU for ever instead of failing."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.filters["format"] = _bounded_format  # the filter spelling of `%`
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
+        if operator == "%":
+            _check_widths(left)
+        elif operator == "*":
             for sequence, times in ((left, right), (right, left)):
                 sized = isinstance(sequence, str | list | tuple) and isinstance(times, int)
                 if sized and len(sequence) * times > _MAX_BUILT:
@@ -54,6 +62,23 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         elif isinstance(left, int) and isinstance(right, int) and left.bit_length() * right > _MAX_BUILT:
             raise SecurityError(f"a power of more than {_MAX_BUILT:,} bits is not allowed")
         return super().call_binop(context, operator, left, right)
+
+
+# A printf width or precision: `"%999999999d" % 1` builds a gigabyte from one character.
+_PRINTF = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d*)(?:\.(\*|\d*))?")
+
+
+def _check_widths(template: Any) -> None:
+    if isinstance(template, str):
+        for match in _PRINTF.finditer(template):
+            for number in match.groups():
+                if number == "*" or (number and int(number) > _MAX_BUILT):
+                    raise SecurityError(f"a % width or precision over {_MAX_BUILT:,} is not allowed")
+
+
+def _bounded_format(value: Any, *args: Any, **kwargs: Any) -> str:
+    _check_widths(str(value))
+    return do_format(value, *args, **kwargs)
 
 
 class Templates:
@@ -129,7 +154,7 @@ def template_problem(source: str, variables: Collection[str] = SUBJECT_VARIABLES
     """Why `source` cannot be a template over `variables` (a syntax error, a name it is not given),
     or None. For a template in the configuration file, checked when the file is read; what only
     rendering finds (`{{ 1/0 }}`) is still one `OutputError` then."""
-    env = ImmutableSandboxedEnvironment()
+    env = _Sandbox()  # its bounds matter here too: compiling folds constant expressions
     try:
         parsed = env.parse(source)
     except jinja2.TemplateSyntaxError as exc:

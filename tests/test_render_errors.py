@@ -43,6 +43,15 @@ BAD = [
         "{% set n = 10**6 %}{{ 10 ** n }}",
         "refused by the sandbox: a power of more than 1,000,000 bits is not allowed",
     ),
+    # A printf width builds as much: by the operator and by the format filter.
+    (
+        '{{ "%999999999d" % 1 }}',
+        "refused by the sandbox: a % width or precision over 1,000,000 is not allowed",
+    ),
+    (
+        '{{ "%.9999999f"|format(1) }}',
+        "refused by the sandbox: a % width or precision over 1,000,000 is not allowed",
+    ),
 ]
 
 
@@ -205,3 +214,14 @@ def test_the_daemon_logs_one_line_and_keeps_running(project: Project, daemons: C
     project.seed("two.txt", story("Story two"))
     daemon.wait_for("recovery", lambda: {"Story one", "Story two"} <= set(feed_titles(project)))
     assert daemon.stop() == 0
+
+
+@pytest.mark.timeout(30)
+def test_a_huge_constant_in_the_subject_is_not_built_when_the_file_is_read(project: Project) -> None:
+    """Checking digest.subject at load compiled it outside the bounded sandbox, and compiling
+    folds constants: "x" * 10**10 was built there (10 GB) before any bound applied."""
+    project.configure("[digest]\nsubject = \"{{ 'x' * 10**10 }}{{ '%999999999d' % 1 }}\"\n")
+    settings = project.settings()
+    with pytest.raises(OutputError) as info:
+        Templates(settings).render_string(settings.digest.subject, count=1)
+    assert "refused by the sandbox" in info.value.one_line()
