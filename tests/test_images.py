@@ -1,6 +1,6 @@
 """Images beside an article in seeds/: checked by their bytes, copied into feeds/images/ under a
 name made of their content (never overwritten), shown on the page (relative URL), in the feeds and
-in the article HTML the digest is made from (absolute URL, width limited, alt kept). Oversized
+in the digest (absolute URL, width limited, alt kept: tests/test_digest_pictures.py). Oversized
 files and anything that is not really an image are one warning naming the file."""
 
 from __future__ import annotations

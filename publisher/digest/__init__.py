@@ -136,6 +136,8 @@ def _render(
     strings = [data.subject, data.preheader, data.site_title, data.postal_address]
     for item in data.items:
         strings.extend((item.title, item.author, item.summary, item.url))
+        if item.picture is not None:
+            strings.extend((item.picture.url, item.picture.alt))
     nonce = _nonce(strings)
     ph = compose.Placeholders(unsubscribe=PLACEHOLDER_UNSUBSCRIBE + nonce, name=PLACEHOLDER_NAME + nonce)
     parts = compose.render_mail(templates, data, ph, settings.digest.max_bytes)

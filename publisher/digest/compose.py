@@ -45,6 +45,17 @@ STYLESHEET_PARTS = (DESIGN_CSS, ADAPT_CSS, "digest_archive.css")
 
 
 @dataclass(frozen=True, slots=True)
+class Picture:
+    """An article's picture as the digest shows it: absolute URL, the writer's alt text, and a
+    size no wider than the column (mail programs that ignore CSS use the attributes)."""
+
+    url: str
+    alt: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
 class Item:
     """One article as the digest shows it (all text plain, all URLs absolute)."""
 
@@ -53,6 +64,7 @@ class Item:
     date: str
     author: str
     summary: str
+    picture: Picture | None = None
 
 
 @dataclass(frozen=True, slots=True)

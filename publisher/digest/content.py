@@ -7,20 +7,26 @@ title or site name can carry a CR or LF into the message.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
+from html.parser import HTMLParser
 
 from publisher import urls
 from publisher.config import Settings
-from publisher.digest.compose import Content, Item, one_line
-from publisher.models import Published
+from publisher.digest.compose import Content, Item, Picture, one_line
+from publisher.ingest.images import NotAnImage, sniff
+from publisher.models import Article, Published
 from publisher.render import Templates
+
+log = logging.getLogger(__name__)
 
 FOLDER = "digests"
 SUBJECT_MAX = 200
 PREHEADER_MAX = 140
 TITLE_MAX = 200
 SUMMARY_MAX = 400
+PICTURE_WIDTH = 536  # the column's inner width: 600 px less its 32 px padding on each side
 
 
 def page_path(digest_id: str) -> str:
@@ -80,6 +86,7 @@ def build(
             date=date_label(p.article.date, tz),
             author=one_line(p.article.author or site.author, TITLE_MAX),
             summary=one_line(p.article.summary, SUMMARY_MAX),
+            picture=_picture(settings, p.article),
         )
         for p in published
     )
@@ -120,3 +127,39 @@ def _subject(settings: Settings, templates: Templates, items: Sequence[Item], la
         period=safe(label),
     )
     return one_line(rendered, SUBJECT_MAX) or one_line(site.title, SUBJECT_MAX)
+
+
+def _picture(settings: Settings, article: Article) -> Picture | None:
+    """The article's first picture (its front-matter `image`, else the first in its body), or None.
+    Only a file already in feeds/ is shown: a digest never links a picture that is not there."""
+    if not article.images:
+        return None
+    name = article.images[0][1]
+    try:
+        _, width, height = sniff((settings.feeds_dir / name).read_bytes())
+    except (OSError, NotAnImage) as exc:
+        log.warning("digest: %s: picture %s left out: %s", article.source, name, exc)
+        return None
+    url = urls.absolute(settings.site, name)
+    shown = min(width, PICTURE_WIDTH)
+    alt = one_line(_Alts.of(article.body_html).get(url, ""), SUMMARY_MAX)
+    return Picture(url=url, alt=alt, width=shown, height=max(1, round(height * shown / width)))
+
+
+class _Alts(HTMLParser):
+    """The alt text of each image in an article's HTML, by its (absolute) address."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: dict[str, str] = {}
+
+    @classmethod
+    def of(cls, html: str) -> dict[str, str]:
+        parser = cls()
+        parser.feed(html)
+        return parser.found
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "img" and values.get("src"):
+            self.found.setdefault(str(values["src"]), values.get("alt") or "")
