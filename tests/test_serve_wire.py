@@ -14,6 +14,7 @@ import pytest
 
 from publisher.clock import FixedClock
 from publisher.server import Background
+from publisher.server.security import FEED_CSP
 from publisher.server.security import HEADERS as SECURITY_HEADERS
 from tests.conftest import NOW, Project
 from tests.support.serving import FILES, write_feeds
@@ -274,3 +275,25 @@ def test_a_file_rewritten_in_place_with_its_mtime_restored_is_served_new(url: st
         assert target.stat().st_mtime_ns == before.st_mtime_ns and target.stat().st_ino == before.st_ino
         sock.sendall(request)
         assert read_response(sock, buffer)[2] == new
+
+
+@pytest.mark.parametrize("path", ["/", "/index.html", "/atom.xml"])
+def test_file_answers_and_their_304s_carry_the_security_headers(url: str, path: str) -> None:
+    """The answers publisher serve makes from its file cache, full and conditional: every header
+    of the set (a feed's CSP lets its XSLT stylesheet run, the rest is the same)."""
+    expected = dict(SECURITY_HEADERS)
+    if path.endswith(".xml"):
+        expected["content-security-policy"] = FEED_CSP
+    with socket.create_connection(address(url), timeout=10) as sock:
+        buffer = bytearray()
+        sock.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, headers, _ = read_response(sock, buffer)
+        assert status == 200
+        etag = headers["etag"]
+        sock.sendall(
+            b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nIf-None-Match: " + etag.encode() + b"\r\n\r\n"
+        )
+        again, conditional, body = read_response(sock, buffer)
+        assert again == 304 and body == b""
+    for answer in (headers, conditional):
+        assert {name: answer.get(name) for name in expected} == expected
