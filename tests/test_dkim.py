@@ -253,6 +253,31 @@ def test_the_confirmation_email_is_signed(project: Project) -> None:
     assert {"from", "to", "subject", "date", "message-id", "auto-submitted"} <= signed_names(message)
 
 
+def test_the_welcome_message_is_signed_with_its_unsubscribe_headers(project: Project) -> None:
+    with_keys(project, ed25519=False)
+    project.configure("[serve]\nwelcome = true\n")
+    write_feeds(project.feeds)
+    with client(project.settings(), FixedClock(NOW)) as http:
+        page = http.get("/subscribe")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        origin = {"Origin": "https://news.example.org"}
+        assert http.post(
+            "/subscribe", data={"email": "anna@example.org", "csrf": csrf}, headers=origin
+        ).is_success
+        (confirmation,) = (project.state / "outbox" / "new").iterdir()
+        link = re.search(rb"https://news\.example\.org(/confirm/[A-Za-z0-9_=-]+)", confirmation.read_bytes())
+        assert link is not None
+        path = link.group(1).decode()
+        form = http.get(path).text
+        token = re.search(r'name="csrf" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
+        assert http.post(path, data={"csrf": token}, headers=origin).is_success
+    (welcome,) = [p for p in (project.state / "outbox" / "new").iterdir() if p != confirmation]
+    message = welcome.read_bytes()
+    assert b"Subject: Welcome to" in message
+    assert verify_all(message, dns_of(project)) == [b"rsa-sha256"]
+    assert {"from", "to", "subject", "list-unsubscribe", "list-unsubscribe-post"} <= signed_names(message)
+
+
 # -- failing closed -------------------------------------------------------------------------
 
 
