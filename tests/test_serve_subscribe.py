@@ -455,17 +455,18 @@ def test_a_failing_transport_still_answers_the_same(site: Project, clock: FixedC
 def test_a_broken_template_is_a_500_page_and_a_log_line(
     site: Project, clock: FixedClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """An operator's broken template override: the visitor gets the 500 page, the log says why."""
+    """An operator's template override that fails only when rendered (one that does not compile
+    stops the start: test_render_errors.py): the visitor gets the 500 page, the log says why."""
     custom = site.root / "custom"
     custom.mkdir()
-    (custom / "subscribe.html.j2").write_text("{% if %}", encoding="utf-8")
+    (custom / "subscribe.html.j2").write_text("{{ 1/0 }}", encoding="utf-8")
     settings = site.settings().model_copy(
         update={"paths": site.settings().paths.model_copy(update={"templates": custom})}
     )
     with client(settings, clock, raise_server_exceptions=False) as c:
         r = c.get("/subscribe")
     assert r.status_code == 500
-    assert "Something went wrong" in r.text and "{% if %}" not in r.text
+    assert "Something went wrong" in r.text and "1/0" not in r.text
     assert any("GET /subscribe failed" in m and "subscribe.html.j2" in m for m in caplog.messages)
     # The error page is answered outside the middleware stack; it carries the same policy.
     for name, value in HEADERS.items():

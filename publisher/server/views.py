@@ -40,11 +40,29 @@ ERRORS: dict[int, tuple[str, str]] = {
 }
 
 
+# Every template the server renders, read and compiled at start: a broken override (not UTF-8, a
+# syntax error) stops `publisher serve` with one line instead of failing each request with a 500.
+TEMPLATES = (
+    "_serve_layout.html.j2",
+    "subscribe.html.j2",
+    "subscribe_sent.html.j2",
+    "confirm.html.j2",
+    "confirm_done.html.j2",
+    "unsubscribe.html.j2",
+    "unsubscribe_done.html.j2",
+    "error.html.j2",
+    "subscribe.css.j2",
+    "confirm_email.txt.j2",
+)
+
+
 class Pages:
     def __init__(self, settings: Settings, base: str) -> None:
         self.settings = settings
         self.base = base
         self.templates = Templates(settings)
+        for name in TEMPLATES + (("welcome_email.txt.j2",) if settings.serve.welcome else ()):
+            self.templates.load(name)
 
     def render(
         self, name: str, status: int = 200, headers: dict[str, str] | None = None, **ctx: Any
