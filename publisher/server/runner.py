@@ -180,6 +180,19 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
+def check_feeds(settings: Settings) -> None:
+    """Refuse to serve a feeds folder that is not there: every request would be a 404 (a site
+    never built, or `paths.feeds` pointing at the wrong place)."""
+    feeds = settings.feeds_dir
+    if not feeds.exists():
+        raise ServeError(
+            f"{feeds}: the feeds folder does not exist, so there is nothing to serve",
+            hint="run `publisher build` first, or fix paths.feeds",
+        )
+    if not feeds.is_dir():
+        raise ServeError(f"{feeds}: the feeds folder is not a folder", hint="fix paths.feeds")
+
+
 def run(
     settings: Settings,
     clock: Clock,
@@ -192,6 +205,7 @@ def run(
     sock = bind(host, port)
     try:
         server = Server(settings, clock, sock, transport_factory)
+        check_feeds(settings)
         if on_ready is not None:
             on_ready(url_of(sock))
         server.run()
