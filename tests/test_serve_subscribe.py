@@ -11,6 +11,7 @@ import pytest
 
 from publisher import tokens
 from publisher.clock import FixedClock
+from publisher.server import create_app
 from publisher.server.security import HEADERS
 from publisher.store import db
 from publisher.store import subscribers as store
@@ -471,3 +472,57 @@ def test_a_broken_template_is_a_500_page_and_a_log_line(
     # The error page is answered outside the middleware stack; it carries the same policy.
     for name, value in HEADERS.items():
         assert r.headers[name] == value
+
+
+# -- plain HTTP (a LAN address, a test, a proxy that hides the scheme) ----------------------------
+
+LAN = "http://192.168.1.20:8080"
+
+
+def test_subscribing_over_plain_http_on_a_lan_address(site: Project, clock: FixedClock) -> None:
+    """base_url is https, but the server is reached over plain HTTP at a LAN address: the cookie
+    was always Secure, the browser (and this client) never sent it back, and every form was a 403."""
+    with TestClient(create_app(site.settings(), clock), base_url=LAN) as http:
+        page = http.get("/subscribe")
+        cookie = page.headers["set-cookie"]
+        assert "publisher_csrf=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+        assert "Secure" not in cookie
+        # A browser sends its Origin; the token and its cookie pass without it too.
+        for headers in ({"Origin": LAN}, {}):
+            token = csrf_of(http.get("/subscribe").text)
+            r = http.post("/subscribe", data={"email": "lan@example.org", "csrf": token}, headers=headers)
+            assert r.status_code == 200, r.text
+        assert status_of(site, "lan@example.org") == "pending"
+        # Still refused: another site's Origin, a token without its cookie and without an Origin.
+        token = csrf_of(http.get("/subscribe").text)
+        evil = http.post(
+            "/subscribe",
+            data={"email": "x@example.org", "csrf": token},
+            headers={"Origin": "http://evil.example"},
+        )
+        assert evil.status_code == 403
+        http.cookies.clear()
+        assert http.post("/subscribe", data={"email": "x@example.org", "csrf": token}).status_code == 403
+    assert status_of(site, "x@example.org") is None
+
+
+def test_a_token_whose_cookie_the_browser_dropped_passes_on_its_origin(
+    site: Project, clock: FixedClock
+) -> None:
+    """Behind a proxy that talks plain HTTP to the app and passes the public Host, the cookie is
+    Secure; a browser on plain HTTP drops it, and its same-origin Origin header vouches instead."""
+    with TestClient(create_app(site.settings(), clock), base_url="http://news.example.org") as http:
+        page = http.get("/subscribe")
+        assert "Secure" in page.headers["set-cookie"]  # addressed to the https site's host
+        token = csrf_of(page.text)
+        http.cookies.clear()
+        r = http.post(
+            "/subscribe",
+            data={"email": "fy@example.org", "csrf": token},
+            headers={"Origin": "http://news.example.org"},
+        )
+        assert r.status_code == 200
+        forged = token.rsplit(".", 1)[0] + ".AAAAAAAAAAAAAAAAAAAAAAAA"
+        http.cookies.set("publisher_csrf", "someone-else")
+        wrong = http.post("/subscribe", data={"email": "gy@example.org", "csrf": forged}, headers=SAME)
+        assert wrong.status_code == 403  # a cookie that does not match still fails
