@@ -149,6 +149,10 @@ class Templates:
 
         self._run(name, compile_only)
 
+    def origin(self, name: str) -> str:
+        """The file the template `name` is read from: the operator's override or the bundled one."""
+        return self._run(name, lambda: self.env.get_template(name).filename or name)
+
     def render_string(self, source: str, origin: str = "digest.subject", **context: Any) -> str:
         """Render a template given as text; `origin` names it in errors (the setting it comes from)."""
         return self._run(origin, lambda: self.env.from_string(source).render(**context))
