@@ -43,6 +43,9 @@ JPEG = (
     + b"\xff\xc0\x00\x11\x08"
     + struct.pack(">HH", 480, 640)
     + b"\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01"
+    + b"\xff\xda\x00\x0c\x03\x01\x00\x02\x11\x03\x11\x00\x3f\x00"  # start of scan
+    + b"\x12\xff\x00\x34\x56"  # entropy-coded data (0xFF stuffed with 0x00)
+    + b"\xff\xd9"  # end of image
 )
 GIF = b"GIF89a" + struct.pack("<HH", 32, 16) + b"\x00\x00\x00\x00;"
 WEBP = b"RIFF\x00\x00\x00\x00WEBPVP8L\x00\x00\x00\x00\x2f" + ((99) | (49 << 14)).to_bytes(4, "little")
@@ -53,6 +56,7 @@ WEBP = b"RIFF\x00\x00\x00\x00WEBPVP8L\x00\x00\x00\x00\x2f" + ((99) | (49 << 14))
     [
         (png(3, 2), ("png", 3, 2)),
         (JPEG, ("jpg", 640, 480)),
+        (JPEG + b"\x00" * 64 + b"MotionPhoto", ("jpg", 640, 480)),  # a camera's data after the end
         (GIF, ("gif", 32, 16)),
         (WEBP, ("webp", 100, 50)),
     ],
@@ -146,6 +150,10 @@ def test_an_interlaced_or_one_bit_png_is_whole() -> None:
             "a damaged PNG image (its image data is incomplete)",
         ),
         (png_of(4, 4, b"\x00" * 52, colour=5), "a damaged PNG image (unknown pixel format)"),
+        (JPEG.replace(struct.pack(">HH", 480, 640), struct.pack(">HH", 60000, 60000)), "too many pixels"),
+        (JPEG[:-4], "a damaged JPG image (its image data is incomplete)"),
+        (JPEG[: JPEG.index(b"\xff\xda")], "a damaged JPG image (its image data is incomplete)"),
+        (WEBP[:4] + (100).to_bytes(4, "little") + WEBP[8:], "a damaged WEBP image (cut short)"),
     ],
     ids=[
         "png-60000x60000",
@@ -154,6 +162,10 @@ def test_an_interlaced_or_one_bit_png_is_whole() -> None:
         "png-idat-cut",
         "png-bad-crc",
         "png-format",
+        "jpeg-60000x60000",
+        "jpeg-cut-in-its-scan",
+        "jpeg-without-a-scan",
+        "webp-cut",
     ],
 )
 def test_absurd_or_incomplete_images_are_refused(data: bytes, message: str) -> None:

@@ -5,8 +5,9 @@ the article's own folder. It is accepted only when:
 - it lies inside seeds/ (symbolic links followed, as for articles);
 - it is at most `ingest.max_image_bytes` long (seen by fstat, before reading);
 - its bytes are really a JPEG, PNG, GIF or WebP image whose size in pixels can be read (the file
-  name's extension does not count), of at most `MAX_PIXELS` pixels; a PNG must also be whole (every
-  chunk and its CRC, and image data that inflates to every row its header promises). SVG is
+  name's extension does not count), of at most `MAX_PIXELS` pixels, and whole: a PNG's every chunk
+  and CRC, and image data that inflates to every row its header promises; a JPEG's scan and its
+  end marker; a WebP's every byte its RIFF header counts. SVG is
   refused: it is a document that can carry scripts and links, and sanitising it is out of scope;
   convert it to PNG.
 
@@ -71,9 +72,15 @@ def sniff(data: bytes) -> tuple[str, int, int]:
         width, height = struct.unpack("<HH", data[6:10])
         return _checked("gif", width, height)
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return _checked("webp", *_webp_size(data))
+        checked = _checked("webp", *_webp_size(data))
+        if int.from_bytes(data[4:8], "little") + 8 > len(data):  # the RIFF size counts every byte
+            raise NotAnImage("a damaged WEBP image (cut short)")
+        return checked
     if data.startswith(b"\xff\xd8\xff"):
-        return _checked("jpg", *_jpeg_size(data))
+        checked = _checked("jpg", *_jpeg_size(data))
+        if not _jpeg_complete(data):
+            raise NotAnImage("a damaged JPG image (its image data is incomplete)")
+        return checked
     head = data[:256].lstrip().lower()
     if head.startswith((b"<svg", b"<?xml")) or b"<svg" in head:
         raise NotAnImage("SVG is not accepted (it can carry scripts); convert it to PNG")
@@ -170,6 +177,21 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
             return 0, 0
         at += 2 + length
     return 0, 0
+
+
+def _jpeg_complete(data: bytes) -> bool:
+    """Whether the markers lead to a start of scan and an end-of-image marker follows it (inside
+    the scan, 0xFF is never followed by 0xD9; a camera may append data after the end)."""
+    at = 2
+    while at + 4 <= len(data) and data[at] == 0xFF:
+        marker = data[at + 1]
+        if marker == 0xFF or marker in (0x01, *range(0xD0, 0xD8)):
+            at += 1 if marker == 0xFF else 2
+            continue
+        if marker == 0xDA:
+            return data.find(b"\xff\xd9", at) != -1
+        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    return False
 
 
 @dataclass
