@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -233,7 +234,10 @@ class SmtpSettings(_Section):
     host: str = Field("127.0.0.1", description="SMTP server host.")
     port: int = Field(25, ge=1, le=65535, description="SMTP server port.")
     security: Literal["none", "starttls", "tls"] = Field("none", description="Transport security.")
-    username: str | None = Field(None, description="Login name (password from the environment).")
+    username: str | None = Field(
+        None,
+        description="Login name (password from the environment); needs TLS unless host is loopback.",
+    )
     password_env: str = Field(
         "PUBLISHER_SMTP_PASSWORD", description="Environment variable holding the SMTP password."
     )
@@ -243,6 +247,19 @@ class SmtpSettings(_Section):
     @classmethod
     def _env_name(cls, value: str) -> str:
         return rules.check_env_name(value)
+
+    @field_validator("username")
+    @classmethod
+    def _login_in_the_clear(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # AUTH PLAIN/LOGIN over a plain connection sends the password as readable as the mail;
+        # only a server on this machine keeps it off the network.
+        host, security = info.data.get("host"), info.data.get("security")
+        if value is not None and security == "none" and host is not None and not rules.is_loopback(host):
+            raise ValueError(
+                f"a login with security = 'none' would send the password to {host} in clear text: "
+                "set smtp.security to 'starttls' or 'tls' (or leave username unset)"
+            )
+        return value
 
     @property
     def password(self) -> str | None:

@@ -41,6 +41,19 @@ def check_address(value: str) -> str:
     return value
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine: localhost, 127.0.0.0/8 or ::1 (no name is looked up)."""
+    import ipaddress
+
+    name = host.strip().rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def check_env_name(value: str) -> str:
     if not _ENV_NAME.match(value):
         raise ValueError(f"{value!r} is not an environment variable name (letters, digits, _)")

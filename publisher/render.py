@@ -6,7 +6,8 @@ configuration supplies renders in Jinja2's immutable sandbox: a template (a file
 folder, or `digest.subject`) can format the values it is given, never reach Python internals
 (`cycler.__init__.__globals__…`) or change the objects it sees.
 
-Whatever goes wrong while a template is loaded or rendered (a syntax error, an undefined value, a
+A template file that is not UTF-8 is named with the offset of its first bad byte. Whatever goes
+wrong while a template is loaded or rendered (a syntax error, an undefined value, a
 missing include, templates that extend each other, a range the sandbox refuses, `{{ 1/0 }}`)
 becomes one `OutputError` here, naming the template the failure is in, its line and the cause:
 callers never see a Jinja2 or Python exception.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Collection
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -81,6 +83,37 @@ def _bounded_format(value: Any, *args: Any, **kwargs: Any) -> str:
     return do_format(value, *args, **kwargs)
 
 
+class _Loader(jinja2.FileSystemLoader):
+    """Jinja2's file loader, with a file that is not UTF-8 named as one line (Jinja2 raises the
+    codec's error, which names neither the file nor where in it the bad byte is)."""
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        try:
+            return super().get_source(environment, template)
+        except UnicodeDecodeError:
+            for folder in self.searchpath:
+                path = Path(folder, template)
+                if path.is_file():
+                    raise OutputError(f"template {path}: {_not_utf8(path)}") from None
+            raise
+
+
+def _not_utf8(path: Path) -> str:
+    """Where the first byte that is not UTF-8 is, counted from the start of the file (the codec's
+    own offset counts from the chunk Python's reader was decoding)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = f"0x{data[exc.start]:02x} at byte offset {exc.start}"
+        if exc.reason == "unexpected end of data":
+            return f"not UTF-8: incomplete character {where}, the end of the file"
+        return f"not UTF-8: invalid byte {where}"
+    return "not UTF-8"  # rewritten since: the next run reads it again
+
+
 class Templates:
     """One Jinja2 environment per run; templates are compiled once and reused."""
 
@@ -90,7 +123,7 @@ class Templates:
             folders.append(str(BUNDLED))
         self._folders = tuple(folder.rstrip(os.sep) + os.sep for folder in folders)
         self.env = _Sandbox(
-            loader=jinja2.FileSystemLoader(folders),
+            loader=_Loader(folders),
             autoescape=jinja2.select_autoescape(
                 enabled_extensions=("html", "xml", "html.j2", "xml.j2", "xsl", "xsl.j2"),
                 default_for_string=True,
@@ -105,6 +138,20 @@ class Templates:
     def render(self, name: str, **context: Any) -> str:
         """The template file `name` (operator's folder first, then the bundled set) rendered."""
         return self._run(name, lambda: self.env.get_template(name).render(**context))
+
+    def load(self, name: str) -> None:
+        """Read and compile the template file `name` now (OutputError as `render` gives it), so a
+        long-running process refuses a broken template at start rather than on each request."""
+
+        def compile_only() -> str:
+            self.env.get_template(name)
+            return ""
+
+        self._run(name, compile_only)
+
+    def origin(self, name: str) -> str:
+        """The file the template `name` is read from: the operator's override or the bundled one."""
+        return self._run(name, lambda: self.env.get_template(name).filename or name)
 
     def render_string(self, source: str, origin: str = "digest.subject", **context: Any) -> str:
         """Render a template given as text; `origin` names it in errors (the setting it comes from)."""

@@ -363,3 +363,28 @@ def test_docs_list_every_settings_key() -> None:
         "README.md is out of date with publisher/config.py: regenerate with "
         "PUBLISHER_REGENERATE_DOCS=1 python -m pytest tests/test_config.py"
     )
+
+
+# --- SMTP login in clear text -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["mail.example.org", "192.0.2.25", "2001:db8::25", "localhost.example.org"])
+def test_smtp_login_without_tls_to_another_machine_is_refused(tmp_path: Path, host: str) -> None:
+    """AUTH over a plain connection would send the password in clear text across the network."""
+    path = write(tmp_path, f"[smtp]\nhost = '{host}'\nusername = 'desk'\n")
+    assert error_of(path) == (
+        f"{path}: smtp.username: a login with security = 'none' would send the password to "
+        f"{host} in clear text: set smtp.security to 'starttls' or 'tls' (or leave username unset)"
+    )
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1", "localhost", "LOCALHOST."])
+def test_smtp_login_without_tls_on_this_machine_is_allowed(tmp_path: Path, host: str) -> None:
+    settings = load_settings(write(tmp_path, f"[smtp]\nhost = '{host}'\nusername = 'desk'\n"))
+    assert settings.smtp.username == "desk"
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_smtp_login_over_tls_to_another_machine_is_allowed(tmp_path: Path, security: str) -> None:
+    toml = f"[smtp]\nhost = 'mail.example.org'\nsecurity = '{security}'\nusername = 'desk'\n"
+    assert load_settings(write(tmp_path, toml)).smtp.username == "desk"

@@ -113,6 +113,7 @@ def test_a_new_project_still_starts(project: Project, tmp_path: Path) -> None:
     built, with exit 0."""
     status = publisher(project, "status")
     assert status.returncode == 0 and "no state database yet" in status.stdout
+    project.feeds.mkdir()  # serve refuses a site with no feeds/ at all (test_serve_process.py)
     with serve_process(project.config_path, tmp_path / "serve.log", now=NOW) as url:
         assert httpx.get(f"{url}subscribe", timeout=10).status_code == 200
     database = project.settings().db_path
@@ -239,3 +240,26 @@ def test_status_counts_only_articles_that_are_out_now(project: Project) -> None:
     assert project.cli("build").code == 0
     data = json.loads(project.cli("status", "--json").out)
     assert (data["published"], data["waiting"], data["removed"]) == (3, 1, 1)
+
+
+# --- serve refuses a site that was never built --------------------------------------------------
+
+
+def test_serve_refuses_a_site_never_built(project: Project, tmp_path: Path) -> None:
+    """Without feeds/ the server started and answered every request with a 404."""
+    result = publisher(project, "serve", "--port", "0")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"Error: {project.feeds}: the feeds folder does not exist, so there is nothing to serve "
+        "(run `publisher build` first, or fix paths.feeds)\n"
+    )
+    project.feeds.write_text("not a folder", encoding="utf-8")
+    result = publisher(project, "serve", "--port", "0")
+    assert (result.returncode, result.stderr) == (
+        1,
+        f"Error: {project.feeds}: the feeds folder is not a folder (fix paths.feeds)\n",
+    )
+    project.feeds.unlink()
+    assert publisher(project, "build").returncode == 0
+    with serve_process(project.config_path, tmp_path / "serve.log", now=NOW) as url:
+        assert httpx.get(f"{url}subscribe", timeout=10).status_code == 200

@@ -43,6 +43,9 @@ JPEG = (
     + b"\xff\xc0\x00\x11\x08"
     + struct.pack(">HH", 480, 640)
     + b"\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01"
+    + b"\xff\xda\x00\x0c\x03\x01\x00\x02\x11\x03\x11\x00\x3f\x00"  # start of scan
+    + b"\x12\xff\x00\x34\x56"  # entropy-coded data (0xFF stuffed with 0x00)
+    + b"\xff\xd9"  # end of image
 )
 GIF = b"GIF89a" + struct.pack("<HH", 32, 16) + b"\x00\x00\x00\x00;"
 WEBP = b"RIFF\x00\x00\x00\x00WEBPVP8L\x00\x00\x00\x00\x2f" + ((99) | (49 << 14)).to_bytes(4, "little")
@@ -53,6 +56,7 @@ WEBP = b"RIFF\x00\x00\x00\x00WEBPVP8L\x00\x00\x00\x00\x2f" + ((99) | (49 << 14))
     [
         (png(3, 2), ("png", 3, 2)),
         (JPEG, ("jpg", 640, 480)),
+        (JPEG + b"\x00" * 64 + b"MotionPhoto", ("jpg", 640, 480)),  # a camera's data after the end
         (GIF, ("gif", 32, 16)),
         (WEBP, ("webp", 100, 50)),
     ],
@@ -78,6 +82,112 @@ def test_the_bytes_decide_the_type_and_size(data: bytes, expected: tuple[str, in
 def test_anything_else_is_refused(data: bytes, message: str) -> None:
     with pytest.raises(NotAnImage, match=message):
         sniff(data)
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_of(
+    width: int, height: int, rows: bytes, *, depth: int = 8, colour: int = 2, interlace: int = 0
+) -> bytes:
+    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, interlace)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(rows))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def test_an_interlaced_or_one_bit_png_is_whole() -> None:
+    """The completeness check counts rows as PNG lays them out: Adam7 passes, bits per pixel."""
+    passes = (
+        (0, 0, 8, 8),
+        (4, 0, 8, 8),
+        (0, 4, 4, 8),
+        (2, 0, 4, 4),
+        (0, 2, 2, 4),
+        (1, 0, 2, 2),
+        (0, 1, 1, 2),
+    )
+    rows = b""
+    for x0, y0, dx, dy in passes:
+        w, h = -(-(10 - x0) // dx), -(-(5 - y0) // dy)
+        if w > 0 and h > 0:
+            rows += (b"\x00" + b"\x80" * 3 * w) * h
+    assert sniff(png_of(10, 5, rows, interlace=1)) == ("png", 10, 5)
+    with pytest.raises(NotAnImage, match="incomplete"):
+        sniff(png_of(10, 5, rows[: len(rows) // 2], interlace=1))
+    one_bit = (b"\x00" + b"\xff\xc0") * 3  # 10 pixels of 1 bit: 2 bytes a row
+    assert sniff(png_of(10, 3, one_bit, depth=1, colour=0)) == ("png", 10, 3)
+    with pytest.raises(NotAnImage, match="incomplete"):
+        sniff(png_of(10, 4, one_bit, depth=1, colour=0))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        # Claims 60000×60000 (3.6 billion pixels) in a few dozen bytes: accepted before.
+        (
+            png_of(60000, 60000, b"\x00" * 100),
+            "too many pixels: 60000×60000 is 3,600,000,000 (limit 89,478,485)",
+        ),
+        (GIF[:6] + struct.pack("<HH", 60000, 60000) + GIF[10:], "too many pixels: 60000×60000"),
+        # Rows missing: the IDAT inflates to half the picture, then IEND.
+        (
+            png_of(100, 100, (b"\x00" + b"\x01" * 300) * 50),
+            "a damaged PNG image (its image data is incomplete)",
+        ),
+        # The IDAT chunk cut short (its length claims more), an IEND patched on the end.
+        (
+            png(40, 40)[:60] + png_chunk(b"IEND", b""),
+            "a damaged PNG image (its image data is incomplete)",
+        ),
+        # A flipped byte in the image data: its CRC no longer matches.
+        (
+            png(40, 40)[:45] + bytes([png(40, 40)[45] ^ 1]) + png(40, 40)[46:],
+            "a damaged PNG image (its image data is incomplete)",
+        ),
+        (png_of(4, 4, b"\x00" * 52, colour=5), "a damaged PNG image (unknown pixel format)"),
+        (JPEG.replace(struct.pack(">HH", 480, 640), struct.pack(">HH", 60000, 60000)), "too many pixels"),
+        (JPEG[:-4], "a damaged JPG image (its image data is incomplete)"),
+        (JPEG[: JPEG.index(b"\xff\xda")], "a damaged JPG image (its image data is incomplete)"),
+        (WEBP[:4] + (100).to_bytes(4, "little") + WEBP[8:], "a damaged WEBP image (cut short)"),
+    ],
+    ids=[
+        "png-60000x60000",
+        "gif-60000x60000",
+        "png-rows-missing",
+        "png-idat-cut",
+        "png-bad-crc",
+        "png-format",
+        "jpeg-60000x60000",
+        "jpeg-cut-in-its-scan",
+        "jpeg-without-a-scan",
+        "webp-cut",
+    ],
+)
+def test_absurd_or_incomplete_images_are_refused(data: bytes, message: str) -> None:
+    with pytest.raises(NotAnImage) as info:
+        sniff(data)
+    assert str(info.value).startswith(message)
+
+
+def test_a_png_bomb_is_one_warning_and_the_article_is_published(project: Project) -> None:
+    project.seed("bomb.png", png_of(60000, 60000, b"\x00" * 1000))
+    project.seed("a.md", "---\ntitle: Pictures\ndate: 2025-02-17\n---\nSee ![the map](bomb.png).\n")
+    result = project.cli("check")
+    assert result.code == 0
+    assert result.out.splitlines() == [
+        "warning: seeds/bomb.png: image: too many pixels: 60000×60000 is 3,600,000,000 (limit 89,478,485); "
+        "scale it down; not shown in seeds/a.md",
+        "1 file checked, 1 valid, 0 rejected, 1 warning",
+    ]
+    pipeline.build(project.settings(), NOW)
+    page = (project.feeds / "articles" / "a.html").read_text(encoding="utf-8")
+    assert "<img" not in page and "the map" in page
+    assert not (project.feeds / "images").exists()
 
 
 ARTICLE = (

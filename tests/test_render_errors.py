@@ -225,3 +225,74 @@ def test_a_huge_constant_in_the_subject_is_not_built_when_the_file_is_read(proje
     with pytest.raises(OutputError) as info:
         Templates(settings).render_string(settings.digest.subject, count=1)
     assert "refused by the sandbox" in info.value.one_line()
+
+
+# --- a template file that is not UTF-8 ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "cause"),
+    [
+        (b"<p>caf\xe9</p>\n", "not UTF-8: invalid byte 0xe9 at byte offset 6"),
+        (b"\xff\xfe<\x00p\x00>\x00", "not UTF-8: invalid byte 0xff at byte offset 0"),
+        (
+            b"<p>ok</p>\n\xe2\x82",
+            "not UTF-8: incomplete character 0xe2 at byte offset 10, the end of the file",
+        ),
+    ],
+)
+def test_a_template_that_is_not_utf8_is_one_line_naming_the_byte(
+    project: Project, data: bytes, cause: str
+) -> None:
+    bad = folder(project) / "bad.html"
+    bad.write_bytes(data)
+    assert error(Templates(project.settings()), "bad.html") == f"template {bad}: {cause}"
+
+
+def test_a_base_template_that_is_not_utf8_is_the_one_named(project: Project) -> None:
+    """The message named article.html.j2, the page extending the broken base.html.j2."""
+    with_article(project)
+    base = folder(project) / "base.html.j2"
+    base.write_bytes(b"<!DOCTYPE html>\n" + b"x" * 9000 + b"\xc3(")  # past the reader's first chunk
+    result = project.cli("build")
+    assert (result.code, result.err) == (
+        1,
+        f"Error: template {base}: not UTF-8: invalid byte 0xc3 at byte offset 9016\n",
+    )
+    assert not project.feeds.exists() or not list(project.feeds.rglob("*.html"))
+
+
+@pytest.mark.parametrize("action", [["--preview"], ["--send"], ["--to", "test@example.org"]])
+def test_a_digest_template_that_is_not_utf8_is_one_line(project: Project, action: list[str]) -> None:
+    with_article(project)
+    assert project.cli("build").code == 0
+    assert project.cli("subscribers", "add", "ana@example.com").code == 0
+    page = folder(project) / "digest.txt.j2"
+    page.write_bytes(b"{{ site.title }}\n\x80\n")
+    result = project.cli("digest", *action, "--backfill", "1", now=LATER)
+    assert (result.code, result.err) == (
+        1,
+        f"Error: template {page}: not UTF-8: invalid byte 0x80 at byte offset 17\n",
+    )
+    assert not list((project.state / "outbox").rglob("*.eml"))
+
+
+@pytest.mark.parametrize("name", ["error.html.j2", "_serve_layout.html.j2", "confirm_email.txt.j2"])
+def test_serve_refuses_to_start_with_a_broken_server_template(project: Project, name: str) -> None:
+    """Each request failed with a 500 (and a traceback in the log); now the start is refused."""
+    from publisher.clock import FixedClock
+    from publisher.server import create_app
+
+    with_article(project)
+    assert project.cli("build").code == 0
+    page = folder(project) / name
+    page.write_bytes(b"<p>\xc3(</p>\n")
+    with pytest.raises(OutputError) as info:
+        create_app(project.settings(), FixedClock(NOW))
+    assert info.value.one_line() == f"template {page}: not UTF-8: invalid byte 0xc3 at byte offset 3"
+    page.write_text("<p>{% if %}</p>\n", encoding="utf-8")
+    with pytest.raises(OutputError) as info:
+        create_app(project.settings(), FixedClock(NOW))
+    assert info.value.one_line() == (
+        f"template {page}, line 1: Expected an expression, got 'end of statement block'"
+    )

@@ -330,3 +330,24 @@ def test_a_site_under_a_path(project: Project) -> None:
         )
         assert r.status_code == 200
         assert http.get("/subscribe").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("base", "bare", "location"), [("/news/", "/news", "news/"), ("/a/b/", "/a/b", "b/")]
+)
+def test_the_site_path_without_its_slash_is_redirected(
+    project: Project, base: str, bare: str, location: str
+) -> None:
+    """GET /news was a 404 for a site at https://…/news/; now a 301 to the relative news/, as for
+    any folder (relative, so it can never point at another host)."""
+    project.config_path.write_text(
+        BASE_CONFIG.replace("https://news.example.org/", f"https://news.example.org{base}"), encoding="utf-8"
+    )
+    write_feeds(project.feeds)
+    with client(project.settings(), FixedClock(NOW)) as http:
+        for method in ("GET", "HEAD"):
+            r = http.request(method, bare, follow_redirects=False)
+            assert (r.status_code, r.headers["location"]) == (301, location)
+        assert http.get(bare).text == FILES["index.html"]  # followed: the site's index
+        assert http.get(bare + "x", follow_redirects=False).status_code == 404
+        assert http.get(bare.rsplit("/", 1)[0] + "/", follow_redirects=False).status_code == 404

@@ -120,3 +120,19 @@ def test_the_server_raises_its_open_file_limit() -> None:
         assert raised > 256 or hard <= 256
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_site_under_a_path_is_announced_at_its_path(project: Project, tmp_path: Path) -> None:
+    """The start line said http://127.0.0.1:PORT/ for a site at https://…/news/, where only 404s are."""
+    project.configure("")
+    text = project.config_path.read_text(encoding="utf-8")
+    project.config_path.write_text(
+        text.replace("https://news.example.org/", "https://news.example.org/news/")
+    )
+    write_feeds(project.feeds)
+    with serve_process(project.config_path, tmp_path / "serve.log", now=NOW) as url:
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/news/")
+        with httpx.Client(timeout=10) as http:
+            assert http.get(url).text == FILES["index.html"]
+            bare = http.get(url.rstrip("/"), follow_redirects=False)
+            assert (bare.status_code, bare.headers["location"]) == (301, "news/")

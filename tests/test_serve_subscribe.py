@@ -11,6 +11,7 @@ import pytest
 
 from publisher import tokens
 from publisher.clock import FixedClock
+from publisher.server import create_app
 from publisher.server.security import HEADERS
 from publisher.store import db
 from publisher.store import subscribers as store
@@ -455,18 +456,73 @@ def test_a_failing_transport_still_answers_the_same(site: Project, clock: FixedC
 def test_a_broken_template_is_a_500_page_and_a_log_line(
     site: Project, clock: FixedClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """An operator's broken template override: the visitor gets the 500 page, the log says why."""
+    """An operator's template override that fails only when rendered (one that does not compile
+    stops the start: test_render_errors.py): the visitor gets the 500 page, the log says why."""
     custom = site.root / "custom"
     custom.mkdir()
-    (custom / "subscribe.html.j2").write_text("{% if %}", encoding="utf-8")
+    (custom / "subscribe.html.j2").write_text("{{ 1/0 }}", encoding="utf-8")
     settings = site.settings().model_copy(
         update={"paths": site.settings().paths.model_copy(update={"templates": custom})}
     )
     with client(settings, clock, raise_server_exceptions=False) as c:
         r = c.get("/subscribe")
     assert r.status_code == 500
-    assert "Something went wrong" in r.text and "{% if %}" not in r.text
+    assert "Something went wrong" in r.text and "1/0" not in r.text
     assert any("GET /subscribe failed" in m and "subscribe.html.j2" in m for m in caplog.messages)
     # The error page is answered outside the middleware stack; it carries the same policy.
     for name, value in HEADERS.items():
         assert r.headers[name] == value
+
+
+# -- plain HTTP (a LAN address, a test, a proxy that hides the scheme) ----------------------------
+
+LAN = "http://192.168.1.20:8080"
+
+
+def test_subscribing_over_plain_http_on_a_lan_address(site: Project, clock: FixedClock) -> None:
+    """base_url is https, but the server is reached over plain HTTP at a LAN address: the cookie
+    was always Secure, the browser (and this client) never sent it back, and every form was a 403."""
+    with TestClient(create_app(site.settings(), clock), base_url=LAN) as http:
+        page = http.get("/subscribe")
+        cookie = page.headers["set-cookie"]
+        assert "publisher_csrf=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+        assert "Secure" not in cookie
+        # A browser sends its Origin; the token and its cookie pass without it too.
+        for headers in ({"Origin": LAN}, {}):
+            token = csrf_of(http.get("/subscribe").text)
+            r = http.post("/subscribe", data={"email": "lan@example.org", "csrf": token}, headers=headers)
+            assert r.status_code == 200, r.text
+        assert status_of(site, "lan@example.org") == "pending"
+        # Still refused: another site's Origin, a token without its cookie and without an Origin.
+        token = csrf_of(http.get("/subscribe").text)
+        evil = http.post(
+            "/subscribe",
+            data={"email": "x@example.org", "csrf": token},
+            headers={"Origin": "http://evil.example"},
+        )
+        assert evil.status_code == 403
+        http.cookies.clear()
+        assert http.post("/subscribe", data={"email": "x@example.org", "csrf": token}).status_code == 403
+    assert status_of(site, "x@example.org") is None
+
+
+def test_a_token_whose_cookie_the_browser_dropped_passes_on_its_origin(
+    site: Project, clock: FixedClock
+) -> None:
+    """Behind a proxy that talks plain HTTP to the app and passes the public Host, the cookie is
+    Secure; a browser on plain HTTP drops it, and its same-origin Origin header vouches instead."""
+    with TestClient(create_app(site.settings(), clock), base_url="http://news.example.org") as http:
+        page = http.get("/subscribe")
+        assert "Secure" in page.headers["set-cookie"]  # addressed to the https site's host
+        token = csrf_of(page.text)
+        http.cookies.clear()
+        r = http.post(
+            "/subscribe",
+            data={"email": "fy@example.org", "csrf": token},
+            headers={"Origin": "http://news.example.org"},
+        )
+        assert r.status_code == 200
+        forged = token.rsplit(".", 1)[0] + ".AAAAAAAAAAAAAAAAAAAAAAAA"
+        http.cookies.set("publisher_csrf", "someone-else")
+        wrong = http.post("/subscribe", data={"email": "gy@example.org", "csrf": forged}, headers=SAME)
+        assert wrong.status_code == 403  # a cookie that does not match still fails

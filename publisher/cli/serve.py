@@ -18,7 +18,8 @@ def register(sub: Any) -> None:
         "subscribe (double opt-in), confirm and unsubscribe (RFC 8058 one-click) pages, until "
         "interrupted. Reads feeds/, writes only the state folder (subscribers, outbox). Defaults for "
         "host and port come from the [serve] settings. Exit status: 0 after Ctrl-C or SIGTERM, 1 "
-        "when the address cannot be listened on or the state database or state/secret.key was lost, 2 on "
+        "when the address cannot be listened on, feeds/ does not exist (run `publisher build` first) or "
+        "the state database or state/secret.key was lost, 2 on "
         "a configuration error.",
     )
     parser.add_argument("--host", metavar="ADDRESS", help="address to listen on (default: serve.host)")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from publisher import tokens, urls
 from publisher.config import Settings
-from publisher.digest import compose, content, select, web_archive
+from publisher.digest import compose, content, guard, select, web_archive
 from publisher.errors import ConfigError, DeliveryError
 from publisher.models import Published
 from publisher.output import write_atomic
@@ -119,7 +119,10 @@ def _render(
     *,
     web_path: str | None = None,
     web_url: str | None = None,
+    strict: bool = True,
 ) -> RenderedDigest | None:
+    """The digest of `plan`, rendered; DeliveryError (a warning unless `strict`) when its parts
+    lack what every digest must carry (see `guard`)."""
     loader = load or select.load
     found = loader(conn, settings, plan.article_ids)
     published: list[Published] = content.order([found[i] for i in plan.article_ids if i in found])
@@ -141,7 +144,7 @@ def _render(
     nonce = _nonce(strings)
     ph = compose.Placeholders(unsubscribe=PLACEHOLDER_UNSUBSCRIBE + nonce, name=PLACEHOLDER_NAME + nonce)
     parts = compose.render_mail(templates, data, ph, settings.digest.max_bytes)
-    return RenderedDigest(
+    rendered = RenderedDigest(
         digest_id=digest_id,
         subject=data.subject,
         preheader=data.preheader,
@@ -154,6 +157,15 @@ def _render(
         nonce=nonce,
         web_html=compose.render_web(templates, data),
     )
+    # The parts as a sample reader gets them, before anything is recorded or sent.
+    sample_url = unsubscribe_url(settings, guard.SAMPLE_TOKEN)
+    html, text = personalise(rendered, sample_url, guard.SAMPLE_NAME)
+    problem = guard.problem(templates, html, text, sample_url, data.postal_address, nonce)
+    if problem and strict:
+        raise DeliveryError(problem, hint=guard.HINT)
+    if problem:
+        log.warning("%s", problem)
+    return rendered
 
 
 def render_preview(
@@ -170,7 +182,7 @@ def render_preview(
     plan = select.plan(conn, settings, now, backfill)
     if not plan.article_ids:
         return None
-    return _render(conn, settings, plan, load, web_url=PREVIEW_HTML)
+    return _render(conn, settings, plan, load, web_url=PREVIEW_HTML, strict=False)
 
 
 PREVIEW_HTML = "next-digest.html"  # the name --preview gives the HTML part, in state/preview/

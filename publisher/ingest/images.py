@@ -5,8 +5,11 @@ the article's own folder. It is accepted only when:
 - it lies inside seeds/ (symbolic links followed, as for articles);
 - it is at most `ingest.max_image_bytes` long (seen by fstat, before reading);
 - its bytes are really a JPEG, PNG, GIF or WebP image whose size in pixels can be read (the file
-  name's extension does not count). SVG is refused: it is a document that can carry scripts and
-  links, and sanitising it is out of scope; convert it to PNG.
+  name's extension does not count), of at most `MAX_PIXELS` pixels, and whole: a PNG's every chunk
+  and CRC, and image data that inflates to every row its header promises; a JPEG's scan and its
+  end marker; a WebP's every byte its RIFF header counts. SVG is
+  refused: it is a document that can carry scripts and links, and sanitising it is out of scope;
+  convert it to PNG.
 
 An accepted image is named by its bytes, `images/<first 20 hex digits of sha256>.<type>`, so a
 changed image gets a new name (pages, feeds and digests that showed the old one keep working) and
@@ -25,11 +28,17 @@ import os
 import posixpath
 import stat
 import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
 IMAGES_DIR = "images"
+# More pixels than this (width × height) is refused, whatever the file's size in bytes: a small
+# file can claim a picture that takes gigabytes to show. Pillow's decompression-bomb limit
+# (Image.MAX_IMAGE_PIXELS, a 0.25 GB RGB image), about 9,500 × 9,500.
+MAX_PIXELS = 89_478_485
+_INFLATE_STEP = 1 << 20
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
 
 
@@ -54,16 +63,24 @@ def sniff(data: bytes) -> tuple[str, int, int]:
         if data[12:16] != b"IHDR" or len(data) < 24 or b"IEND" not in data[-12:]:
             raise NotAnImage("a damaged PNG image (cut short?)")
         width, height = struct.unpack(">II", data[16:24])
-        return _checked("png", width, height)
+        _checked("png", width, height)
+        _png_complete(data, width, height)
+        return "png", width, height
     if data[:6] in (b"GIF87a", b"GIF89a"):
         if len(data) < 14 or not data.endswith(b";"):  # 0x3B: a GIF's trailer
             raise NotAnImage("a damaged GIF image (cut short?)")
         width, height = struct.unpack("<HH", data[6:10])
         return _checked("gif", width, height)
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return _checked("webp", *_webp_size(data))
+        checked = _checked("webp", *_webp_size(data))
+        if int.from_bytes(data[4:8], "little") + 8 > len(data):  # the RIFF size counts every byte
+            raise NotAnImage("a damaged WEBP image (cut short)")
+        return checked
     if data.startswith(b"\xff\xd8\xff"):
-        return _checked("jpg", *_jpeg_size(data))
+        checked = _checked("jpg", *_jpeg_size(data))
+        if not _jpeg_complete(data):
+            raise NotAnImage("a damaged JPG image (its image data is incomplete)")
+        return checked
     head = data[:256].lstrip().lower()
     if head.startswith((b"<svg", b"<?xml")) or b"<svg" in head:
         raise NotAnImage("SVG is not accepted (it can carry scripts); convert it to PNG")
@@ -73,7 +90,55 @@ def sniff(data: bytes) -> tuple[str, int, int]:
 def _checked(kind: str, width: int, height: int) -> tuple[str, int, int]:
     if not (0 < width <= 65535 and 0 < height <= 65535):
         raise NotAnImage(f"a damaged {kind.upper()} image (its size reads {width}×{height})")
+    if width * height > MAX_PIXELS:
+        raise NotAnImage(
+            f"too many pixels: {width}×{height} is {width * height:,} (limit {MAX_PIXELS:,}); scale it down"
+        )
     return kind, width, height
+
+
+# PNG colour type -> channels; Adam7 interlacing passes as (x0, y0, dx, dy).
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _png_complete(data: bytes, width: int, height: int) -> None:
+    """NotAnImage unless every chunk is whole (length and CRC) up to IEND, and the image data
+    inflates to all the rows the header promises: a file cut short and patched with an IEND is
+    as damaged as one without."""
+    damaged = NotAnImage("a damaged PNG image (its image data is incomplete)")
+    at, stream, seen_end = 8, zlib.decompressobj(), False
+    bit_depth, colour, interlace = data[24], data[25], data[28] if len(data) > 28 else 0
+    if colour not in _PNG_CHANNELS or bit_depth not in (1, 2, 4, 8, 16):
+        raise NotAnImage("a damaged PNG image (unknown pixel format)")
+    bits = bit_depth * _PNG_CHANNELS[colour]
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    expected = 0
+    for x0, y0, dx, dy in passes:
+        w, h = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if w > 0 and h > 0:
+            expected += h * (1 + -(-(w * bits) // 8))
+    inflated = 0
+    while at + 12 <= len(data) and not seen_end:
+        length = int.from_bytes(data[at : at + 4], "big")
+        kind, body = data[at + 4 : at + 8], data[at + 8 : at + 8 + length]
+        if len(body) < length or data[at + 8 + length : at + 12 + length] != struct.pack(
+            ">I", zlib.crc32(kind + body)
+        ):
+            raise damaged
+        if kind == b"IDAT" and not stream.eof:
+            try:  # counted in bounded pieces, never held: the size was checked against MAX_PIXELS
+                piece = stream.decompress(body, _INFLATE_STEP)
+                while piece:
+                    inflated += len(piece)
+                    if inflated >= expected:
+                        return
+                    piece = stream.decompress(stream.unconsumed_tail, _INFLATE_STEP)
+            except zlib.error:
+                raise damaged from None
+        seen_end = kind == b"IEND"
+        at += 12 + length
+    raise damaged
 
 
 def _webp_size(data: bytes) -> tuple[int, int]:
@@ -112,6 +177,21 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
             return 0, 0
         at += 2 + length
     return 0, 0
+
+
+def _jpeg_complete(data: bytes) -> bool:
+    """Whether the markers lead to a start of scan and an end-of-image marker follows it (inside
+    the scan, 0xFF is never followed by 0xD9; a camera may append data after the end)."""
+    at = 2
+    while at + 4 <= len(data) and data[at] == 0xFF:
+        marker = data[at + 1]
+        if marker == 0xFF or marker in (0x01, *range(0xD0, 0xD8)):
+            at += 1 if marker == 0xFF else 2
+            continue
+        if marker == 0xDA:
+            return data.find(b"\xff\xd9", at) != -1
+        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    return False
 
 
 @dataclass

@@ -23,6 +23,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
@@ -72,10 +73,13 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def url_of(sock: socket.socket) -> str:
+def url_of(sock: socket.socket, settings: Settings | None = None) -> str:
+    """Where the site is served on this socket: the path of `site.base_url` (the routes live
+    under it, see server/app.py) on the address listened on."""
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}/"
+    path = urlsplit(settings.site.base_url).path if settings is not None else "/"
+    return f"http://{shown}:{port}{path}"
 
 
 def raise_file_limit() -> None:
@@ -180,6 +184,19 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
+def check_feeds(settings: Settings) -> None:
+    """Refuse to serve a feeds folder that is not there: every request would be a 404 (a site
+    never built, or `paths.feeds` pointing at the wrong place)."""
+    feeds = settings.feeds_dir
+    if not feeds.exists():
+        raise ServeError(
+            f"{feeds}: the feeds folder does not exist, so there is nothing to serve",
+            hint="run `publisher build` first, or fix paths.feeds",
+        )
+    if not feeds.is_dir():
+        raise ServeError(f"{feeds}: the feeds folder is not a folder", hint="fix paths.feeds")
+
+
 def run(
     settings: Settings,
     clock: Clock,
@@ -192,8 +209,9 @@ def run(
     sock = bind(host, port)
     try:
         server = Server(settings, clock, sock, transport_factory)
+        check_feeds(settings)
         if on_ready is not None:
-            on_ready(url_of(sock))
+            on_ready(url_of(sock, settings))
         server.run()
     finally:
         sock.close()
@@ -211,7 +229,7 @@ class Background:
         transport_factory: Callable[[], Transport] | None = None,
     ) -> None:
         self.sock = bind(host, port)
-        self.url = url_of(self.sock)
+        self.url = url_of(self.sock, settings)
         self.server = Server(settings, clock, self.sock, transport_factory)
         self.thread = threading.Thread(target=self.server.run, name="publisher-serve", daemon=True)
 

@@ -11,6 +11,10 @@ CSRF, decided as follows (docs/serve.md explains it to operators):
   site's origin (from `site.base_url`) or to the Host the request was sent to, and no
   `Sec-Fetch-Site` other than same-origin. Browsers send `Origin` with every form POST and a page
   cannot forge it; a tool that sends neither token nor Origin is refused.
+- The cookie is `Secure` when the request came over https or was addressed to the https site's
+  host name; over plain HTTP elsewhere (a LAN address) it is not, or browsers would drop it. A
+  POST with a token but no cookie at all (the browser kept none) passes on the same Origin check
+  as the static form.
 - Whatever the token, a POST whose `Origin` names another site, or that a browser marks
   cross-site, is refused.
 - RFC 8058 one-click unsubscribing is not a form and needs no CSRF check: the signed token in its
@@ -149,7 +153,16 @@ class Csrf:
         self.key = hmac.new(site_secret, b"publisher-csrf-v1", hashlib.sha256).digest()
         parts = urlsplit(base_url)
         self.site_origin = f"{parts.scheme}://{parts.netloc}".lower()
-        self.secure = parts.scheme == "https"
+        # The https site's own host name: a request addressed to it came through TLS (a proxy in
+        # front, which may talk plain HTTP to us).
+        self.secure_host = parts.netloc.lower() if parts.scheme == "https" else None
+
+    def secure(self, request: Request) -> bool:
+        """Whether the cookie may be `Secure`: the request came over https, or was addressed to the
+        https site's host. Over plain HTTP elsewhere (a LAN address, a test) browsers drop a
+        Secure cookie, and every form would fail."""
+        host = request.headers.get("host", "").lower()
+        return request.url.scheme == "https" or (self.secure_host is not None and host == self.secure_host)
 
     def _sign(self, nonce: str, issued: int) -> str:
         return _b64(hmac.new(self.key, f"{nonce}|{issued}".encode(), hashlib.sha256).digest()[:18])
@@ -160,13 +173,13 @@ class Csrf:
         issued = int(now.timestamp())
         return nonce, f"{nonce}.{issued}.{self._sign(nonce, issued)}"
 
-    def set_cookie(self, response: Response, cookie: str) -> None:
+    def set_cookie(self, response: Response, cookie: str, request: Request) -> None:
         response.set_cookie(
             CSRF_COOKIE,
             cookie,
             max_age=CSRF_MAX_AGE,
             path="/",
-            secure=self.secure,
+            secure=self.secure(request),
             httponly=True,
             samesite="strict",
         )
@@ -206,4 +219,9 @@ class Csrf:
         field = form.get(CSRF_FIELD)
         if field is None and static_form:
             return verdict is True
-        return self.token_valid(request.cookies.get(CSRF_COOKIE), field, now)
+        cookie = request.cookies.get(CSRF_COOKIE)
+        if cookie is None and field is not None:
+            # The browser kept no cookie (a Secure one over plain HTTP behind a proxy that hides
+            # the scheme, or cookies off): its Origin header alone vouches, as for the static form.
+            return verdict is True
+        return self.token_valid(cookie, field, now)

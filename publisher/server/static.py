@@ -204,14 +204,16 @@ class FeedFiles:
 
     def locate(self, url_path: str) -> tuple[str, os.stat_result, Entry | None] | str | None:
         """What a URL path (under the site's base path) names: (file path, stat, its cached entry
-        when still current), a redirect target for a folder asked for without its slash, or None
-        (404).
+        when still current), a redirect target for a folder asked for without its slash (the
+        base path included: "/news" for a site at "/news/"), or None (404).
 
         The hot path is one `stat`: a cached entry is reused only for the very same file version
         (device, inode, mtime, change time, size), which was checked to lie inside feeds/ when it was loaded.
         Anything else has its real path (symlinks followed) checked again.
         """
         if not url_path.startswith(self.base_path):
+            if url_path + "/" == self.base_path:  # the site's own path without its slash
+                return url_path.rsplit("/", 1)[-1] + "/"  # relative, as for any folder
             return None
         segments = safe_segments("/" + url_path[len(self.base_path) :])
         if segments is None:

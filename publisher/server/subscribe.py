@@ -120,10 +120,10 @@ class Subscriptions:
     def _too_many(self, wait: int) -> HTTPException:
         return HTTPException(429, headers={"Retry-After": str(wait)})
 
-    def _form_page(self, name: str, status: int = 200, **ctx: Any) -> Response:
+    def _form_page(self, request: Request, name: str, status: int = 200, **ctx: Any) -> Response:
         cookie, field = self.csrf.issue(self.clock.now())
         response = self.pages.render(name, status, csrf=field, **ctx)
-        self.csrf.set_cookie(response, cookie)
+        self.csrf.set_cookie(response, cookie, request)
         return response
 
     def _subscriber_for(self, token: str, purpose: str) -> store.Subscriber | None:
@@ -166,7 +166,7 @@ class Subscriptions:
 
     async def subscribe(self, request: Request) -> Response:
         if request.method != "POST":
-            return self._form_page("subscribe.html.j2", email="", problem="")
+            return self._form_page(request, "subscribe.html.j2", email="", problem="")
         now = self.clock.now()
         if wait := self.per_ip.take(_client(request), now.timestamp()):
             raise self._too_many(wait)
@@ -178,7 +178,7 @@ class Subscriptions:
             address = normalise_address(given)
         except SubscriberError:
             problem = "Please give one email address, such as anna@example.org."
-            return self._form_page("subscribe.html.j2", 400, email=given, problem=problem)
+            return self._form_page(request, "subscribe.html.j2", 400, email=given, problem=problem)
         if wait := self.per_address.take(address, now.timestamp()):
             raise self._too_many(wait)
         to_confirm = await run_in_threadpool(self._register, address, now)
@@ -244,7 +244,7 @@ class Subscriptions:
     async def confirm(self, request: Request) -> Response:
         subscriber = await self._token_subscriber(request, "confirm")
         if request.method != "POST":
-            return self._form_page("confirm.html.j2", email=subscriber.email)
+            return self._form_page(request, "confirm.html.j2", email=subscriber.email)
         form = await read_form(request)
         if not self.csrf.check(request, form, self.clock.now(), static_form=False):
             raise HTTPException(403)
@@ -273,7 +273,7 @@ class Subscriptions:
     async def unsubscribe(self, request: Request) -> Response:
         if request.method != "POST":
             subscriber = await self._token_subscriber(request, "unsubscribe")
-            return self._form_page("unsubscribe.html.j2", email=subscriber.email)
+            return self._form_page(request, "unsubscribe.html.j2", email=subscriber.email)
         form = await read_form(request)
         one_click = form.get(ONE_CLICK[0]) == ONE_CLICK[1] and CSRF_FIELD not in form
         if not one_click and not self.csrf.check(request, form, self.clock.now(), static_form=False):

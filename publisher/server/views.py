@@ -7,7 +7,7 @@ with a form also get `csrf` (the hidden field's value). Responses are never cach
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP, Policy
@@ -17,6 +17,7 @@ from typing import Any
 from starlette.responses import HTMLResponse, Response
 
 from publisher.config import Settings
+from publisher.errors import OutputError
 from publisher.render import Templates
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -40,11 +41,62 @@ ERRORS: dict[int, tuple[str, str]] = {
 }
 
 
+# Every template the server renders, read and compiled at start: a broken override (not UTF-8, a
+# syntax error) stops `publisher serve` with one line instead of failing each request with a 500.
+TEMPLATES = (
+    "_serve_layout.html.j2",
+    "subscribe.html.j2",
+    "subscribe_sent.html.j2",
+    "confirm.html.j2",
+    "confirm_done.html.j2",
+    "unsubscribe.html.j2",
+    "unsubscribe_done.html.j2",
+    "error.html.j2",
+    "subscribe.css.j2",
+    "confirm_email.txt.j2",
+)
+
+
 class Pages:
     def __init__(self, settings: Settings, base: str) -> None:
         self.settings = settings
         self.base = base
         self.templates = Templates(settings)
+        for name in TEMPLATES + (("welcome_email.txt.j2",) if settings.serve.welcome else ()):
+            self.templates.load(name)
+        self._check_messages()
+
+    def _check_messages(self) -> None:
+        """Refuse (OutputError) a confirmation or welcome template that drops its link: rendered
+        for a sample reader at start, so a subscriber never gets a message that cannot confirm, or
+        a welcome without the one-click unsubscribe its List-Unsubscribe header promises."""
+        now = datetime(2000, 1, 1, tzinfo=UTC)
+        link = f"{self.settings.site.base_url}confirm/publisher-check"
+        checks = [("confirm_email.txt.j2", link, "its confirmation link ({{ link }})")]
+        if self.settings.serve.welcome:
+            checks.append(
+                (
+                    "welcome_email.txt.j2",
+                    f"{self.settings.site.base_url}unsubscribe/publisher-check",
+                    "the reader's unsubscribe URL ({{ unsubscribe }})",
+                )
+            )
+        for name, url, what in checks:
+            text = self.templates.render(
+                name,
+                site=self.settings.site,
+                address="reader@example.org",
+                link=url,
+                expires=now,
+                unsubscribe=url,
+                schedule=self.settings.digest.schedule,
+            )
+            if url not in text:
+                where = self.templates.origin(name)
+                raise OutputError(
+                    f"template {where}: the message lacks {what}, so it cannot do its job",
+                    hint="put it back in the override, or delete the override to use the bundled template",
+                )
 
     def render(
         self, name: str, status: int = 200, headers: dict[str, str] | None = None, **ctx: Any
