@@ -297,6 +297,41 @@ def test_daemon_serve_runs_the_http_server_inside_the_daemon(
     assert "Traceback" not in daemon.log
 
 
+def test_sighup_with_a_server_that_cannot_start_keeps_the_running_one(
+    project: Project, daemons: Callable[..., Daemon]
+) -> None:
+    """A template the server needs, broken after the start: the reload is refused with one line
+    and the server of the last good configuration answers on; a port in use is refused too."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    project.configure(f"[daemon]\nsettle = 0.1\nserve = true\n\n[serve]\nhost = '127.0.0.1'\nport = {port}\n")
+    project.seed("one.txt", story("Served story"))
+    daemon = daemons()
+    daemon.wait_log(f"serving on http://127.0.0.1:{port}/")
+    (project.root / "templates").mkdir(exist_ok=True)
+    (project.root / "templates" / "subscribe.html.j2").write_text("{% if %}", encoding="utf-8")
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_log("the previous one carries on")
+    refusal = next(line for line in daemon.log.splitlines() if "not reloaded" in line)
+    assert "subscribe.html.j2" in refusal and "Traceback" not in daemon.log
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/subscribe", timeout=10) as response:
+        assert response.status == 200
+    (project.root / "templates" / "subscribe.html.j2").unlink()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = project.config_path.read_text(encoding="utf-8")
+        project.config_path.write_text(config.replace(f"port = {port}", f"port = {taken.getsockname()[1]}"))
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait_log("the previous one carries on", count=2)
+        daemon.wait_log(f"serving on http://127.0.0.1:{port}/", count=2)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/subscribe", timeout=10) as response:
+        assert response.status == 200
+    assert daemon.proc.poll() is None and "Traceback" not in daemon.log
+    assert daemon.stop() == 0
+
+
 def test_a_bad_digest_schedule_stops_run_before_it_starts(project: Project) -> None:
     project.configure('[digest]\nschedule = "0 25 * * *"\n')
     result = project.cli("run")

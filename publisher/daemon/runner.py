@@ -5,8 +5,9 @@ Signals are not caught by handlers but blocked in every thread and taken one at 
 thread with `sigwait`: the main thread sleeps in the kernel (no polling), and a signal can never
 interrupt a job half-way. SIGTERM and SIGINT stop: the watcher first, then the scheduler, which
 lets the running job finish its current step (a digest stops between two messages). SIGHUP reads
-the configuration again; a file that does not load, or one that moves the state folder (whose lock
-we hold), is refused with a log line and the old configuration keeps running.
+the configuration again; a file that does not load, one that moves the state folder (whose lock
+we hold), or one whose server cannot start (a broken template, a taken port) is refused with a log
+line and the old configuration keeps running.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from publisher.config import Settings
 from publisher.daemon.scheduler import Daemon, parse_schedule
 from publisher.daemon.watch import SeedWatcher
 from publisher.delivery.transports import Transport
-from publisher.errors import ConfigError
+from publisher.errors import ConfigError, PublisherError
 from publisher.lock import state_lock
-from publisher.server import Background
+from publisher.server import Background, create_app
 from publisher.store import keys
 
 log = logging.getLogger("publisher.daemon")
@@ -111,8 +112,20 @@ def _reload(
     if fresh.state_dir != settings.state_dir:
         log.error("SIGHUP: configuration not reloaded: paths.state changed; restart the daemon for that")
         return settings, running
+    try:
+        if fresh.daemon.serve:
+            # The app compiles its templates: a broken one is found while the old server runs on
+            # (its templates were compiled at its start, so it does not read the broken file).
+            create_app(fresh, clock)
+    except PublisherError as exc:
+        log.error("SIGHUP: configuration not reloaded: %s; the previous one carries on", exc.one_line())
+        return settings, running
     log.info("SIGHUP: reloading the configuration")
     running.stop()
-    replacement = _Running(fresh, clock, transport)
+    try:
+        replacement = _Running(fresh, clock, transport)
+    except PublisherError as exc:  # what only starting finds, such as a port in use
+        log.error("SIGHUP: configuration not reloaded: %s; the previous one carries on", exc.one_line())
+        fresh, replacement = settings, _Running(settings, clock, transport)
     replacement.start()
     return fresh, replacement

@@ -229,8 +229,12 @@ class Background:
         transport_factory: Callable[[], Transport] | None = None,
     ) -> None:
         self.sock = bind(host, port)
-        self.url = url_of(self.sock, settings)
-        self.server = Server(settings, clock, self.sock, transport_factory)
+        try:
+            self.url = url_of(self.sock, settings)
+            self.server = Server(settings, clock, self.sock, transport_factory)
+        except BaseException:
+            self.sock.close()  # a server that cannot start (broken template) frees its port
+            raise
         self.thread = threading.Thread(target=self.server.run, name="publisher-serve", daemon=True)
 
     def start(self) -> str:
