@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import select
+import shlex
 import subprocess
 import sys
 import time
@@ -290,3 +291,15 @@ def test_init_is_listed_in_help_and_readme() -> None:
     assert "| `publisher init [DIR]" in readme
     code, out, _ = run("init", "--help")
     assert code == 0 and "--postal-address" in out
+
+
+def test_with_standard_input_closed_it_takes_the_suggestions(tmp_path: Path) -> None:
+    """`<&-` in a script: Python has no sys.stdin at all, which is not a terminal either."""
+    site = tmp_path / "site"
+    command = (
+        f"{shlex.quote(sys.executable)} -m publisher init {shlex.quote(str(site))} --title T "
+        "--base-url https://e.example.org/ --postal-address P <&-"
+    )
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and (site / "publisher.toml").is_file()

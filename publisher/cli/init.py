@@ -126,7 +126,7 @@ def _collect(given: dict[str, str | None]) -> dict[str, str]:
         if value is not None:
             answers[question.key] = _check(question, value)
     missing = [q for q in QUESTIONS if q.key not in answers]
-    if missing and not sys.stdin.isatty():
+    if missing and not (sys.stdin is not None and sys.stdin.isatty()):  # None: stdin closed
         # A script gives what it must; the rest takes what a terminal would have suggested.
         # Only values with no suggestion at all are named: the others follow from those.
         needed = [q.flag for q in missing if q.suggest is None]
