@@ -122,7 +122,8 @@ def _send(args: argparse.Namespace, ctx: Context) -> int:
     from publisher.lock import state_lock
 
     settings = ctx.settings
-    bar = ProgressBar(sys.stderr) if sys.stderr is not None and sys.stderr.isatty() and not args.quiet else None
+    on_terminal = sys.stderr is not None and sys.stderr.isatty()
+    bar = ProgressBar(sys.stderr) if on_terminal and not args.quiet else None
     with (
         state_lock(settings, wait=args.wait, purpose="publisher digest --send"),
         _stop_on_sigterm() as stopping,
