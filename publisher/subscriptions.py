@@ -22,7 +22,8 @@ from publisher.store.subscribers import Subscriber
 class ImportReport:
     """Every data row is one of: added, already present, a repeat of an earlier row, or bad."""
 
-    added: int = 0
+    added: int = 0  # of which `kept_out` were added unsubscribed, bounced or pending (never mailed)
+    kept_out: int = 0
     existing: int = 0
     duplicates: int = 0  # rows repeating an address given earlier in the same file
     problems: list[str] = field(default_factory=list)
@@ -34,7 +35,7 @@ class ImportReport:
 
 @dataclass
 class ParsedCsv:
-    rows: list[tuple[str, str]]  # (email, name), first occurrence of each address
+    rows: list[tuple[str, str, store.Status]]  # (email, name, status), first occurrence of each address
     problems: list[str]  # one line per bad row: `FILE: line N: …`
     duplicates: int  # rows repeating an earlier row's address
 
@@ -61,7 +62,8 @@ def parse_csv(data: str, origin: str) -> ParsedCsv:
         raise SubscriberError(f"{origin}: line 1: the header row has no email column")
     email_at = columns.index("email")
     name_at = columns.index("name") if "name" in columns else None
-    rows: dict[str, str] = {}
+    status_at = columns.index("status") if "status" in columns else None
+    rows: dict[str, tuple[str, store.Status]] = {}
     duplicates = 0
     line = reader.line_num
     while True:
@@ -98,14 +100,24 @@ def parse_csv(data: str, origin: str) -> ParsedCsv:
             name = _csv_unsafe(
                 clean_name(record[name_at] if name_at is not None and name_at < len(record) else "")
             )
+            status = _status(record[status_at] if status_at is not None and status_at < len(record) else "")
         except SubscriberError as exc:
             problems.append(f"{origin}: line {start}: {exc.message}")
             continue
         if email in rows:
             duplicates += 1
             continue
-        rows[email] = name
-    return ParsedCsv(list(rows.items()), problems, duplicates)
+        rows[email] = (name, status)
+    return ParsedCsv([(email, name, status) for email, (name, status) in rows.items()], problems, duplicates)
+
+
+def _status(value: str) -> store.Status:
+    """A status column (as `export` writes it): an address that unsubscribed, bounced or never
+    confirmed is imported as such, so moving a list never mails someone who opted out."""
+    status = value.strip().lower() or "active"
+    if status not in store.STATUSES:
+        raise SubscriberError(f"status: {value.strip()!r} is not one of {', '.join(store.STATUSES)}")
+    return status
 
 
 def _swallowed_rows(record: list[str]) -> bool:
@@ -120,9 +132,13 @@ def import_csv(conn: sqlite3.Connection, data: bytes, origin: str, now: datetime
     except UnicodeDecodeError as exc:
         raise SubscriberError(f"{origin}: not UTF-8 (byte offset {exc.start})") from exc
     parsed = parse_csv(text, origin)
-    added, existing = store.add_many(conn, parsed.rows, now)
+    added, kept_out, existing = store.add_many(conn, parsed.rows, now)
     return ImportReport(
-        added=added, existing=existing, duplicates=parsed.duplicates, problems=parsed.problems
+        added=added,
+        kept_out=kept_out,
+        existing=existing,
+        duplicates=parsed.duplicates,
+        problems=parsed.problems,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -138,4 +139,38 @@ def test_csv_round_trip_keeps_names_safe_for_spreadsheets(project: Project) -> N
     assert "'=HYPERLINK(1)" in text
     parsed = subscribers.parse_csv(text, "export.csv")
     assert parsed.problems == []
-    assert parsed.rows == [("eve@example.org", "=HYPERLINK(1)"), ("zoe@example.org", 'Zoë, "Z" Ångström')]
+    assert parsed.rows == [
+        ("eve@example.org", "=HYPERLINK(1)", "active"),
+        ("zoe@example.org", 'Zoë, "Z" Ångström', "active"),
+    ]
+
+
+def test_export_then_import_keeps_who_opted_out_out(project: Project, tmp_path: Path) -> None:
+    """Moving a list (export here, import into a new site) never mails someone who unsubscribed,
+    bounced or never confirmed: the status column is imported as it is."""
+    with connection(project.settings().db_path) as conn:
+        for address in ("on@example.org", "gone@example.org", "dead@example.org", "wait@example.org"):
+            subscribers.add(conn, address, "", NOW)
+        store.set_status(conn, store.by_email(conn, "gone@example.org").id, "unsubscribed", NOW)  # type: ignore[union-attr]
+        store.set_status(conn, store.by_email(conn, "dead@example.org").id, "bounced", NOW)  # type: ignore[union-attr]
+        store.set_status(conn, store.by_email(conn, "wait@example.org").id, "pending", NOW)  # type: ignore[union-attr]
+        text = subscribers.export_csv(store.all_subscribers(conn))
+    fresh = tmp_path / "new.sqlite3"
+    with connection(fresh) as conn:
+        report = subscribers.import_csv(conn, text.encode("utf-8"), "export.csv", NOW)
+        assert (report.added, report.kept_out, report.problems) == (4, 3, [])
+        assert [s.email for s in store.active(conn)] == ["on@example.org"]
+        assert {s.email: s.status for s in store.all_subscribers(conn)} == {
+            "on@example.org": "active",
+            "gone@example.org": "unsubscribed",
+            "dead@example.org": "bounced",
+            "wait@example.org": "pending",
+        }
+
+
+def test_an_unknown_status_is_a_bad_row(project: Project) -> None:
+    parsed = subscribers.parse_csv("email,status\na@example.org,vip\nb@example.org,\n", "x.csv")
+    assert parsed.rows == [("b@example.org", "", "active")]
+    assert parsed.problems == [
+        "x.csv: line 2: status: 'vip' is not one of pending, active, unsubscribed, bounced"
+    ]

@@ -151,8 +151,9 @@ def _import(args: argparse.Namespace, ctx: Context) -> int:
     for problem in report.problems:
         print(problem, file=sys.stderr)
     if not args.quiet or report.bad:
+        kept_out = f" ({report.kept_out} of them unsubscribed, bounced or pending)" if report.kept_out else ""
         print(
-            f"{report.added} added, {report.existing} already present, "
+            f"{report.added} added{kept_out}, {report.existing} already present, "
             f"{report.duplicates} duplicate{'s' if report.duplicates != 1 else ''} in file, {report.bad} bad"
         )
     return 1 if report.bad else 0

@@ -141,22 +141,26 @@ def add(
     return found, outcome
 
 
-def add_many(conn: sqlite3.Connection, rows: Iterable[tuple[str, str]], now: datetime) -> tuple[int, int]:
-    """Import (email, name) pairs in one transaction; existing addresses are left exactly as they are,
-    so an import never re-subscribes someone who unsubscribed or bounced. Returns (added, existing)."""
+def add_many(
+    conn: sqlite3.Connection, rows: Iterable[tuple[str, str, Status]], now: datetime
+) -> tuple[int, int, int]:
+    """Import (email, name, status) rows in one transaction; existing addresses are left exactly as
+    they are, so an import never re-subscribes someone who unsubscribed or bounced. Returns (added,
+    added with a status other than active, existing)."""
     stamp = to_db_time(now)
-    added = existing = 0
+    added = kept_out = existing = 0
     with joined(conn):
-        for email, name in rows:
+        for email, name, status in rows:
             cursor = conn.execute(
                 _INSERT + " ON CONFLICT (email) DO NOTHING",
-                (email, name, "active", new_token_secret(), stamp, stamp),
+                (email, name, status, new_token_secret(), stamp, stamp),
             )
             if cursor.rowcount:
                 added += 1
+                kept_out += status != "active"
             else:
                 existing += 1
-    return added, existing
+    return added, kept_out, existing
 
 
 def set_status(conn: sqlite3.Connection, subscriber_id: int, status: Status, now: datetime) -> bool:
