@@ -219,3 +219,18 @@ def test_a_quote_closed_rows_later_is_an_error_too(project: Project) -> None:
         f"Error: {path}: line 2: a quoted value runs on to line 4 over what look like rows"
     )
     assert "dan@example.org" not in project.cli("subscribers", "list").out
+
+
+def test_an_import_says_how_many_came_in_unsubscribed_bounced_or_pending(project: Project) -> None:
+    path = project.root / "moved.csv"
+    path.write_text(
+        "email,name,status\non@example.org,On,active\noff@example.org,Off,unsubscribed\n", encoding="utf-8"
+    )
+    result = project.cli("subscribers", "import", str(path))
+    assert result.code == 0, result.err
+    assert result.out == (
+        "2 added (1 of them unsubscribed, bounced or pending), 0 already present, "
+        "0 duplicates in file, 0 bad\n"
+    )
+    listing = project.cli("subscribers", "list").out
+    assert "off@example.org" in listing and "unsubscribed" in listing
