@@ -381,6 +381,11 @@ class Settings(BaseModel):
         """The token-signing secret from the environment, or None (then one is kept in state/)."""
         return os.environ.get(self.serve.secret_env) or None
 
+    def unset_site_identity(self) -> list[str]:
+        """`site.title` and `site.base_url` where the file did not set them: the built-in values are
+        an example site's (its name, links to its host) and must never reach a reader's mailbox."""
+        return [f"site.{key}" for key in ("title", "base_url") if key not in self.site.model_fields_set]
+
 
 def sections() -> dict[str, type[BaseModel]]:
     """Each `[section]` a settings file can hold, with its model (for generated files and docs)."""

@@ -263,3 +263,18 @@ def test_serve_refuses_a_site_never_built(project: Project, tmp_path: Path) -> N
     assert publisher(project, "build").returncode == 0
     with serve_process(project.config_path, tmp_path / "serve.log", now=NOW) as url:
         assert httpx.get(f"{url}subscribe", timeout=10).status_code == 200
+
+
+def test_serve_refuses_the_built_in_example_site(project: Project) -> None:
+    """Without [site] title and base_url, confirmation mail would come from "Example News" with
+    links to news.example.org: serve refuses to start (exit 2), as digest --send does."""
+    config = project.config_path.read_text(encoding="utf-8")
+    kept = [line for line in config.splitlines() if not line.startswith("base_url =")]
+    project.config_path.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    assert publisher(project, "build").returncode == 0
+    result = publisher(project, "serve", "--port", "0")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "Error: site.base_url: not set; the confirmation mail serve sends names the site and links to "
+        "it, so set them in [site] (the built-in values are an example's)\n"
+    )

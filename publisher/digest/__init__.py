@@ -92,9 +92,16 @@ class RenderedDigest:
 def check_sendable(settings: Settings) -> None:
     """Refuse (ConfigError naming the key) what must be set before any digest reaches a subscriber.
 
-    The sender and the unsubscribe address follow [site] unless set; a postal address cannot be
-    guessed, and a commercial mailing without one breaks the law in many places (CAN-SPAM, the EU).
+    The sender and the unsubscribe address follow [site] unless set, so [site] must be the
+    operator's own: its built-in values are an example's (its name in From, links to its host). A
+    postal address cannot be guessed, and a commercial mailing without one breaks the law in many
+    places (CAN-SPAM, the EU).
     """
+    if unset := settings.unset_site_identity():
+        raise ConfigError(
+            f"{' and '.join(unset)}: not set; a digest's sender, links and unsubscribe address come "
+            "from [site], so set them before sending (the built-in values are an example's)"
+        )
     if not settings.digest.postal_address.strip():
         raise ConfigError(
             "digest.postal_address: not set; every digest's footer gives the sender's postal "
