@@ -246,6 +246,36 @@ def test_a_changed_image_gets_a_new_name_and_republishes(project: Project) -> No
     assert pipeline.build(project.settings(), NOW + timedelta(days=2)).skipped  # and then it rests
 
 
+COVER = "---\ntitle: Harbour reopens\ndate: 2025-02-17\nimage: {image}\n---\nBoats are out.\n"
+
+
+def _og_image(project: Project) -> list[str]:
+    page = html.fromstring((project.feeds / "articles" / "harbour.html").read_bytes())
+    return [str(url) for url in page.xpath("//meta[@property='og:image']/@content")]
+
+
+def test_a_changed_cover_picture_or_cover_key_republishes(project: Project) -> None:
+    """A front-matter `image` shown only outside the body (Open Graph, digest): a new picture in
+    the same file, or the key naming another file, moves the page like a body picture does."""
+    project.seed("cover.png", png(40, 20))
+    project.seed("other.png", png(40, 20, (0, 90, 0)))
+    project.seed("harbour.md", COVER.format(image="cover.png"))
+    pipeline.build(project.settings(), NOW)
+    newer = png(40, 20, (10, 10, 200))
+    project.seed("cover.png", newer)  # the article's own file does not change
+    assert pipeline.build(project.settings(), NOW + timedelta(days=1)).changed == 1
+    assert _og_image(project) == [f"https://news.example.org/{name_of(newer)}"]
+    assert (project.feeds / name_of(newer)).read_bytes() == newer
+    project.seed("harbour.md", COVER.format(image="other.png"))
+    assert pipeline.build(project.settings(), NOW + timedelta(days=2)).changed == 1
+    assert _og_image(project) == [f"https://news.example.org/{name_of(png(40, 20, (0, 90, 0)))}"]
+    assert pipeline.build(project.settings(), NOW + timedelta(days=3)).skipped
+
+
+def name_of(data: bytes) -> str:
+    return f"images/{hashlib.sha256(data).hexdigest()[:20]}.png"
+
+
 def test_refused_images_are_one_warning_naming_the_file(project: Project) -> None:
     project.configure("[ingest]\nmax_image_bytes = 2000\n")
     project.seed("big.png", png(200, 200) + b"\x00" * 3000)

@@ -335,6 +335,8 @@ def _article(rel: str, kind: str, fields: Fields) -> Article:
                 summary=fields.summary,
                 body_html=body_html,
                 lastmod=fields.lastmod,
+                # A body picture's name is in body_html already; a cover only shown elsewhere is not.
+                cover=next((name for _, name, _ in fields.images[:1] if name not in body_html), None),
             ),
         }
     )

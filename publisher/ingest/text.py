@@ -162,11 +162,15 @@ def content_hash(
     summary: str,
     body_html: str,
     lastmod: datetime | None = None,
+    cover: str | None = None,
 ) -> str:
-    """Changes when anything a reader sees changes, and only then."""
+    """Changes when anything a reader sees changes, and only then. `cover`: the name of a picture
+    shown outside the body (the front matter's `image`: Open Graph card, digest)."""
     fields: list[object] = [title, date.isoformat(), author, list(tags), summary, body_html]
     if lastmod is not None:  # appended only when set: existing articles keep their hash
         fields.append(lastmod.isoformat())
+    if cover is not None:
+        fields.append({"cover": cover})
     payload = json.dumps(fields, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
