@@ -120,3 +120,19 @@ def test_the_real_message_carries_the_derived_sender(project: Project) -> None:
     assert "<mailto:unsubscribe@news.example.org?subject=" in str(message["List-Unsubscribe"])
     part = message.get_body(("plain",))
     assert part is not None and "Test Gazette, 1 Test Street, 75001 Paris" in part.get_content()
+
+
+def test_an_http_site_offers_no_one_click_unsubscribe(project: Project) -> None:
+    """RFC 8058 allows List-Unsubscribe-Post only beside an https URL: a site served over http
+    keeps List-Unsubscribe (its link and the mailto) without it, and the send says why."""
+    config = project.config_path.read_text(encoding="utf-8")
+    project.config_path.write_text(config.replace("https://news.example.org/", "http://news.example.org/"))
+    project.seed("one.md", markdown("Talks resume in Geneva", "2025-02-27"))
+    assert project.cli("build").code == 0
+    assert project.cli("subscribers", "add", "ana@example.com").code == 0
+    result = project.cli("digest", "--send", "--backfill", "1", now=LATER)
+    assert result.code == 0, result.err
+    assert "List-Unsubscribe-Post (one-click unsubscribe) is left out" in result.err
+    [message] = outbox(project.state)
+    assert ", <http://news.example.org/unsubscribe/" in str(message["List-Unsubscribe"])
+    assert message["List-Unsubscribe-Post"] is None

@@ -66,6 +66,12 @@ def template_for(
     """Encode a digest's shared parts once, with the sender and list settings. The Date is when
     the digest was recorded (`date` only for one never recorded), so a message sent again after a
     crash is the same bytes, DKIM signature included."""
+    one_click = settings.site.base_url.startswith("https://")
+    if not one_click:
+        log.warning(
+            "site.base_url is not https: the digest's List-Unsubscribe-Post (one-click unsubscribe) "
+            "is left out, as RFC 8058 requires an https unsubscribe URL"
+        )
     return MessageTemplate(
         digest_id=rendered.digest_id,
         subject=rendered.subject,
@@ -80,6 +86,7 @@ def template_for(
         placeholders=rendered.placeholders,
         signatures=signer.signatures if signer is not None else None,
         envelope=_verp(rendered.digest_id, settings),
+        one_click=one_click,
     )
 
 

@@ -210,9 +210,11 @@ class MessageTemplate:
         placeholders: Mapping[str, str] | None = None,
         signatures: Callable[[bytes], bytes] | None = None,
         envelope: Callable[[str], str] | None = None,
+        one_click: bool = True,
     ) -> None:
         """`placeholders` maps a role ("unsubscribe" for the https URL, "name" for the reader's
-        name) to the text standing for it in both bodies. `signatures(message)` gives header
+        name) to the text standing for it in both bodies. `one_click`: say List-Unsubscribe-Post
+        (RFC 8058 allows it only with an https unsubscribe URL). `signatures(message)` gives header
         fields to put in front of each message (DKIM, publisher.delivery.dkim); `envelope(address)`
         the envelope sender of the recipient's message (VERP, publisher.verp)."""
         self.signatures = signatures
@@ -238,7 +240,7 @@ class MessageTemplate:
         self._tail_headers = b"".join(
             [
                 f"List-Id: {encode_display_name(list_name)} <{list_id}>\r\n".encode("ascii"),
-                b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+                b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" if one_click else b"",
                 b"MIME-Version: 1.0\r\n",
                 f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'.encode("ascii"),
                 b"\r\n",

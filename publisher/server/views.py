@@ -137,7 +137,8 @@ class Pages:
         # encode them (RFC 2047), which no mail program reads as a link.
         message = self._email("welcome", address, f"Welcome to {site.title}", now, policy=_LONG_LINES)
         message["List-Unsubscribe"] = f"<{https}>, <{mailto}>"
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        if https.startswith("https://"):  # RFC 8058: one-click only with an https URL
+            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message.set_content(text, charset="utf-8")
         return message.as_bytes()
 
