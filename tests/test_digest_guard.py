@@ -225,3 +225,17 @@ def test_a_long_postal_address_wrapped_in_the_text_part_is_found(site: Project) 
     )
     result = site.cli("digest", "--send", "--backfill", "1", now=LATER)
     assert result.code == 0 and "sent 1, failed 0" in result.out, result.err
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        "<p>{{ postal_address|replace(', ', '<br>'|safe) }}</p>",
+        "<p>{% for line in postal_address.split(', ') %}{{ line }}<br>{% endfor %}</p>",
+    ],
+)
+def test_a_postal_address_laid_out_over_lines_is_found(site: Project, layout: str) -> None:
+    """docs/digest.md promises any layout: its commas turned into line breaks still count."""
+    override(site, HTML, replaced(HTML, "<p>{{ postal_address }}</p>", layout))
+    result = site.cli("digest", "--send", "--backfill", "1", now=LATER)
+    assert result.code == 0 and "sent 1, failed 0" in result.out, result.err

@@ -48,8 +48,9 @@ class _Reader(HTMLParser):
 
 
 def _flat(text: str) -> str:
-    """Without white space: the text part wraps the address at 78 columns, inside a long word too."""
-    return "".join(text.split())
+    """Only the letters and digits: the text part wraps the address at 78 columns (inside a long
+    word too), and an override may lay it out over lines, its commas turned into <br>."""
+    return "".join(ch for ch in text if ch.isalnum())
 
 
 def _changed(part: str, nonce: str) -> bool:
