@@ -17,6 +17,7 @@ from publisher.store.db import from_db_time, get_meta, set_meta, to_db_time, tra
 
 SLOT = "daemon.digest.slot"  # the last digest slot handled (sent, or deliberately skipped)
 SLOT_OUTCOME = "daemon.digest.outcome"  # JSON: what happened to that slot, and when
+SCHEDULE = "daemon.digest.schedule"  # the schedule and timezone the slot record is kept under
 NEXT_SLOT = "daemon.digest.next"  # the slot the running daemon waits for
 STARTED = "daemon.started"  # JSON: pid and time of the last start
 STOPPED = "daemon.stopped"  # time of the last clean stop
@@ -90,6 +91,16 @@ def handle_slot(conn: sqlite3.Connection, slot: datetime, outcome: str, now: dat
         if previous is None or slot > previous:
             set_meta(conn, SLOT, to_db_time(slot))
             set_meta(conn, SLOT_OUTCOME, json.dumps({"outcome": outcome, "at": to_db_time(now)}))
+
+
+def schedule(conn: sqlite3.Connection) -> str | None:
+    """The schedule the record was kept under (None: recorded before this was kept)."""
+    return get_meta(conn, SCHEDULE)
+
+
+def keep_schedule(conn: sqlite3.Connection, signature: str) -> None:
+    with transaction(conn):
+        set_meta(conn, SCHEDULE, signature)
 
 
 def plan(conn: sqlite3.Connection, next_slot: datetime | None) -> None:

@@ -283,16 +283,25 @@ class Daemon:
 
     def _digest_at_start(self) -> None:
         now = self.clock.now()
-        read, last = self._digest_read(record.last_slot)
-        if not read:
+        read, kept = self._digest_read(lambda conn: (record.last_slot(conn), record.schedule(conn)))
+        if not read or kept is None:
             self._plan_digest(catchup.plan_after(self.schedule, self.tz, None, now))
             return
-        decision = catchup.decide_at_start(self.schedule, self.tz, now, last, self.grace)
+        last, kept_under = kept
+        # Kept under another schedule (a SIGHUP, or an edit while stopped): a new start, not a catch-up.
+        signature = f"{self.schedule.expression!r} in {self.settings.site.timezone}"
+        change = f"{kept_under} → {signature}" if kept_under not in (None, signature) else ""
+        decision = catchup.decide_at_start(self.schedule, self.tz, now, last, self.grace, change)
         log.info("%s", decision.describe(self.tz))
+        try:
+            with self._db() as conn:
+                record.keep_schedule(conn, signature)
+        except PublisherError as exc:
+            log.error("could not record the digest schedule: %s", exc.one_line())
         if decision.action == "send" and decision.slot is not None:
             self._send(decision.slot)
             return
-        if decision.action in ("skip", "baseline") and decision.slot is not None:
+        if decision.action != "none" and decision.slot is not None:
             self._handle(decision.slot, "skipped" if decision.action == "skip" else "baseline")
         self._resume_interrupted()
         self._plan_digest(decision.next_slot)
