@@ -36,15 +36,21 @@ def test_the_digest_goes_out_at_its_time_once_and_restarts_respect_the_record(
         schedule = "0 8 * * 1"
         grace_period = 3600
         backfill = 10
+
+        [smtp]
+        host = "mail.example.org"
         """
     )
     project.seed("one.txt", "date 2025-03-01 The first story of the week.\n")
     assert project.cli("subscribers", "add", "reader@example.org", now=JUST_BEFORE).code == 0
 
     daemon = daemons(now=JUST_BEFORE)
+    daemon.wait_log(
+        'smtp.host is set (mail.example.org) but delivery.transport = "outbox": nothing is mailed'
+    )
     daemon.wait_log("first start: no digest owed; next at 2025-03-03T08:00+01:00")
     daemon.wait_for("the digest", lambda: len(outbox(project)) == 1)
-    daemon.wait_log("digest: 1 sent")
+    daemon.wait_log("digest: 1 written to state/outbox/ (digest")
     assert daemon.stop() == 0
 
     # Restart half a minute later: the 08:00 slot is in the record, nothing is sent again.
@@ -58,7 +64,7 @@ def test_the_digest_goes_out_at_its_time_once_and_restarts_respect_the_record(
     late = daemons(now=datetime(2025, 3, 10, 8, 30, tzinfo=PARIS).astimezone(UTC))
     late.wait_log("digest due at 2025-03-10T08:00+01:00 was missed; sending it now")
     late.wait_for("the catch-up digest", lambda: len(outbox(project)) == 2)
-    late.wait_log("digest: 1 sent")
+    late.wait_log("digest: 1 written to state/outbox/ (digest")
     assert late.stop() == 0
 
     # Down for two weeks: the last missed slot is older than the grace period; nothing is sent.

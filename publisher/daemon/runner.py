@@ -44,6 +44,9 @@ class _Running:
             self.http = Background(settings, clock, settings.serve.host, settings.serve.port)
 
     def start(self) -> None:
+        unused = self.daemon.settings.unused_smtp()
+        if unused and self.daemon.transport is None:
+            log.warning("%s", unused)
         self.daemon.prepare()  # the first build, while this process has one thread
         self.watcher.start()
         self.daemon.start()  # builds again at once: catches files dropped during the first build

@@ -379,7 +379,8 @@ class Daemon:
             log.debug("digest failed", exc_info=True)
             self._outcome("digest", False, f"{type(exc).__name__}: {exc}")
             return "failed"
-        summary = summaries.send(report)
+        outbox = self.transport is None and self.settings.delivery.transport == "outbox"
+        summary = summaries.send(report, self.settings.outbox_shown if outbox else None)
         self._sent_something = bool(report.digests)
         for line in summaries.not_delivered(self.settings, report):
             log.warning("digest: not delivered: %s", line)

@@ -49,6 +49,8 @@ class Status:
     next_digest: datetime | None = None
     schedule: str = ""
     timezone: str = ""
+    transport: str = ""  # delivery.transport: "outbox" writes files and mails nothing
+    outbox: str = ""  # where the outbox transport writes
     daemon_holder: str | None = None  # "pid 123, publisher run" while a publisher holds the lock
     daemon_started: datetime | None = None
     daemon_stopped: datetime | None = None
@@ -73,7 +75,12 @@ class Status:
 def collect(settings: Settings, now: datetime, *, fresh: bool = False) -> Status:
     """Everything `publisher status` shows. Rejected files come from the last build's record
     (instant), or with `fresh` (and before any build) from reading every file in seeds/ now."""
-    status = Status(schedule=settings.digest.schedule, timezone=settings.site.timezone)
+    status = Status(
+        schedule=settings.digest.schedule,
+        timezone=settings.site.timezone,
+        transport=settings.delivery.transport,
+        outbox=settings.outbox_shown,
+    )
     status.daemon_holder = lock.held_by(settings)
     status.state_bytes = _folder_bytes(settings.state_dir)
     try:
