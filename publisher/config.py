@@ -123,7 +123,8 @@ class PathSettings(_Section):
     templates: Path = Field(
         Path("templates"),
         strict=False,
-        description="Folder of Jinja2 templates; files missing there come from the bundled set.",
+        description="Folder of Jinja2 templates; files missing there come from the bundled set. "
+        "Set here, it must exist (only the default may be absent).",
     )
 
 

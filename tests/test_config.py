@@ -218,6 +218,19 @@ def test_relative_paths_resolve_against_the_config_folder(
     assert settings.paths.templates == (tmp_path / "site" / "templates").resolve()
 
 
+def test_a_templates_folder_set_explicitly_must_exist(tmp_path: Path) -> None:
+    """The default `templates` folder may be absent (the bundled set serves); one named in the file
+    that is not there, or is not a folder, is a typo, not a reason to use the bundled set silently."""
+    assert load_settings(write(tmp_path, "")).paths.templates == (tmp_path / "templates").resolve()
+    missing = write(tmp_path, "[paths]\ntemplates = 'my-templates'\n")
+    assert error_of(missing) == f"{missing}: paths.templates: no such folder: {tmp_path / 'my-templates'}"
+    (tmp_path / "my-templates").write_text("a file", encoding="utf-8")
+    assert error_of(missing) == f"{missing}: paths.templates: not a folder: {tmp_path / 'my-templates'}"
+    (tmp_path / "my-templates").unlink()
+    (tmp_path / "my-templates").mkdir()
+    assert load_settings(missing).paths.templates == (tmp_path / "my-templates").resolve()
+
+
 def test_home_folder_in_paths_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     settings = load_settings(write(tmp_path, "[paths]\nseeds = '~/articles'\n"))
@@ -263,6 +276,7 @@ def test_serve_secret_comes_from_the_named_environment_variable(
     [
         ("[site]\nlanguage = 'en_US'\n", "site.language: 'en_US' is not a BCP 47 language tag"),
         ("[paths]\nsedes = 'x'\n", "paths.sedes: unknown key (did you mean seeds?)"),
+        ("[paths]\ntemplates = '/nonexistent'\n", "paths.templates: no such folder: /nonexistent"),
         ("[site\n", "invalid TOML: "),
     ],
 )
