@@ -62,6 +62,14 @@ class SiteSettings(_Section):
     timezone: str = Field("UTC", description="IANA timezone: dates without a time are midnight here.")
     description: str = Field("", description="One sentence about the site, for feeds and pages.")
 
+    @field_validator("title", "author")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        # "   " would put an empty name on every feed, page and message.
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
     @field_validator("base_url")
     @classmethod
     def _absolute_url(cls, value: str) -> str:
@@ -203,6 +211,11 @@ class DigestSettings(_Section):
     @classmethod
     def _cron(cls, value: str) -> str:
         return rules.check_cron(value)
+
+    @field_validator("from_name")
+    @classmethod
+    def _trimmed(cls, value: str) -> str:
+        return value.strip()  # blank: follows site.title
 
     @field_validator("from_address", "reply_to", "unsubscribe_mailto")
     @classmethod

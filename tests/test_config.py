@@ -171,6 +171,8 @@ def test_unknown_keys_are_errors_naming_the_key(tmp_path: Path, toml: str, messa
             "site.timezone: unknown timezone '../../etc/passwd' (use an IANA name such as Europe/Paris)",
         ),
         ("[site]\ntitle = ''\n", "site.title: String should have at least 1 character"),
+        ("[site]\ntitle = '   '\n", "site.title: must not be blank"),
+        ("[site]\nauthor = '  '\n", "site.author: must not be blank"),
         ("site = 'x'\n", "site: must be a table: write [site] and its keys below it"),
         ("[paths]\nseeds = 3\n", "paths.seeds: must be a path, as text"),
         ("[ingest]\nmax_bytes = 0\n", "ingest.max_bytes: Input should be greater than or equal to 1"),
@@ -200,6 +202,17 @@ def test_base_url_gets_a_trailing_slash(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, "[site]\nbase_url = 'https://example.org/news'\n"))
     assert settings.site.base_url == "https://example.org/news/"
     assert settings.site.host == "example.org"
+
+
+def test_surrounding_blanks_are_trimmed_from_names(tmp_path: Path) -> None:
+    settings = load_settings(
+        write(tmp_path, "[site]\ntitle = '  The Gazette '\nauthor = ' Desk'\n[digest]\nfrom_name = '  '\n")
+    )
+    assert (settings.site.title, settings.site.author, settings.digest.from_name) == (
+        "The Gazette",
+        "Desk",
+        "The Gazette",
+    )
 
 
 # --- paths --------------------------------------------------------------------------------------
