@@ -90,7 +90,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         return _usage("--json goes with --report")
     if args.preview:
         paths = pipeline.digest_preview(settings, now, backfill=args.backfill)
-        if not paths:
+        if not paths and not args.quiet:
             print("No new articles since the last digest: nothing to preview.")
             _first_digest_hint(settings)
         for path in paths:
@@ -106,11 +106,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.to is not None:
         what, reply = pipeline.digest_test(settings, now, args.to, backfill=args.backfill)
         if settings.delivery.transport == "outbox":
-            print(
+            line = (
                 f"Wrote a test copy of {what} for {args.to} to {settings.outbox_shown}{reply} ({NOT_MAILED})"
             )
         else:
-            print(f"Sent a test copy of {what} to {args.to}: {reply}")
+            line = f"Sent a test copy of {what} to {args.to}: {reply}"
+        if not args.quiet:
+            print(line)
         return 0
     return _send(args, ctx)
 
@@ -168,7 +170,8 @@ def _send(args: argparse.Namespace, ctx: Context) -> int:
         parts.append(f"pending {report.pending}")
     names = ", ".join(report.digests)
     note = f" ({NOT_MAILED})" if outbox else ""
-    print(f"Digest {names}: {', '.join(parts)} in {report.seconds:.1f} s{note}")
+    if not args.quiet or report.failed or report.bounced or report.pending:  # -q: only when not all went
+        print(f"Digest {names}: {', '.join(parts)} in {report.seconds:.1f} s{note}")
     for digest_id in report.digests:
         _problems(pipeline.digest_report(ctx.settings, digest_id), everyone=ctx.verbosity > 0)
     if report.pending:
