@@ -278,6 +278,28 @@ def test_sighup_reloads_the_configuration(project: Project, daemons: Callable[..
     assert daemon.stop() == 0
 
 
+def test_a_start_and_a_reload_log_one_build_line_each(
+    project: Project, daemons: Callable[..., Daemon]
+) -> None:
+    """The daemon builds twice at start and after SIGHUP (the second catches files dropped during
+    the first); when the second finds nothing changed it says so only at debug level."""
+    project.configure("[daemon]\nsettle = 0.1\n")
+    project.seed("one.txt", story("Story one"))
+    daemon = daemons()
+    daemon.wait_log("first start: no digest owed")  # logged after the second build
+    assert daemon.log.count("built: ") == 1, daemon.log
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_log("no digest owed; next at", count=2)  # the reloaded daemon's start job is done
+    assert daemon.log.count("built: ") == 2, daemon.log
+    project.seed("two.txt", story("Story two"))  # later builds are logged as before
+    daemon.wait_log("built: 1 new")
+    assert daemon.stop() == 0
+    verbose = daemons("-v")
+    verbose.wait_log("no digest owed; next at")
+    assert "built: nothing changed" in verbose.log  # still there, at debug level
+    assert verbose.stop() == 0
+
+
 def test_daemon_serve_runs_the_http_server_inside_the_daemon(
     project: Project, daemons: Callable[..., Daemon]
 ) -> None:

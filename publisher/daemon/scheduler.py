@@ -81,6 +81,7 @@ class Daemon:
         self._problems: set[str] = set()
         self._digest_failures = 0
         self._sent_something = False
+        self._catching_up = False  # the start job's second build, see _start_job
         self.side = SideJobs(settings, clock, self._at, self._cancel, self._outcome)
 
     # ----- life cycle (main thread) -----
@@ -193,10 +194,15 @@ class Daemon:
 
     def _start_job(self) -> None:
         # Build again: files that changed during prepare()'s build came before the watcher started.
+        # Usually there are none: that build's "nothing changed" is not worth a second log line.
         wait_until_quiet(self.settings, self.stopping)
         with self._mu:
             self._dirty = True
-        self._build_job(queued=False)
+        self._catching_up = True
+        try:
+            self._build_job(queued=False)
+        finally:
+            self._catching_up = False
         if not self.stopping.is_set():
             self.side.start()
             self._digest_at_start()
@@ -229,7 +235,10 @@ class Daemon:
             return
         self._log_problems(grouped(report.problems))  # the same problem in many files: one line
         summary = summaries.build(report)
-        log.info("built: %s", summary, extra={"written": len(report.written), "rejected": report.rejected})
+        level = logging.DEBUG if self._catching_up and report.skipped else logging.INFO
+        log.log(
+            level, "built: %s", summary, extra={"written": len(report.written), "rejected": report.rejected}
+        )
         self._outcome("build", True, summary)
         self.side.after_build(report.written)
         self._plan_embargo(report.next_embargo)
