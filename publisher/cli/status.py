@@ -119,6 +119,8 @@ def render(status: Status, tz: tzinfo, now: datetime) -> list[str]:
         lines.append("Subscribers: none")
     if status.daemon_holder:
         daemon = f"running ({status.daemon_holder}), started {_when(status.daemon_started, tz, now)}"
+        if status.daemon_reloaded is not None:
+            daemon += f", configuration reloaded {_when(status.daemon_reloaded, tz, now)}"
     elif status.daemon_stopped:
         daemon = f"stopped {_when(status.daemon_stopped, tz, now)}"
     elif status.daemon_started:

@@ -86,15 +86,18 @@ class Daemon:
 
     # ----- life cycle (main thread) -----
 
-    def prepare(self) -> None:
-        """Record the start and build once, in the calling thread, before `start()`.
+    def prepare(self, *, reload: bool = False) -> None:
+        """Record the start (or the reload) and build once, in the calling thread, before `start()`.
 
         Before any thread exists on purpose: the first build of a big corpus parses in forked
         worker processes, and forking is only safe while the process has a single thread.
         """
         try:
             with self._db() as conn:
-                record.started(conn, os.getpid(), self.clock.now())
+                if reload:
+                    record.reloaded(conn, self.clock.now())
+                else:
+                    record.started(conn, os.getpid(), self.clock.now())
         except PublisherError as exc:
             self._outcome("start", False, exc.one_line())
         # Signals wait while this runs, so don't wait long: the start job builds (settled) anyway.
@@ -107,14 +110,17 @@ class Daemon:
         self.scheduler.start()
         self._at(None, self._start_job, "start")
 
-    def stop(self) -> None:
-        """Let the running job finish its current step, drop the rest, record the stop."""
+    def stop(self, *, reload: bool = False) -> None:
+        """Let the running job finish its current step, drop the rest, record the stop (unless
+        another configuration takes over: a reload is not a stop)."""
         self.stopping.set()
         # Wait for the running job ourselves: APScheduler's shutdown(wait=True) holds its job-store
         # lock while it waits, and a job that plans its successor needs that lock (a deadlock).
         with self._job_lock:
             pass
         self.scheduler.shutdown(wait=False)  # jobs still queued see `stopping` and return at once
+        if reload:
+            return
         try:
             with self._db() as conn:
                 record.stopped(conn, self.clock.now())

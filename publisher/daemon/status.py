@@ -54,6 +54,7 @@ class Status:
     daemon_holder: str | None = None  # "pid 123, publisher run" while a publisher holds the lock
     daemon_started: datetime | None = None
     daemon_stopped: datetime | None = None
+    daemon_reloaded: datetime | None = None  # the running daemon's last SIGHUP
     last_work: record.Work | None = None
     state: str | None = None  # why the database could not be read, if it could not
     state_bytes: int = 0  # everything under the state folder: database, outbox, previews
@@ -183,6 +184,7 @@ def _from_database(conn: sqlite3.Connection, status: Status, now: datetime) -> N
         status.last_slot_outcome = saved.slot_outcome
         status.daemon_started = saved.started
         status.daemon_stopped = saved.stopped
+        status.daemon_reloaded = saved.reloaded
         status.last_work = saved.last_work
         # The running daemon's plan wins: it may be retrying a failed digest.
         if status.daemon_holder and saved.next_slot is not None:
