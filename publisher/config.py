@@ -7,6 +7,7 @@ folder of the config file, and every problem is reported as one line naming the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from datetime import tzinfo
@@ -60,6 +61,14 @@ class SiteSettings(_Section):
     language: str = Field("en", description="BCP 47 language tag, e.g. en or en-GB.")
     timezone: str = Field("UTC", description="IANA timezone: dates without a time are midnight here.")
     description: str = Field("", description="One sentence about the site, for feeds and pages.")
+
+    @field_validator("title", "author")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        # "   " would put an empty name on every feed, page and message.
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
 
     @field_validator("base_url")
     @classmethod
@@ -122,7 +131,8 @@ class PathSettings(_Section):
     templates: Path = Field(
         Path("templates"),
         strict=False,
-        description="Folder of Jinja2 templates; files missing there come from the bundled set.",
+        description="Folder of Jinja2 templates; files missing there come from the bundled set. "
+        "Set here, it must exist (only the default may be absent).",
     )
 
 
@@ -201,6 +211,11 @@ class DigestSettings(_Section):
     @classmethod
     def _cron(cls, value: str) -> str:
         return rules.check_cron(value)
+
+    @field_validator("from_name")
+    @classmethod
+    def _trimmed(cls, value: str) -> str:
+        return value.strip()  # blank: follows site.title
 
     @field_validator("from_address", "reply_to", "unsubscribe_mailto")
     @classmethod
@@ -323,6 +338,10 @@ class ServeSettings(_Section):
         return rules.check_env_name(value)
 
 
+# Said beside every count of messages the outbox transport wrote: files, not mail.
+NOT_MAILED = "transport = outbox: nothing was mailed"
+
+
 class Settings(BaseModel):
     """Everything publisher can be told. `base_dir` is the folder relative paths resolve against."""
 
@@ -380,6 +399,23 @@ class Settings(BaseModel):
     def secret(self) -> str | None:
         """The token-signing secret from the environment, or None (then one is kept in state/)."""
         return os.environ.get(self.serve.secret_env) or None
+
+    @property
+    def outbox_shown(self) -> str:
+        """Where the outbox transport writes, as the operator knows it (`state/outbox/`)."""
+        folder = self.state_dir / "outbox"
+        with contextlib.suppress(ValueError):
+            folder = folder.relative_to(self.base_dir)
+        return f"{folder.as_posix()}/"
+
+    def unused_smtp(self) -> str | None:
+        """A warning when `[smtp]` names a server but delivery.transport leaves it unused."""
+        if self.delivery.transport == "outbox" and "host" in self.smtp.model_fields_set:
+            return (
+                f'smtp.host is set ({self.smtp.host}) but delivery.transport = "outbox": nothing is '
+                f'mailed, messages are written to {self.outbox_shown}; set delivery.transport = "smtp"'
+            )
+        return None
 
     def unset_site_identity(self) -> list[str]:
         """`site.title` and `site.base_url` where the file did not set them: the built-in values are

@@ -174,6 +174,12 @@ def load_settings(path: Path | None = None, *, required: bool = False) -> Settin
         if more:
             line += f" (and {more} more problem{'s' if more != 1 else ''})"
         raise ConfigError(line) from exc
+    templates = data.get("paths", {}).get("templates") if isinstance(data.get("paths"), dict) else None
+    if templates is not None and not settings.paths.templates.is_dir():
+        # Only the default folder may be absent: a path set here that is not there is a typo,
+        # and the bundled templates would stand in for the operator's own without a word.
+        what = "not a folder" if settings.paths.templates.exists() else "no such folder"
+        raise ConfigError(f"{origin}: paths.templates: {what}: {settings.paths.templates}")
     if settings.digest.subject != DigestSettings.model_fields["subject"].default:  # Jinja2: only if needed
         from publisher.render import template_problem
 

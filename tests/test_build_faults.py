@@ -217,6 +217,6 @@ def test_an_injected_full_disk_on_feeds_fails_closed(project: Project, where: st
         assert sent.code == 0 and "nothing to send" in sent.out
     assert project.cli("build", now=later + timedelta(minutes=2)).code == 0
     final = project.cli("digest", "--send", now=later + timedelta(minutes=3))
-    assert final.code == 0 and "sent 1," in final.out, final.out + final.err
+    assert final.code == 0 and "outbox/ 1," in final.out, final.out + final.err
     linked = entry_pages(project.feeds)
     assert set(linked) == pages(project.feeds) and len(linked) == 3

@@ -8,12 +8,15 @@ import os
 import re
 import subprocess
 import sys
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from publisher import __version__
 from publisher.cli.main import COMMANDS, build_parser, main
-from tests.conftest import Project
+from tests.conftest import NOW, Project
+from tests.support.digests import markdown
 
 
 def run(*argv: str) -> tuple[int, str, str]:
@@ -103,6 +106,41 @@ def test_verbose_and_quiet_work_before_and_after_the_command(project: Project) -
     verbose = project.cli("-v", "check").out
     assert verbose == project.cli("check", "-v").out
     assert verbose.splitlines()[0].startswith("seeds/a.txt: ok: Story")
+
+
+def test_quiet_silences_every_summary_when_all_went_well(project: Project, tmp_path: Path) -> None:
+    """-q promises warnings and errors only: no command prints its summary or a chatty line then
+    (the state of things that `status`, `--report` or `subscribers list` is asked for still prints)."""
+    project.seed("one.md", markdown("Talks resume in Geneva", "2025-02-27"))
+    later = NOW + timedelta(minutes=1)
+    assert project.cli("subscribers", "add", "reader@example.org").code == 0
+    for args in (
+        ("-q", "build"),
+        ("build", "-q"),
+        ("-q", "digest", "--preview"),  # nothing new yet: its "nothing to preview" is chatter
+        ("-q", "digest", "--to", "editor@example.org", "--backfill", "1"),
+        ("digest", "--send", "--backfill", "1", "-q"),
+        ("-q", "digest", "--send"),  # nothing new: nothing to say
+        (
+            "-q",
+            "init",
+            "--title",
+            "T",
+            "--base-url",
+            "https://t.example/",
+            "--author",
+            "A",
+            "--postal-address",
+            "1 Street",
+            "--timezone",
+            "UTC",
+            str(tmp_path / "new-site"),
+        ),
+    ):
+        result = project.cli(*args, now=NOW if "build" in args else later)
+        assert (result.code, result.out, result.err) == (0, "", ""), (args, result.err)
+    assert len(list((project.state / "outbox" / "new").iterdir())) == 2  # the copy and the digest
+    assert (tmp_path / "new-site" / "publisher.toml").is_file()
 
 
 def test_verbose_does_not_flood_with_library_debug_lines(project: Project) -> None:

@@ -171,6 +171,8 @@ def test_unknown_keys_are_errors_naming_the_key(tmp_path: Path, toml: str, messa
             "site.timezone: unknown timezone '../../etc/passwd' (use an IANA name such as Europe/Paris)",
         ),
         ("[site]\ntitle = ''\n", "site.title: String should have at least 1 character"),
+        ("[site]\ntitle = '   '\n", "site.title: must not be blank"),
+        ("[site]\nauthor = '  '\n", "site.author: must not be blank"),
         ("site = 'x'\n", "site: must be a table: write [site] and its keys below it"),
         ("[paths]\nseeds = 3\n", "paths.seeds: must be a path, as text"),
         ("[ingest]\nmax_bytes = 0\n", "ingest.max_bytes: Input should be greater than or equal to 1"),
@@ -202,6 +204,17 @@ def test_base_url_gets_a_trailing_slash(tmp_path: Path) -> None:
     assert settings.site.host == "example.org"
 
 
+def test_surrounding_blanks_are_trimmed_from_names(tmp_path: Path) -> None:
+    settings = load_settings(
+        write(tmp_path, "[site]\ntitle = '  The Gazette '\nauthor = ' Desk'\n[digest]\nfrom_name = '  '\n")
+    )
+    assert (settings.site.title, settings.site.author, settings.digest.from_name) == (
+        "The Gazette",
+        "Desk",
+        "The Gazette",
+    )
+
+
 # --- paths --------------------------------------------------------------------------------------
 
 
@@ -216,6 +229,19 @@ def test_relative_paths_resolve_against_the_config_folder(
     assert settings.feeds_dir == (tmp_path / "public").resolve()
     assert settings.state_dir == Path("/var/tmp/st")
     assert settings.paths.templates == (tmp_path / "site" / "templates").resolve()
+
+
+def test_a_templates_folder_set_explicitly_must_exist(tmp_path: Path) -> None:
+    """The default `templates` folder may be absent (the bundled set serves); one named in the file
+    that is not there, or is not a folder, is a typo, not a reason to use the bundled set silently."""
+    assert load_settings(write(tmp_path, "")).paths.templates == (tmp_path / "templates").resolve()
+    missing = write(tmp_path, "[paths]\ntemplates = 'my-templates'\n")
+    assert error_of(missing) == f"{missing}: paths.templates: no such folder: {tmp_path / 'my-templates'}"
+    (tmp_path / "my-templates").write_text("a file", encoding="utf-8")
+    assert error_of(missing) == f"{missing}: paths.templates: not a folder: {tmp_path / 'my-templates'}"
+    (tmp_path / "my-templates").unlink()
+    (tmp_path / "my-templates").mkdir()
+    assert load_settings(missing).paths.templates == (tmp_path / "my-templates").resolve()
 
 
 def test_home_folder_in_paths_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -263,6 +289,7 @@ def test_serve_secret_comes_from_the_named_environment_variable(
     [
         ("[site]\nlanguage = 'en_US'\n", "site.language: 'en_US' is not a BCP 47 language tag"),
         ("[paths]\nsedes = 'x'\n", "paths.sedes: unknown key (did you mean seeds?)"),
+        ("[paths]\ntemplates = '/nonexistent'\n", "paths.templates: no such folder: /nonexistent"),
         ("[site\n", "invalid TOML: "),
     ],
 )

@@ -278,6 +278,59 @@ def test_sighup_reloads_the_configuration(project: Project, daemons: Callable[..
     assert daemon.stop() == 0
 
 
+def test_a_start_and_a_reload_log_one_build_line_each(
+    project: Project, daemons: Callable[..., Daemon]
+) -> None:
+    """The daemon builds twice at start and after SIGHUP (the second catches files dropped during
+    the first); when the second finds nothing changed it says so only at debug level."""
+    project.configure("[daemon]\nsettle = 0.1\n")
+    project.seed("one.txt", story("Story one"))
+    daemon = daemons()
+    daemon.wait_log("first start: no digest owed")  # logged after the second build
+    assert daemon.log.count("built: ") == 1, daemon.log
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_log("no digest owed; next at", count=2)  # the reloaded daemon's start job is done
+    assert daemon.log.count("built: ") == 2, daemon.log
+    project.seed("two.txt", story("Story two"))  # later builds are logged as before
+    daemon.wait_log("built: 1 new")
+    assert daemon.stop() == 0
+    verbose = daemons("-v")
+    verbose.wait_log("no digest owed; next at")
+    assert "built: nothing changed" in verbose.log  # still there, at debug level
+    assert verbose.stop() == 0
+
+
+def test_status_after_a_reload_gives_the_real_start_and_the_reload(
+    project: Project, daemons: Callable[..., Daemon]
+) -> None:
+    """A SIGHUP is not a restart: `status` keeps the daemon's start and names the reload beside it."""
+    project.configure("[daemon]\nsettle = 0.1\n")
+    began = datetime(2025, 3, 3, 6, 0, tzinfo=UTC)
+    daemon = daemons(now=began)
+    daemon.wait_log("first start: no digest owed")
+    before = json.loads(project.cli("status", "--json", now=None).out)
+    assert before["daemon_reloaded"] is None and before["daemon_holder"]
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_log("no digest owed; next at", count=2)
+    after = json.loads(project.cli("status", "--json", now=None).out)
+    assert after["daemon_started"] == before["daemon_started"]
+    assert after["daemon_reloaded"] is not None and after["daemon_reloaded"] >= after["daemon_started"]
+    assert after["daemon_stopped"] is None
+    text = project.cli("status", now=began + timedelta(minutes=5)).out
+    line = next(x for x in text.splitlines() if x.startswith("Daemon:"))
+    assert "running (pid" in line and ", started 2025-03-03 07:00 CET" in line, line
+    assert ", configuration reloaded 2025-03-03 07:00 CET" in line, line
+    assert daemon.stop() == 0
+    stopped = json.loads(project.cli("status", "--json", now=None).out)
+    assert stopped["daemon_stopped"] is not None
+
+    again = daemons(now=began + timedelta(minutes=30))  # a real start forgets the last reload
+    again.wait_log("no digest owed; next at")
+    fresh = json.loads(project.cli("status", "--json", now=None).out)
+    assert fresh["daemon_reloaded"] is None and fresh["daemon_started"] > before["daemon_started"]
+    assert again.stop() == 0
+
+
 def test_daemon_serve_runs_the_http_server_inside_the_daemon(
     project: Project, daemons: Callable[..., Daemon]
 ) -> None:

@@ -5,6 +5,7 @@ outbox Maildir in state/ receives the messages."""
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -35,15 +36,21 @@ def test_the_digest_goes_out_at_its_time_once_and_restarts_respect_the_record(
         schedule = "0 8 * * 1"
         grace_period = 3600
         backfill = 10
+
+        [smtp]
+        host = "mail.example.org"
         """
     )
     project.seed("one.txt", "date 2025-03-01 The first story of the week.\n")
     assert project.cli("subscribers", "add", "reader@example.org", now=JUST_BEFORE).code == 0
 
     daemon = daemons(now=JUST_BEFORE)
+    daemon.wait_log(
+        'smtp.host is set (mail.example.org) but delivery.transport = "outbox": nothing is mailed'
+    )
     daemon.wait_log("first start: no digest owed; next at 2025-03-03T08:00+01:00")
     daemon.wait_for("the digest", lambda: len(outbox(project)) == 1)
-    daemon.wait_log("digest: 1 sent")
+    daemon.wait_log("digest: 1 written to state/outbox/ (digest")
     assert daemon.stop() == 0
 
     # Restart half a minute later: the 08:00 slot is in the record, nothing is sent again.
@@ -57,7 +64,7 @@ def test_the_digest_goes_out_at_its_time_once_and_restarts_respect_the_record(
     late = daemons(now=datetime(2025, 3, 10, 8, 30, tzinfo=PARIS).astimezone(UTC))
     late.wait_log("digest due at 2025-03-10T08:00+01:00 was missed; sending it now")
     late.wait_for("the catch-up digest", lambda: len(outbox(project)) == 2)
-    late.wait_log("digest: 1 sent")
+    late.wait_log("digest: 1 written to state/outbox/ (digest")
     assert late.stop() == 0
 
     # Down for two weeks: the last missed slot is older than the grace period; nothing is sent.
@@ -107,3 +114,48 @@ def test_the_daemon_logs_who_did_not_get_the_digest_and_why(
         daemon.wait_log("digest: not delivered: gone@example.org: failed: 550 5.1.1 no such user")
         assert daemon.stop() == 0
         assert server.by_recipient() == {"reader@example.org": 1}
+
+
+def test_a_schedule_changed_by_sighup_starts_from_the_reload_not_from_a_slot_before_it(
+    project: Project, daemons: Callable[..., Daemon]
+) -> None:
+    """A new `digest.schedule` (or timezone) is a new baseline: its first digest is its next slot
+    after the reload, never a catch-up of a slot that only exists under the new schedule."""
+    project.configure(
+        """
+        [daemon]
+        settle = 0.1
+
+        [digest]
+        schedule = "0 8 * * 1"
+        backfill = 10
+        """
+    )
+    project.seed("one.txt", "date 2025-03-01 The first story of the week.\n")
+    wednesday = datetime(2025, 3, 5, 7, 19, tzinfo=PARIS).astimezone(UTC)
+    assert project.cli("subscribers", "add", "reader@example.org", now=wednesday).code == 0
+    daemon = daemons(now=wednesday)
+    daemon.wait_log("first start: no digest owed; next at 2025-03-10T08:00+01:00")
+    project.config_path.write_text(
+        project.config_path.read_text().replace('"0 8 * * 1"', '"0 7 * * *"'), encoding="utf-8"
+    )
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_log("SIGHUP: reloading the configuration")
+
+    def after_reload() -> str:
+        return daemon.log.split("SIGHUP: reloading the configuration")[-1]
+
+    daemon.wait_for("the digest decision after the reload", lambda: "digest" in after_reload())
+    assert "digest due at 2025-03-05T07:00+01:00 was missed" not in daemon.log
+    daemon.wait_log(
+        "digest schedule changed ('0 8 * * 1' in Europe/Paris → '0 7 * * *' in Europe/Paris): "
+        "no digest owed for earlier times; next at 2025-03-06T07:00+01:00"
+    )
+    assert daemon.stop() == 0
+    assert outbox(project) == []
+
+    # A restart under the same (new) schedule later that morning owes nothing either.
+    again = daemons(now=wednesday + timedelta(hours=1))
+    again.wait_log("no digest owed; next at 2025-03-06T07:00+01:00")
+    assert again.stop() == 0
+    assert outbox(project) == []

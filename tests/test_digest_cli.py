@@ -39,7 +39,7 @@ def test_preview_prints_the_files_and_changes_nothing(project: Project) -> None:
     assert "Talks resume in Geneva" in (project.state / "preview" / "next-digest.txt").read_text()
     assert project.cli("subscribers", "add", "ana@example.com").code == 0
     sent = project.cli("digest", "--send", "--backfill", "3", now=LATER)
-    assert "sent 1, failed 0, skipped 0" in sent.out  # the preview took nothing away
+    assert "outbox/ 1, failed 0, skipped 0" in sent.out  # the preview took nothing away
 
 
 def test_the_previews_view_in_browser_link_opens_a_file_that_exists(project: Project) -> None:
@@ -68,7 +68,7 @@ def test_send_without_new_articles_says_so(project: Project) -> None:
         "--backfill N includes the N latest articles in it.\n"
     )
     assert project.cli("subscribers", "add", "ana@example.com").code == 0
-    assert "sent 1" in project.cli("digest", "--send", "--backfill", "1", now=LATER).out
+    assert "outbox/ 1," in project.cli("digest", "--send", "--backfill", "1", now=LATER).out
     again = project.cli("digest", "--send", now=LATER)
     assert again.out == "No new articles since the last digest: nothing to send.\n"
 
@@ -81,7 +81,9 @@ def test_summary_line_names_the_digest_and_the_counts(project: Project) -> None:
     assert result.code == 0, result.err
     line = result.out.strip()
     assert (
-        line.startswith("Digest d-") and ": sent 2, failed 0, skipped 0 in " in line and line.endswith(" s")
+        line.startswith("Digest d-")
+        and ": written to state/outbox/ 2, failed 0, skipped 0 in " in line
+        and line.endswith(" s (transport = outbox: nothing was mailed)")
     )
 
 
@@ -110,3 +112,41 @@ def test_help_documents_every_option(project: Project) -> None:
     assert result.code == 0
     for option in ("--preview", "--send", "--to ADDRESS", "--backfill N", "Exit status"):
         assert option in result.out
+
+
+def test_the_outbox_transport_says_messages_were_written_not_mailed(project: Project) -> None:
+    """With delivery.transport at its default, "outbox", nothing is mailed: --send, --to and status
+    say the messages were written to state/outbox/, and an [smtp] host that goes unused is warned of."""
+    project.configure('[smtp]\nhost = "mail.example.org"\n')
+    with_articles(project)
+    assert project.cli("subscribers", "add", "ana@example.com").code == 0
+    warning = 'smtp.host is set (mail.example.org) but delivery.transport = "outbox": nothing is mailed'
+    sent = project.cli("digest", "--send", "--backfill", "3", now=LATER)
+    assert sent.code == 0, sent.err
+    summary = sent.out.splitlines()[0]
+    assert re.fullmatch(
+        r"Digest d-\S+: written to state/outbox/ 1, failed 0, skipped 0 in \d+\.\d s "
+        r"\(transport = outbox: nothing was mailed\)",
+        summary,
+    ), summary
+    assert "sent" not in summary and sent.err.count(warning) == 1
+    assert len(list((project.state / "outbox" / "new").iterdir())) == 1
+
+    copy = project.cli("digest", "--to", "editor@example.net", now=LATER)
+    assert copy.code == 0, copy.err
+    assert copy.out.startswith("Wrote a test copy of the latest digest")
+    assert " for editor@example.net to state/outbox/new/" in copy.out
+    assert copy.out.rstrip().endswith("(transport = outbox: nothing was mailed)")
+    assert copy.err.count(warning) == 1
+
+    status = project.cli("status", now=LATER)
+    line = next(x for x in status.out.splitlines() if x.startswith("Last send:"))
+    assert line.endswith(": 1 written to state/outbox/ (transport = outbox: nothing was mailed)"), line
+
+
+def test_an_smtp_transport_still_says_sent(project: Project) -> None:
+    """No warning and the plain wording once delivery.transport = "smtp" (the server refuses here)."""
+    project.configure('[delivery]\ntransport = "smtp"\n\n[smtp]\nhost = "127.0.0.1"\nport = 9\ntimeout = 1\n')
+    with_articles(project)
+    copy = project.cli("digest", "--to", "editor@example.net", now=LATER)
+    assert "smtp.host is set" not in copy.err and "outbox" not in copy.out + copy.err

@@ -133,7 +133,7 @@ def test_send_refuses_a_template_that_drops_what_every_digest_carries(site: Proj
     assert preview.code == 0 and message(page, name, missing).split(";")[0] in preview.err
     page.unlink()
     again = site.cli("digest", "--send", "--backfill", "1", now=LATER)
-    assert again.code == 0 and "sent 1, failed 0" in again.out, again.err
+    assert again.code == 0 and "outbox/ 1, failed 0" in again.out, again.err
 
 
 def test_both_parts_broken_names_both_templates(site: Project) -> None:
@@ -182,7 +182,7 @@ def test_an_override_that_keeps_them_in_its_own_words_is_sent(site: Project) -> 
     )
     override(site, TEXT, replaced(TEXT, "Unsubscribe with one click:", "To stop these emails:"))
     result = site.cli("digest", "--send", "--backfill", "1", now=LATER)
-    assert result.code == 0 and "sent 1, failed 0" in result.out, result.err
+    assert result.code == 0 and "outbox/ 1, failed 0" in result.out, result.err
 
 
 # --- the server's two messages ---------------------------------------------------------------------
@@ -224,7 +224,7 @@ def test_a_long_postal_address_wrapped_in_the_text_part_is_found(site: Project) 
         '[digest]\npostal_address = "Test Gazette, ' + "Harbourside" * 9 + ' Road 1, 75001 Paris"\n'
     )
     result = site.cli("digest", "--send", "--backfill", "1", now=LATER)
-    assert result.code == 0 and "sent 1, failed 0" in result.out, result.err
+    assert result.code == 0 and "outbox/ 1, failed 0" in result.out, result.err
 
 
 @pytest.mark.parametrize(
@@ -238,4 +238,4 @@ def test_a_postal_address_laid_out_over_lines_is_found(site: Project, layout: st
     """docs/digest.md promises any layout: its commas turned into line breaks still count."""
     override(site, HTML, replaced(HTML, "<p>{{ postal_address }}</p>", layout))
     result = site.cli("digest", "--send", "--backfill", "1", now=LATER)
-    assert result.code == 0 and "sent 1, failed 0" in result.out, result.err
+    assert result.code == 0 and "outbox/ 1, failed 0" in result.out, result.err

@@ -48,7 +48,9 @@ def test_with_new_articles_it_sends_the_next_digest_marked_as_a_test_with_a_work
     _articles(project, "Harbour reopens", "Council budget")
     result = project.cli("digest", "--to", "Editor@Example.NET", "--backfill", "5", now=LATER)
     assert result.code == 0, result.err
-    assert result.out.startswith("Sent a test copy of the next digest (2 articles) to Editor@Example.NET: ")
+    assert result.out.startswith(
+        "Wrote a test copy of the next digest (2 articles) for Editor@Example.NET to state/outbox/new/"
+    )
     [message] = _outbox(project)
     assert str(message["Subject"]).startswith("[Test] ")
     page = project.feeds / _web_link(message)

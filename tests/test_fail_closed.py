@@ -253,7 +253,7 @@ def test_a_killed_build_puts_nothing_in_a_digest(project: Project) -> None:
     assert result.code == 0 and "nothing to send" in result.out
     assert project.cli("build", now=LATER + timedelta(minutes=2)).code == 0
     sent = project.cli("digest", "--send", now=LATER + timedelta(minutes=3))
-    assert sent.code == 0 and "sent 1," in sent.out, sent.out + sent.err
+    assert sent.code == 0 and "outbox/ 1," in sent.out, sent.out + sent.err
 
 
 def test_a_full_disk_on_feeds_fails_the_build_and_mails_nothing(project: Project) -> None:
@@ -303,5 +303,5 @@ def test_a_digest_whose_web_version_cannot_be_written_fails(project: Project) ->
     assert result.err.startswith(f"Error: {project.feeds / 'digests'}") and "No space left" in result.err
     assert not (project.state / "outbox").exists() or not any((project.state / "outbox").rglob("*.*"))
     again = project.cli("digest", "--send", now=LATER + timedelta(minutes=2))
-    assert again.code == 0 and "sent 1," in again.out, again.out + again.err
+    assert again.code == 0 and "outbox/ 1," in again.out, again.out + again.err
     assert any((project.feeds / "digests").glob("*.html"))

@@ -138,7 +138,7 @@ def mailed(project: Project, secret: str | None = None) -> None:
     assert publisher(project, "subscribers", "add", "anna@example.org").returncode == 0
     assert publisher(project, "build").returncode == 0
     sent = publisher(project, "digest", "--send", "--backfill", "1", secret=secret)
-    assert sent.returncode == 0 and "sent 1," in sent.stdout, sent.stdout + sent.stderr
+    assert sent.returncode == 0 and "outbox/ 1," in sent.stdout, sent.stdout + sent.stderr
 
 
 @pytest.mark.parametrize("argv", [("serve", "--port", "0"), ("run",), ("digest", "--send")], ids=" ".join)

@@ -62,7 +62,7 @@ def test_a_message_that_cannot_be_removed_is_a_warning_not_a_failed_send(project
         result = project.cli("digest", "--send", "--backfill", "1", now=LATER)
     finally:
         os.chmod(project.state / "outbox" / "cur", 0o700)
-    assert result.code == 0 and "sent 1" in result.out
+    assert result.code == 0 and "outbox/ 1," in result.out
     if os.geteuid() != 0:  # root may remove it all the same
         assert "housekeeping: " in result.err and "cannot be removed" in result.err
     assert stuck.is_dir()

@@ -197,7 +197,7 @@ def test_digest_with_a_bad_override_is_one_line_and_nothing_is_lost(
     again = project.cli("digest", *action, "--backfill", "1", now=LATER)
     assert again.code == 0, again.err
     if action == ["--send"]:
-        assert "sent 1, failed 0" in again.out  # the failed run recorded nothing as sent
+        assert "outbox/ 1, failed 0" in again.out  # the failed run recorded nothing as sent
 
 
 def test_the_daemon_logs_one_line_and_keeps_running(project: Project, daemons: Callable[..., Daemon]) -> None:

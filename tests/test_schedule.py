@@ -224,3 +224,27 @@ def test_slots_between_counts_distinct_slots() -> None:
     found = slots_between(DAILY, PARIS, paris(1, 0), paris(4, 8), 100)
     assert found == [paris(1, 8), paris(2, 8), paris(3, 8), paris(4, 8)]
     assert len(slots_between(parse("* * * * *"), PARIS, paris(1, 0), paris(4, 0), 10)) == 10
+
+
+def test_a_changed_schedule_owes_no_slot_before_now() -> None:
+    """The record was kept under another schedule: the latest slot of the new one is recorded, not sent."""
+    change = "'0 8 * * 1' in Europe/Paris → '0 8 * * *' in Europe/Paris"
+    decision = catchup.decide_at_start(DAILY, PARIS, paris(5, 9), paris(3, 8), GRACE, change)
+    assert (decision.action, decision.slot, decision.next_slot) == ("changed", paris(5, 8), paris(6, 8))
+    assert decision.describe(PARIS) == (
+        f"digest schedule changed ({change}): no digest owed for earlier times; "
+        "next at 2025-03-06T08:00+01:00"
+    )
+
+
+def test_a_capped_count_of_missed_slots_says_so() -> None:
+    """Missed slots are counted up to a limit; the log line says 'or more' rather than a wrong number."""
+    every_minute = parse("* * * * *")
+    sent = catchup.decide_at_start(every_minute, PARIS, paris(4, 9), paris(3, 8), GRACE)
+    assert "(1000 or more earlier missed ones are not sent)" in sent.describe(PARIS)
+    skipped = catchup.decide_at_start(
+        every_minute, PARIS, paris(4, 9, 0) + timedelta(seconds=30), paris(3, 8), timedelta(seconds=1)
+    )
+    assert "skipped (1000 or more missed slots)" in skipped.describe(PARIS)
+    few = catchup.decide_at_start(every_minute, PARIS, paris(3, 8, 5), paris(3, 8), GRACE)
+    assert "(4 earlier missed ones are not sent)" in few.describe(PARIS)

@@ -136,3 +136,32 @@ def test_a_site_under_a_path_is_announced_at_its_path(project: Project, tmp_path
             assert http.get(url).text == FILES["index.html"]
             bare = http.get(url.rstrip("/"), follow_redirects=False)
             assert (bare.status_code, bare.headers["location"]) == (301, "news/")
+
+
+def test_listening_on_all_addresses_announces_an_address_a_browser_can_open(
+    project: Project, tmp_path: Path
+) -> None:
+    """`--host 0.0.0.0` (or `::`) listens everywhere; the start line names the loopback address,
+    which works, and says that it listens on all addresses (http://0.0.0.0/ opens nothing)."""
+    from publisher.server.runner import announce, bind
+
+    for everywhere, loopback in (("0.0.0.0", "127.0.0.1"), ("::", "[::1]")):
+        try:
+            sock = bind(everywhere, 0)
+        except Exception:  # no IPv6 on this machine
+            assert everywhere == "::"
+            continue
+        with sock:
+            port = sock.getsockname()[1]
+            assert announce(sock) == (
+                f"http://{loopback}:{port}/ (listening on all addresses, {everywhere}: "
+                "other machines use this one's name)"
+            )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        assert announce(sock) == f"http://127.0.0.1:{sock.getsockname()[1]}/"
+
+    write_feeds(project.feeds)
+    with serve_process(project.config_path, tmp_path / "serve.log", "--host", "0.0.0.0", now=NOW) as url:
+        assert url.startswith("http://127.0.0.1:")
+        assert httpx.get(f"{url}atom.xml", timeout=10).status_code == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 import time
@@ -78,6 +79,7 @@ SHOWN_PROBLEMS = 10
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from publisher import pipeline
+    from publisher.config import NOT_MAILED
 
     settings = ctx.settings
     now = ctx.clock.now()
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         return _usage("--json goes with --report")
     if args.preview:
         paths = pipeline.digest_preview(settings, now, backfill=args.backfill)
-        if not paths:
+        if not paths and not args.quiet:
             print("No new articles since the last digest: nothing to preview.")
             _first_digest_hint(settings)
         for path in paths:
@@ -100,11 +102,25 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 file=sys.stderr,
             )
         return 0
+    _warn_unused_smtp(settings)
     if args.to is not None:
         what, reply = pipeline.digest_test(settings, now, args.to, backfill=args.backfill)
-        print(f"Sent a test copy of {what} to {args.to}: {reply}")
+        if settings.delivery.transport == "outbox":
+            line = (
+                f"Wrote a test copy of {what} for {args.to} to {settings.outbox_shown}{reply} ({NOT_MAILED})"
+            )
+        else:
+            line = f"Sent a test copy of {what} to {args.to}: {reply}"
+        if not args.quiet:
+            print(line)
         return 0
     return _send(args, ctx)
+
+
+def _warn_unused_smtp(settings: Settings) -> None:
+    warning = settings.unused_smtp()
+    if warning:
+        logging.getLogger("publisher.digest").warning("%s", warning)
 
 
 def _first_digest_hint(settings: Settings) -> None:
@@ -119,6 +135,7 @@ def _first_digest_hint(settings: Settings) -> None:
 
 def _send(args: argparse.Namespace, ctx: Context) -> int:
     from publisher import pipeline
+    from publisher.config import NOT_MAILED
     from publisher.lock import state_lock
 
     settings = ctx.settings
@@ -144,13 +161,17 @@ def _send(args: argparse.Namespace, ctx: Context) -> int:
             print("No new articles since the last digest: nothing to send.")
             _first_digest_hint(ctx.settings)
         return 0
-    parts = [f"sent {report.sent}", f"failed {report.failed}", f"skipped {report.skipped}"]
+    outbox = settings.delivery.transport == "outbox"
+    done = f"written to {settings.outbox_shown} {report.sent}" if outbox else f"sent {report.sent}"
+    parts = [done, f"failed {report.failed}", f"skipped {report.skipped}"]
     if report.bounced:
         parts.append(f"bounced {report.bounced}")
     if report.pending:
         parts.append(f"pending {report.pending}")
     names = ", ".join(report.digests)
-    print(f"Digest {names}: {', '.join(parts)} in {report.seconds:.1f} s")
+    note = f" ({NOT_MAILED})" if outbox else ""
+    if not args.quiet or report.failed or report.bounced or report.pending:  # -q: only when not all went
+        print(f"Digest {names}: {', '.join(parts)} in {report.seconds:.1f} s{note}")
     for digest_id in report.digests:
         _problems(pipeline.digest_report(ctx.settings, digest_id), everyone=ctx.verbosity > 0)
     if report.pending:

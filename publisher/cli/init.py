@@ -92,6 +92,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     files = site_files(answers, today)
     _write(target, files)
     shown = "." if target == Path() else str(target)
+    if ctx.verbosity < 0:  # -q
+        return 0
     print(f"Created a site in {shown}: {', '.join(sorted({f.split('/')[0] for f in files}))}.")
     where = "" if target == Path() else f"cd {shlex.quote(shown)} && "
     print(f"Next: {where}publisher build  (then open feeds/index.html, or run publisher serve)")

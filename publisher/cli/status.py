@@ -79,6 +79,8 @@ def _size(count: int) -> str:
 
 
 def render(status: Status, tz: tzinfo, now: datetime) -> list[str]:
+    from publisher.config import NOT_MAILED
+
     lines = [
         f"Articles:    {status.published} published, {status.waiting} waiting (embargoed or draft), "
         f"{status.removed} removed",
@@ -95,8 +97,13 @@ def render(status: Status, tz: tzinfo, now: datetime) -> list[str]:
             last += ", UNFINISHED (the next `publisher digest --send` or daemon start finishes it)"
     lines.append(f"Last digest: {last}")
     if status.last_send_digest is not None:
-        counts = ", ".join(f"{n} {outcome}" for outcome, n in status.last_send.items()) or "no recipients"
-        lines.append(f"Last send:   {status.last_send_digest}: {counts}")
+        written = status.transport == "outbox"  # "sent" to files: nothing was mailed
+        counts = ", ".join(
+            f"{n} written to {status.outbox}" if written and outcome == "sent" else f"{n} {outcome}"
+            for outcome, n in status.last_send.items()
+        )
+        note = f" ({NOT_MAILED})" if written and status.last_send.get("sent") else ""
+        lines.append(f"Last send:   {status.last_send_digest}: {counts or 'no recipients'}{note}")
         shown = status.last_send_problems[:SHOWN_PROBLEMS]
         lines += [f"  {line}" for line in shown]
         if len(status.last_send_problems) > len(shown):
@@ -112,6 +119,8 @@ def render(status: Status, tz: tzinfo, now: datetime) -> list[str]:
         lines.append("Subscribers: none")
     if status.daemon_holder:
         daemon = f"running ({status.daemon_holder}), started {_when(status.daemon_started, tz, now)}"
+        if status.daemon_reloaded is not None:
+            daemon += f", configuration reloaded {_when(status.daemon_reloaded, tz, now)}"
     elif status.daemon_stopped:
         daemon = f"stopped {_when(status.daemon_stopped, tz, now)}"
     elif status.daemon_started:

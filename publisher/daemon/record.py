@@ -17,9 +17,11 @@ from publisher.store.db import from_db_time, get_meta, set_meta, to_db_time, tra
 
 SLOT = "daemon.digest.slot"  # the last digest slot handled (sent, or deliberately skipped)
 SLOT_OUTCOME = "daemon.digest.outcome"  # JSON: what happened to that slot, and when
+SCHEDULE = "daemon.digest.schedule"  # the schedule and timezone the slot record is kept under
 NEXT_SLOT = "daemon.digest.next"  # the slot the running daemon waits for
 STARTED = "daemon.started"  # JSON: pid and time of the last start
 STOPPED = "daemon.stopped"  # time of the last clean stop
+RELOADED = "daemon.reloaded"  # time of the running daemon's last SIGHUP reload
 LAST_WORK = "daemon.last_work"  # JSON: the last job run: which, when, outcome, detail
 
 
@@ -42,6 +44,7 @@ class DaemonRecord:
     started: datetime | None
     pid: int | None
     stopped: datetime | None
+    reloaded: datetime | None
     last_work: Work | None
 
 
@@ -77,6 +80,7 @@ def load(conn: sqlite3.Connection) -> DaemonRecord:
         started=from_db_time(started["at"]) if started.get("at") else None,
         pid=started.get("pid"),
         stopped=_time(conn, STOPPED),
+        reloaded=_time(conn, RELOADED),
         last_work=Work(work["job"], from_db_time(work["at"]), bool(work.get("ok")), work.get("detail", ""))
         if work.get("job") and work.get("at")
         else None,
@@ -92,6 +96,16 @@ def handle_slot(conn: sqlite3.Connection, slot: datetime, outcome: str, now: dat
             set_meta(conn, SLOT_OUTCOME, json.dumps({"outcome": outcome, "at": to_db_time(now)}))
 
 
+def schedule(conn: sqlite3.Connection) -> str | None:
+    """The schedule the record was kept under (None: recorded before this was kept)."""
+    return get_meta(conn, SCHEDULE)
+
+
+def keep_schedule(conn: sqlite3.Connection, signature: str) -> None:
+    with transaction(conn):
+        set_meta(conn, SCHEDULE, signature)
+
+
 def plan(conn: sqlite3.Connection, next_slot: datetime | None) -> None:
     with transaction(conn):
         if next_slot is None:
@@ -103,7 +117,13 @@ def plan(conn: sqlite3.Connection, next_slot: datetime | None) -> None:
 def started(conn: sqlite3.Connection, pid: int, now: datetime) -> None:
     with transaction(conn):
         set_meta(conn, STARTED, json.dumps({"pid": pid, "at": to_db_time(now)}))
-        conn.execute("DELETE FROM meta WHERE key = ?", (STOPPED,))
+        conn.execute("DELETE FROM meta WHERE key IN (?, ?)", (STOPPED, RELOADED))
+
+
+def reloaded(conn: sqlite3.Connection, now: datetime) -> None:
+    """A SIGHUP reload: the daemon started earlier (`started` stays) and keeps running."""
+    with transaction(conn):
+        set_meta(conn, RELOADED, to_db_time(now))
 
 
 def stopped(conn: sqlite3.Connection, now: datetime) -> None:

@@ -35,7 +35,10 @@ _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 class _Running:
     """One configuration at work: its scheduler and its watcher (and the HTTP server if asked)."""
 
-    def __init__(self, settings: Settings, clock: Clock, transport: Transport | None) -> None:
+    def __init__(
+        self, settings: Settings, clock: Clock, transport: Transport | None, *, reload: bool = False
+    ) -> None:
+        self.reload = reload  # taking over from another configuration after SIGHUP
         self.daemon = Daemon(settings, clock, transport)
         self.watcher = SeedWatcher(settings, self.daemon.files_ready)
         self.http: Background | None = None
@@ -44,17 +47,20 @@ class _Running:
             self.http = Background(settings, clock, settings.serve.host, settings.serve.port)
 
     def start(self) -> None:
-        self.daemon.prepare()  # the first build, while this process has one thread
+        unused = self.daemon.settings.unused_smtp()
+        if unused and self.daemon.transport is None:
+            log.warning("%s", unused)
+        self.daemon.prepare(reload=self.reload)  # the first build, while this process has one thread
         self.watcher.start()
         self.daemon.start()  # builds again at once: catches files dropped during the first build
         if self.http is not None:
             self.http.start()
 
-    def stop(self) -> None:
+    def stop(self, *, reload: bool = False) -> None:
         if self.http is not None:
             self.http.stop()
         self.watcher.stop()
-        self.daemon.stop()
+        self.daemon.stop(reload=reload)
 
 
 def run(
@@ -121,11 +127,11 @@ def _reload(
         log.error("SIGHUP: configuration not reloaded: %s; the previous one carries on", exc.one_line())
         return settings, running
     log.info("SIGHUP: reloading the configuration")
-    running.stop()
+    running.stop(reload=True)
     try:
-        replacement = _Running(fresh, clock, transport)
+        replacement = _Running(fresh, clock, transport, reload=True)
     except PublisherError as exc:  # what only starting finds, such as a port in use
         log.error("SIGHUP: configuration not reloaded: %s; the previous one carries on", exc.one_line())
-        fresh, replacement = settings, _Running(settings, clock, transport)
+        fresh, replacement = settings, _Running(settings, clock, transport, reload=True)
     replacement.start()
     return fresh, replacement

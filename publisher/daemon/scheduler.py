@@ -81,19 +81,23 @@ class Daemon:
         self._problems: set[str] = set()
         self._digest_failures = 0
         self._sent_something = False
+        self._catching_up = False  # the start job's second build, see _start_job
         self.side = SideJobs(settings, clock, self._at, self._cancel, self._outcome)
 
     # ----- life cycle (main thread) -----
 
-    def prepare(self) -> None:
-        """Record the start and build once, in the calling thread, before `start()`.
+    def prepare(self, *, reload: bool = False) -> None:
+        """Record the start (or the reload) and build once, in the calling thread, before `start()`.
 
         Before any thread exists on purpose: the first build of a big corpus parses in forked
         worker processes, and forking is only safe while the process has a single thread.
         """
         try:
             with self._db() as conn:
-                record.started(conn, os.getpid(), self.clock.now())
+                if reload:
+                    record.reloaded(conn, self.clock.now())
+                else:
+                    record.started(conn, os.getpid(), self.clock.now())
         except PublisherError as exc:
             self._outcome("start", False, exc.one_line())
         # Signals wait while this runs, so don't wait long: the start job builds (settled) anyway.
@@ -106,14 +110,17 @@ class Daemon:
         self.scheduler.start()
         self._at(None, self._start_job, "start")
 
-    def stop(self) -> None:
-        """Let the running job finish its current step, drop the rest, record the stop."""
+    def stop(self, *, reload: bool = False) -> None:
+        """Let the running job finish its current step, drop the rest, record the stop (unless
+        another configuration takes over: a reload is not a stop)."""
         self.stopping.set()
         # Wait for the running job ourselves: APScheduler's shutdown(wait=True) holds its job-store
         # lock while it waits, and a job that plans its successor needs that lock (a deadlock).
         with self._job_lock:
             pass
         self.scheduler.shutdown(wait=False)  # jobs still queued see `stopping` and return at once
+        if reload:
+            return
         try:
             with self._db() as conn:
                 record.stopped(conn, self.clock.now())
@@ -193,10 +200,15 @@ class Daemon:
 
     def _start_job(self) -> None:
         # Build again: files that changed during prepare()'s build came before the watcher started.
+        # Usually there are none: that build's "nothing changed" is not worth a second log line.
         wait_until_quiet(self.settings, self.stopping)
         with self._mu:
             self._dirty = True
-        self._build_job(queued=False)
+        self._catching_up = True
+        try:
+            self._build_job(queued=False)
+        finally:
+            self._catching_up = False
         if not self.stopping.is_set():
             self.side.start()
             self._digest_at_start()
@@ -229,7 +241,10 @@ class Daemon:
             return
         self._log_problems(grouped(report.problems))  # the same problem in many files: one line
         summary = summaries.build(report)
-        log.info("built: %s", summary, extra={"written": len(report.written), "rejected": report.rejected})
+        level = logging.DEBUG if self._catching_up and report.skipped else logging.INFO
+        log.log(
+            level, "built: %s", summary, extra={"written": len(report.written), "rejected": report.rejected}
+        )
         self._outcome("build", True, summary)
         self.side.after_build(report.written)
         self._plan_embargo(report.next_embargo)
@@ -283,16 +298,25 @@ class Daemon:
 
     def _digest_at_start(self) -> None:
         now = self.clock.now()
-        read, last = self._digest_read(record.last_slot)
-        if not read:
+        read, kept = self._digest_read(lambda conn: (record.last_slot(conn), record.schedule(conn)))
+        if not read or kept is None:
             self._plan_digest(catchup.plan_after(self.schedule, self.tz, None, now))
             return
-        decision = catchup.decide_at_start(self.schedule, self.tz, now, last, self.grace)
+        last, kept_under = kept
+        # Kept under another schedule (a SIGHUP, or an edit while stopped): a new start, not a catch-up.
+        signature = f"{self.schedule.expression!r} in {self.settings.site.timezone}"
+        change = f"{kept_under} → {signature}" if kept_under not in (None, signature) else ""
+        decision = catchup.decide_at_start(self.schedule, self.tz, now, last, self.grace, change)
         log.info("%s", decision.describe(self.tz))
+        try:
+            with self._db() as conn:
+                record.keep_schedule(conn, signature)
+        except PublisherError as exc:
+            log.error("could not record the digest schedule: %s", exc.one_line())
         if decision.action == "send" and decision.slot is not None:
             self._send(decision.slot)
             return
-        if decision.action in ("skip", "baseline") and decision.slot is not None:
+        if decision.action != "none" and decision.slot is not None:
             self._handle(decision.slot, "skipped" if decision.action == "skip" else "baseline")
         self._resume_interrupted()
         self._plan_digest(decision.next_slot)
@@ -370,7 +394,8 @@ class Daemon:
             log.debug("digest failed", exc_info=True)
             self._outcome("digest", False, f"{type(exc).__name__}: {exc}")
             return "failed"
-        summary = summaries.send(report)
+        outbox = self.transport is None and self.settings.delivery.transport == "outbox"
+        summary = summaries.send(report, self.settings.outbox_shown if outbox else None)
         self._sent_something = bool(report.digests)
         for line in summaries.not_delivered(self.settings, report):
             log.warning("digest: not delivered: %s", line)

@@ -49,9 +49,12 @@ class Status:
     next_digest: datetime | None = None
     schedule: str = ""
     timezone: str = ""
+    transport: str = ""  # delivery.transport: "outbox" writes files and mails nothing
+    outbox: str = ""  # where the outbox transport writes
     daemon_holder: str | None = None  # "pid 123, publisher run" while a publisher holds the lock
     daemon_started: datetime | None = None
     daemon_stopped: datetime | None = None
+    daemon_reloaded: datetime | None = None  # the running daemon's last SIGHUP
     last_work: record.Work | None = None
     state: str | None = None  # why the database could not be read, if it could not
     state_bytes: int = 0  # everything under the state folder: database, outbox, previews
@@ -73,7 +76,12 @@ class Status:
 def collect(settings: Settings, now: datetime, *, fresh: bool = False) -> Status:
     """Everything `publisher status` shows. Rejected files come from the last build's record
     (instant), or with `fresh` (and before any build) from reading every file in seeds/ now."""
-    status = Status(schedule=settings.digest.schedule, timezone=settings.site.timezone)
+    status = Status(
+        schedule=settings.digest.schedule,
+        timezone=settings.site.timezone,
+        transport=settings.delivery.transport,
+        outbox=settings.outbox_shown,
+    )
     status.daemon_holder = lock.held_by(settings)
     status.state_bytes = _folder_bytes(settings.state_dir)
     try:
@@ -176,6 +184,7 @@ def _from_database(conn: sqlite3.Connection, status: Status, now: datetime) -> N
         status.last_slot_outcome = saved.slot_outcome
         status.daemon_started = saved.started
         status.daemon_stopped = saved.stopped
+        status.daemon_reloaded = saved.reloaded
         status.last_work = saved.last_work
         # The running daemon's plan wins: it may be retrying a failed digest.
         if status.daemon_holder and saved.next_slot is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from publisher import pipeline
-from publisher.config import Settings
+from publisher.config import NOT_MAILED, Settings
 from publisher.delivery.engine import SendReport
 from publisher.errors import PublisherError
 from publisher.pipeline import BuildReport
@@ -42,10 +42,11 @@ def build(report: BuildReport) -> str:
     return f"{'; '.join(parts)} in {report.seconds:.2f}s"
 
 
-def send(report: SendReport) -> str:
+def send(report: SendReport, written_to: str | None = None) -> str:
+    """`written_to`: the outbox folder, when the messages were written there rather than mailed."""
     if not report.digests:
         return "no new articles, nothing sent"
-    parts = [f"{report.sent} sent"]
+    parts = [f"{report.sent} sent" if written_to is None else f"{report.sent} written to {written_to}"]
     parts += _counted(
         (report.failed, "failed"),
         (report.skipped, "skipped"),
@@ -53,7 +54,8 @@ def send(report: SendReport) -> str:
         (report.pending, "pending"),
     )
     which = ", ".join(report.digests)
-    return f"{'; '.join(parts)} (digest {which}) in {report.seconds:.1f}s"
+    note = "" if written_to is None else f"; {NOT_MAILED}"
+    return f"{'; '.join(parts)} (digest {which}) in {report.seconds:.1f}s{note}"
 
 
 def not_delivered(settings: Settings, report: SendReport) -> list[str]:

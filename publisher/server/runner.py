@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import resource
@@ -75,11 +76,32 @@ def bind(host: str, port: int) -> socket.socket:
 
 def url_of(sock: socket.socket, settings: Settings | None = None) -> str:
     """Where the site is served on this socket: the path of `site.base_url` (the routes live
-    under it, see server/app.py) on the address listened on."""
+    under it, see server/app.py) on the address listened on; on all addresses (0.0.0.0, ::), on
+    this machine's loopback address, since a browser cannot open http://0.0.0.0/."""
     host, port = sock.getsockname()[:2]
+    if _everywhere(host):
+        host = "::1" if ":" in host else "127.0.0.1"
     shown = f"[{host}]" if ":" in host else host
     path = urlsplit(settings.site.base_url).path if settings is not None else "/"
     return f"http://{shown}:{port}{path}"
+
+
+def announce(sock: socket.socket, settings: Settings | None = None) -> str:
+    """`url_of`, and when the socket listens on all addresses, a note saying so."""
+    host = sock.getsockname()[0]
+    note = (
+        f" (listening on all addresses, {host}: other machines use this one's name)"
+        if _everywhere(host)
+        else ""
+    )
+    return url_of(sock, settings) + note
+
+
+def _everywhere(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_unspecified
+    except ValueError:
+        return False
 
 
 def raise_file_limit() -> None:
@@ -211,7 +233,7 @@ def run(
         server = Server(settings, clock, sock, transport_factory)
         check_feeds(settings)
         if on_ready is not None:
-            on_ready(url_of(sock, settings))
+            on_ready(announce(sock, settings))
         server.run()
     finally:
         sock.close()
@@ -231,6 +253,7 @@ class Background:
         self.sock = bind(host, port)
         try:
             self.url = url_of(self.sock, settings)
+            self.shown = announce(self.sock, settings)
             self.server = Server(settings, clock, self.sock, transport_factory)
         except BaseException:
             self.sock.close()  # a server that cannot start (broken template) frees its port
@@ -239,7 +262,7 @@ class Background:
 
     def start(self) -> str:
         self.thread.start()
-        log.info("serving on %s", self.url)
+        log.info("serving on %s", self.shown)
         return self.url
 
     def stop(self, timeout: float = 10.0) -> None:
