@@ -138,7 +138,9 @@ def test_subscribe_confirm_digest_unsubscribe(
         assert len(digests) == 1
         digest = digests[0]
         assert digest["To"] is not None and "reader@example.org" in str(digest["To"])
-        assert digest["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        # Served over http here: RFC 8058 offers one-click only beside an https URL, so no
+        # List-Unsubscribe-Post; the link still unsubscribes with the one-click POST below.
+        assert digest["List-Unsubscribe-Post"] is None
         header = str(digest["List-Unsubscribe"])
         unsubscribe = next(
             part.strip().strip("<>") for part in header.split(",") if part.strip().startswith("<http")
