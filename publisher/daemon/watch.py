@@ -25,6 +25,7 @@ import watchfiles
 
 from publisher.config import Settings
 from publisher.ingest import is_candidate, is_ignored, is_image, scan
+from publisher.models import escape_name
 
 log = logging.getLogger("publisher.daemon.watch")
 
@@ -183,7 +184,7 @@ class SeedWatcher:
     def _note(self, paths: list[Path]) -> None:
         with self._wake:
             for path in paths:
-                log.debug("changed: %s", path)
+                log.debug("changed: %s", escape_name(str(path)))
                 self.settler.changed(path, _age(path))
             self._wake.notify_all()
 
@@ -209,7 +210,7 @@ class SeedWatcher:
         if since is None or now - since < _NAG_SECONDS or now - self._last_nag < _NAG_SECONDS:
             return
         self._last_nag = now
-        busy = ", ".join(sorted(str(p.relative_to(self.root)) for p in self.settler.pending)[:5])
+        busy = ", ".join(sorted(escape_name(str(p.relative_to(self.root))) for p in self.settler.pending)[:5])
         log.warning("waiting for files still being written before publishing: %s", busy)
 
 
