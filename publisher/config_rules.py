@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from publisher.models import escape_name
+
 # A line break in a setting would end up in a mail header or a page. A template may span lines
 # (its output is made one line); other control characters no.
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -82,6 +84,11 @@ def resolve_paths(section: _Model, base: Path, name: str) -> _Model:
             except (RuntimeError, OSError) as exc:  # a symbolic link loop (RuntimeError before 3.13)
                 why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "symbolic link loop"
                 raise ValueError(f"{name}.{key}: cannot resolve {value}: {why}") from None
+            try:  # the folder's real name (through links) must be text: it is stored and shown
+                str(update[key]).encode("utf-8")
+            except UnicodeEncodeError:
+                shown = escape_name(str(update[key]))
+                raise ValueError(f"{name}.{key}: {shown} is not a valid UTF-8 name; rename it") from None
     return section.model_copy(update=update)
 
 

@@ -8,7 +8,9 @@ until *every* file that changed has settled: a build started while one copy is s
 read that copy half-written. Hidden, temporary and editor files (ingest's rules) are ignored.
 
 Two threads: one blocks in watchfiles and notes changes; one sleeps until the next file is due to
-be looked at again (or indefinitely when nothing is pending), so an idle daemon does no work.
+be looked at again (or indefinitely when nothing is pending), so an idle daemon does no work. When
+watchfiles fails (it cannot name a path that is not UTF-8), seeds/ is polled by scanning it until
+the watcher works again.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ log = logging.getLogger("publisher.daemon.watch")
 _STEP_MS = 50
 _DEBOUNCE_MS = 400
 _RETRY_SECONDS = 2.0  # after the watcher failed (seeds/ missing, too many watches, …)
+_RETRY_MAX_SECONDS = 60.0  # while it keeps failing the same way (seeds/ is polled meanwhile)
 _NAG_SECONDS = 30.0  # how often to say that settled files wait for one that keeps changing
 
 Signature = tuple[int, int, bool] | None  # (size, mtime_ns, is_dir), or None when it is gone
@@ -107,6 +110,7 @@ class SeedWatcher:
     """Watch seeds/ and call `on_ready(paths)` (from its own thread) when changed files have settled."""
 
     def __init__(self, settings: Settings, on_ready: Callable[[list[Path]], None]) -> None:
+        self.settings = settings
         self.root = settings.seeds_dir
         self.poll = settings.daemon.watch == "poll"
         self.poll_interval = settings.daemon.poll_interval
@@ -154,6 +158,8 @@ class SeedWatcher:
 
     def _watch_loop(self) -> None:
         complained = False
+        failed: str | None = None  # the last failure of the watcher, until it works again
+        retry = _RETRY_SECONDS
         while not self._stop.is_set():
             if not self.root.is_dir():
                 if not complained:
@@ -176,10 +182,43 @@ class SeedWatcher:
                     poll_delay_ms=int(self.poll_interval * 1000),
                     raise_interrupt=False,
                 ):
+                    if failed is not None:
+                        log.info("watching %s again", self.root)
+                        failed = None
                     self._note([Path(raw) for _change, raw in changes])
             except Exception as exc:  # the watcher must outlive any filesystem trouble
-                log.error("watching %s failed: %s; retrying in %gs", self.root, exc, _RETRY_SECONDS)
-                self._stop.wait(_RETRY_SECONDS)
+                # watchfiles cannot name a path that is not UTF-8 (it stops at such a file, and
+                # cannot start in a tree holding such a folder); the changes it held are lost.
+                # Meanwhile seeds/ is polled here, so nothing is missed and nothing waits.
+                why = escape_name(str(exc))
+                if failed != why:
+                    log.error("watching %s failed: %s; polling it instead, and retrying", self.root, why)
+                    if failed is None:
+                        self._note([self.root])  # what the lost changes were, a build finds out
+                        retry = _RETRY_SECONDS
+                    failed = why
+                self._poll_for(retry)
+                retry = min(retry * 2, _RETRY_MAX_SECONDS)  # starting a watch over a large tree costs
+
+    def _poll_for(self, seconds: float) -> None:
+        """Look for changes in seeds/ by scanning it every poll interval for `seconds` (while the
+        watcher cannot work): each article file that appears, changes or goes is noted."""
+        deadline = time.monotonic() + seconds
+        before = self._snapshot()
+        while not self._stop.wait(max(0.0, min(self.poll_interval, deadline - time.monotonic()))):
+            after = self._snapshot()
+            if after != before:
+                files = {entry[0] for entry in after[0] ^ before[0]}
+                # A name refused or no longer refused (not UTF-8, say): a build reports it.
+                self._note([self.root / rel for rel in sorted(files)] or [self.root])
+            before = after
+            if time.monotonic() >= deadline:
+                return
+
+    def _snapshot(self) -> tuple[set[tuple[str, int, int]], set[str]]:
+        """What a poll compares: each article file with its size and mtime; what scan refused."""
+        files, problems = scan(self.settings)
+        return {(f.rel, f.size, f.mtime_ns) for f in files}, {str(p) for p in problems}
 
     def _note(self, paths: list[Path]) -> None:
         with self._wake:

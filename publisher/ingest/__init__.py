@@ -163,6 +163,14 @@ def _walk(
             continue
         rel = f"{prefix}{name}"
         shown = label + rel
+        if not name.isascii() and not _utf8(name):
+            # Its bytes are not UTF-8 (os.fsdecode kept them as surrogates): no text can hold the
+            # name, not SQLite, a feed or a message. Refused, the other files go on.
+            if name.lower().endswith(_SUFFIXES):
+                problems.append(Problem(shown, "file", "name is not valid UTF-8; rename it"))
+            elif entry.is_dir(follow_symlinks=False):
+                problems.append(Problem(shown, "folder", "name is not valid UTF-8; rename it; not read"))
+            continue  # another file (an image no article can name): nothing to publish
         is_link = entry.is_symlink()
         try:
             if is_link:
@@ -203,6 +211,14 @@ def _walk(
             continue
         real = os.path.realpath(entry.path) if is_link else f"{real_folder}/{name}"
         yield SeedFile(real, rel, info.st_size, info.st_mtime_ns, is_link)
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class NotRegularFile(OSError):
