@@ -50,11 +50,14 @@ def test_check_build_and_status_refuse_the_name_and_publish_the_rest(project: Pr
     assert build.out.splitlines()[:2] == [FILE_LINE, FOLDER_LINE]
     assert "2 rejected" in build.out.splitlines()[2]
     assert feed_titles(project) == ["The good story"]
-    status = project.cli("status", "--check")
-    assert status.code == 1
-    assert f"  {FILE_LINE}" in status.out.splitlines()
-    assert f"  {FOLDER_LINE}" in status.out.splitlines()
-    assert "Traceback" not in check.err + build.err + status.err
+    for argv in (["status"], ["status", "--check"]):  # as of the last build, and from seeds/ now
+        status = project.cli(*argv)
+        assert status.code == 1, argv
+        assert "Files:       3 in seeds/, 2 rejected" in status.out
+        assert f"  {FILE_LINE}" in status.out.splitlines()
+        assert f"  {FOLDER_LINE}" in status.out.splitlines()
+        assert "Traceback" not in status.err
+    assert "Traceback" not in check.err + build.err
     assert snapshot(project.seeds) == before  # nothing in seeds/ renamed, moved or changed
 
 
