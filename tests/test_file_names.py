@@ -83,7 +83,7 @@ def test_check_build_and_status_escape_names(project: Project) -> None:
 def test_the_daemon_log_escapes_names(project: Project, daemons: Callable[..., Daemon]) -> None:
     project.configure("[daemon]\nsettle = 0.1\n")
     project.seed("first.txt", story("The first story"))
-    daemon = daemons()
+    daemon = daemons("-vv")  # debug lines too: each changed path is logged
     daemon.wait_log("built:")
     seed_hostile_names(project)
     daemon.wait_log("3 rejected")
