@@ -368,6 +368,7 @@ class Settings(BaseModel):
         for name in ("paths", "dkim", "inbound"):  # every section with a path setting
             object.__setattr__(self, name, rules.resolve_paths(getattr(self, name), base, name))
         object.__setattr__(self, "base_dir", base)
+        rules.check_folders_apart({"paths": self.paths, "dkim": self.dkim, "inbound": self.inbound})
         return self
 
     @model_validator(mode="after")

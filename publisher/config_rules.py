@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from publisher.models import escape_name
+
 # A line break in a setting would end up in a mail header or a page. A template may span lines
 # (its output is made one line); other control characters no.
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -95,4 +97,55 @@ def resolve_paths(section: _Model, base: Path, name: str) -> _Model:
             except (RuntimeError, OSError) as exc:  # a symbolic link loop (RuntimeError before 3.13)
                 why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "symbolic link loop"
                 raise ValueError(f"{name}.{key}: cannot resolve {value}: {why}") from None
+            try:  # the folder's real name (through links) must be text: it is stored and shown
+                str(update[key]).encode("utf-8")
+            except UnicodeEncodeError:
+                shown = escape_name(str(update[key]))
+                raise ValueError(f"{name}.{key}: {shown} is not a valid UTF-8 name; rename it") from None
     return section.model_copy(update=update)
+
+
+# Folders that must stay apart (compared resolved, symbolic links followed): publisher writes
+# and deletes in feeds/ and serves it publicly, reads every article-named file under seeds/ and
+# never touches it, and keeps the database, the token secret and mail in state/. One inside
+# another would publish the secret key, rewrite writers' files or read previews as articles.
+_APART = (("seeds", "feeds"), ("seeds", "state"), ("feeds", "state"))
+# Secrets and managed folders that must not sit in feeds/ (served to anyone, written by builds);
+# templates may hold feeds/ (a site folder as templates) but not sit in it or be it: a build's
+# style.css and atom.xsl would replace the operator's.
+_NOT_IN_FEEDS = (
+    ("paths", "templates"),
+    ("dkim", "private_key_path"),
+    ("dkim", "ed25519_private_key_path"),
+    ("inbound", "maildir"),
+)
+
+
+def _within(inner: Path, outer: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def check_folders_apart(sections: dict[str, BaseModel]) -> None:
+    """ValueError naming both keys when two of paths.seeds, feeds and state coincide or nest, or a
+    secret or the templates folder lies in paths.feeds. The paths are resolved (resolve_paths)."""
+    folders: dict[str, Path] = {key: getattr(sections["paths"], key) for key in ("seeds", "feeds", "state")}
+    for one, two in _APART:
+        if folders[one] == folders[two]:
+            raise ValueError(
+                f"paths.{one} and paths.{two} are the same folder ({folders[one]}): use separate folders"
+            )
+        for inner, outer in ((one, two), (two, one)):
+            if _within(folders[inner], folders[outer]):
+                raise ValueError(
+                    f"paths.{inner} ({folders[inner]}) is inside paths.{outer} ({folders[outer]}): "
+                    "use separate folders, neither inside the other"
+                )
+    feeds = folders["feeds"]
+    for section, key in _NOT_IN_FEEDS:
+        value = getattr(sections[section], key)
+        if value is not None and _within(value, feeds):
+            where = "the same folder as" if value == feeds else "inside"
+            raise ValueError(
+                f"{section}.{key} ({value}) is {where} paths.feeds ({feeds}), which is served to anyone "
+                "and rewritten by every build: move it out"
+            )

@@ -6,6 +6,7 @@ After ingest, code receives these objects, never raw dicts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,15 +16,46 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 Severity = Literal["error", "warning"]
 
+# What a file name (or a key from a file) must not bring into a message: control characters (a line
+# break forges a log line, ESC drives the terminal), Unicode line separators and bidirectional
+# overrides (they reorder what is shown), and lone surrogates (the bytes of a name that is not UTF-8).
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(match: re.Match[str]) -> str:
+    if (short := _SHORT.get(match.group())) is not None:
+        return short
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8, as os.fsdecode keeps it: show the byte
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def escape_name(text: str) -> str:
+    """`text` safe to print on one line: control characters, line separators, bidi overrides and
+    surrogates written as Python escapes (`a\\nb.txt`, `caf\\xe9.txt` for a name in Latin-1);
+    every other character, é included, unchanged."""
+    return _UNPRINTABLE.sub(_escaped, text)
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One thing wrong with one file: `seeds/x.md: date: day is out of range for month`."""
+    """One thing wrong with one file: `seeds/x.md: date: day is out of range for month`.
+
+    Always one printable line: the file name, the field (a key from the file) and the message are
+    escaped (`escape_name`) when made, so neither a name nor a key can forge a line or a colour."""
 
     path: str
     field: str
     message: str
     severity: Severity = "error"
+
+    def __post_init__(self) -> None:
+        for name in ("path", "field", "message"):
+            object.__setattr__(self, name, escape_name(getattr(self, name)))
 
     def __str__(self) -> str:
         prefix = "warning: " if self.severity == "warning" else ""

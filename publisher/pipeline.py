@@ -230,7 +230,7 @@ def build(
     """
     from publisher import digest, output
     from publisher.build import publish
-    from publisher.store import cache, db
+    from publisher.store import db
 
     started = time.perf_counter()
     report = BuildReport()
@@ -279,7 +279,7 @@ def build(
                         report.unchanged += 1
             publish.mark_complete(conn, state, now)
             phases["outputs"] = time.perf_counter() - started - sum(phases.values())
-        problems = [*scan_problems, *cache.problems(conn), *publish.identity_problems(conn)]
+        problems = publish.problems(conn, scan_problems)
         report.problems = sorted(problems, key=lambda p: (p.path, p.severity != "error"))
     finally:
         conn.close()

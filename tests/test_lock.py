@@ -123,3 +123,31 @@ def test_cron_commands_wait_for_the_lock_when_asked(project: Project, command: l
         waited = project.cli(*command, "--wait", "30")
         release.join()
         assert waited.code == 0, waited.err
+
+
+@pytest.mark.parametrize(
+    "command", [["build"], ["digest", "--send"], ["digest", "--preview"], ["run"], ["inbound"]]
+)
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("nan", "'nan' is not a number of seconds (a finite one: 0 or more)"),
+        ("inf", "'inf' is not a number of seconds (a finite one: 0 or more)"),
+        ("-inf", "'-inf' is not a number of seconds (a finite one: 0 or more)"),
+        ("1e400", "'1e400' is not a number of seconds (a finite one: 0 or more)"),
+        ("-1", "must be 0 or more seconds"),
+        ("soon", "'soon' is not a number of seconds"),
+    ],
+)
+def test_wait_must_be_a_finite_number_of_seconds(
+    project: Project, command: list[str], value: str, message: str
+) -> None:
+    """`--wait nan` never timed out (or never waited), `--wait -1` and `inf` were taken as given:
+    each is a usage error now, exit 2, with nothing done."""
+    result = project.cli(*command, f"--wait={value}")
+    assert (result.code, result.out) == (2, "")
+    assert result.err.splitlines()[-1] == f"Error: argument --wait: {message}"
+    apart = project.cli(*command, "--wait", value)  # "-inf" looks like an option: argparse says so
+    assert (apart.code, apart.out) == (2, "")
+    assert apart.err.splitlines()[-1].startswith("Error: argument --wait: ")
+    assert not project.state.exists()  # nothing was started, nothing was written

@@ -13,7 +13,7 @@ import hashlib
 import logging
 from pathlib import Path
 
-from publisher.models import Article
+from publisher.models import Article, escape_name
 from publisher.output import Batch
 
 log = logging.getLogger("publisher.build")
@@ -28,12 +28,15 @@ def copy(batch: Batch, seeds: Path, feeds: Path, article: Article, queued: set[s
         try:
             data = (seeds / source).read_bytes()
         except OSError as exc:
-            log.warning("%s: cannot read image %s: %s", article.source, source, exc.strerror or exc)
+            where, what = escape_name(article.source), escape_name(source)
+            log.warning("%s: cannot read image %s: %s", where, what, exc.strerror or exc)
             continue
         if hashlib.sha256(data).hexdigest() != sha256:
             # Changed since the article was read: the next build reads it again under a new name.
             log.warning(
-                "%s: image %s changed while building; copied by the next build", article.source, source
+                "%s: image %s changed while building; copied by the next build",
+                escape_name(article.source),
+                escape_name(source),
             )
             continue
         batch.write(name, data)

@@ -92,6 +92,15 @@ def mark_complete(conn: sqlite3.Connection, state: State, now: datetime) -> None
         visible.confirm_out(conn, now)
 
 
+def problems(conn: sqlite3.Connection, refused: list[Problem]) -> list[Problem]:
+    """Every problem of the build: what the scan `refused` (recorded for `publisher status`: the
+    parse cache never sees those files), what parsing found, and what identity sync found."""
+    from publisher.store import cache
+
+    cache.record_refused(conn, refused)
+    return [*refused, *cache.problems(conn), *identity_problems(conn)]
+
+
 def identity_problems(conn: sqlite3.Connection) -> list[Problem]:
     """Duplicates and id clashes found by the identity syncs, still true of seeds/."""
     from publisher.store import db

@@ -37,7 +37,7 @@ from publisher.daemon.sidejobs import SideJobs
 from publisher.daemon.watch import wait_until_quiet
 from publisher.delivery.transports import Transport
 from publisher.errors import ConfigError, PublisherError
-from publisher.models import grouped
+from publisher.models import escape_name, grouped
 from publisher.store import db, digests
 
 log = logging.getLogger("publisher.daemon")
@@ -249,7 +249,8 @@ class Daemon:
         self.side.after_build(report.written)
         self._plan_embargo(report.next_embargo)
         if report.unsettled:
-            log.debug("still changing, left for the next build: %s", ", ".join(report.unsettled[:5]))
+            busy = ", ".join(escape_name(rel) for rel in report.unsettled[:5])
+            log.debug("still changing, left for the next build: %s", busy)
             # A safety net besides the watcher: look again once they should have settled.
             self._at(
                 self.clock.now() + timedelta(seconds=self.settings.daemon.settle),

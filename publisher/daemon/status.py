@@ -123,9 +123,10 @@ def _problems_from_build(conn: sqlite3.Connection, status: Status) -> bool:
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if "parse_cache" not in tables:
         return False
-    status.files = len(cache.stats(conn))
+    refused = cache.refused(conn)  # files the scan refused: never in the cache, named all the same
+    status.files = len(cache.stats(conn)) + len({p.path for p in refused if p.severity == "error"})
     status.problems_from = "the last build"
-    _tally(status, cache.problems(conn))
+    _tally(status, [*refused, *cache.problems(conn)])
     return True
 
 

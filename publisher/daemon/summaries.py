@@ -8,6 +8,7 @@ from publisher import pipeline
 from publisher.config import NOT_MAILED, Settings
 from publisher.delivery.engine import SendReport
 from publisher.errors import PublisherError
+from publisher.models import escape_name
 from publisher.pipeline import BuildReport
 
 # Recipients named in the log after a send before it points at `digest --report`.
@@ -15,10 +16,11 @@ SHOWN_PROBLEMS = 10
 
 
 def rel(settings: Settings, path: Path) -> str:
+    """`seeds/x.md` for a path in seeds/, escaped as every message names a seed file."""
     try:
-        return f"{settings.seeds_dir.name}/{path.relative_to(settings.seeds_dir).as_posix()}"
+        return escape_name(f"{settings.seeds_dir.name}/{path.relative_to(settings.seeds_dir).as_posix()}")
     except ValueError:
-        return str(path)
+        return escape_name(str(path))
 
 
 def _counted(*counts: tuple[int, str]) -> list[str]:

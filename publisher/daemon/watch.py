@@ -8,12 +8,17 @@ until *every* file that changed has settled: a build started while one copy is s
 read that copy half-written. Hidden, temporary and editor files (ingest's rules) are ignored.
 
 Two threads: one blocks in watchfiles and notes changes; one sleeps until the next file is due to
-be looked at again (or indefinitely when nothing is pending), so an idle daemon does no work.
+be looked at again (or indefinitely when nothing is pending), so an idle daemon does next to no
+work: once a second, it checks that seeds/ is still the folder being watched (a folder removed and
+made again, or swapped in by a rename, is watched anew and built from). When
+watchfiles fails (it cannot name a path that is not UTF-8), seeds/ is polled by scanning it until
+the watcher works again.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import stat
 import threading
 import time
@@ -25,6 +30,7 @@ import watchfiles
 
 from publisher.config import Settings
 from publisher.ingest import is_candidate, is_ignored, is_image, scan
+from publisher.models import escape_name
 
 log = logging.getLogger("publisher.daemon.watch")
 
@@ -32,6 +38,8 @@ log = logging.getLogger("publisher.daemon.watch")
 _STEP_MS = 50
 _DEBOUNCE_MS = 400
 _RETRY_SECONDS = 2.0  # after the watcher failed (seeds/ missing, too many watches, …)
+_RETRY_MAX_SECONDS = 60.0  # while it keeps failing the same way (seeds/ is polled meanwhile)
+_CHECK_MS = 1000  # how often an idle watcher looks whether seeds/ was removed or replaced
 _NAG_SECONDS = 30.0  # how often to say that settled files wait for one that keeps changing
 
 Signature = tuple[int, int, bool] | None  # (size, mtime_ns, is_dir), or None when it is gone
@@ -106,6 +114,7 @@ class SeedWatcher:
     """Watch seeds/ and call `on_ready(paths)` (from its own thread) when changed files have settled."""
 
     def __init__(self, settings: Settings, on_ready: Callable[[list[Path]], None]) -> None:
+        self.settings = settings
         self.root = settings.seeds_dir
         self.poll = settings.daemon.watch == "poll"
         self.poll_interval = settings.daemon.poll_interval
@@ -152,18 +161,24 @@ class SeedWatcher:
         )
 
     def _watch_loop(self) -> None:
-        complained = False
+        complained = replaced = False
+        failed: str | None = None  # the last failure of the watcher, until it works again
+        retry = _RETRY_SECONDS
         while not self._stop.is_set():
-            if not self.root.is_dir():
+            held = _Held.open(self.root)
+            if held is None:
                 if not complained:
                     log.error("%s does not exist; waiting for it to appear", self.root)
                     complained = True
                 self._stop.wait(self.poll_interval if self.poll else _RETRY_SECONDS)
                 continue
-            if complained:
-                log.info("%s appeared; watching it", self.root)
-                complained = False
-                self._note([self.root])
+            # A new folder (the first, one that appeared, one swapped in): a build compares it with
+            # what is published, once the watch is in place (at its first batch), so that what
+            # comes between is seen by the build or by the watch.
+            fresh = complained or replaced
+            if fresh:
+                log.info("%s %s; watching it", self.root, "appeared" if complained else "was replaced")
+                complained = replaced = False
             try:
                 for changes in watchfiles.watch(
                     self.root,
@@ -173,17 +188,65 @@ class SeedWatcher:
                     stop_event=self._stop,
                     force_polling=self.poll,
                     poll_delay_ms=int(self.poll_interval * 1000),
+                    rust_timeout=_CHECK_MS,  # an empty batch at least this often: look at the folder
+                    yield_on_timeout=True,
                     raise_interrupt=False,
                 ):
-                    self._note([Path(raw) for _change, raw in changes])
+                    if failed is not None:
+                        log.info("watching %s again", self.root)
+                        failed = None
+                    if fresh:
+                        self._note([self.root])
+                        fresh = False
+                    if changes:
+                        self._note([Path(raw) for _change, raw in changes])
+                    if replaced := held.gone():
+                        break  # inotify follows the old folder: watch what the path names now
             except Exception as exc:  # the watcher must outlive any filesystem trouble
-                log.error("watching %s failed: %s; retrying in %gs", self.root, exc, _RETRY_SECONDS)
-                self._stop.wait(_RETRY_SECONDS)
+                # watchfiles cannot name a path that is not UTF-8 (it stops at such a file, and
+                # cannot start in a tree holding such a folder); the changes it held are lost.
+                # Meanwhile seeds/ is polled here, so nothing is missed and nothing waits.
+                why, first = escape_name(str(exc)), failed is None
+                if failed != why:
+                    log.error("watching %s failed: %s; polling it instead, and retrying", self.root, why)
+                    failed = why
+                if first:
+                    retry = _RETRY_SECONDS
+                if first or fresh:
+                    self._note([self.root])  # what the lost changes were, a build finds out
+                replaced = self._poll_for(retry, held)
+                retry = min(retry * 2, _RETRY_MAX_SECONDS)  # starting a watch over a large tree costs
+            finally:
+                held.close()
+
+    def _poll_for(self, seconds: float, held: _Held) -> bool:
+        """Look for changes in seeds/ by scanning it every poll interval for `seconds` (while the
+        watcher cannot work): each article file that appears, changes or goes is noted. True when
+        the folder was removed or replaced meanwhile (then at once)."""
+        deadline = time.monotonic() + seconds
+        before = self._snapshot()
+        while not self._stop.wait(max(0.0, min(self.poll_interval, deadline - time.monotonic()))):
+            if held.gone():
+                return True
+            after = self._snapshot()
+            if after != before:
+                files = {entry[0] for entry in after[0] ^ before[0]}
+                # A name refused or no longer refused (not UTF-8, say): a build reports it.
+                self._note([self.root / rel for rel in sorted(files)] or [self.root])
+            before = after
+            if time.monotonic() >= deadline:
+                break
+        return False
+
+    def _snapshot(self) -> tuple[set[tuple[str, int, int]], set[str]]:
+        """What a poll compares: each article file with its size and mtime; what scan refused."""
+        files, problems = scan(self.settings)
+        return {(f.rel, f.size, f.mtime_ns) for f in files}, {str(p) for p in problems}
 
     def _note(self, paths: list[Path]) -> None:
         with self._wake:
             for path in paths:
-                log.debug("changed: %s", path)
+                log.debug("changed: %s", escape_name(str(path)))
                 self.settler.changed(path, _age(path))
             self._wake.notify_all()
 
@@ -209,8 +272,37 @@ class SeedWatcher:
         if since is None or now - since < _NAG_SECONDS or now - self._last_nag < _NAG_SECONDS:
             return
         self._last_nag = now
-        busy = ", ".join(sorted(str(p.relative_to(self.root)) for p in self.settler.pending)[:5])
+        busy = ", ".join(sorted(escape_name(str(p.relative_to(self.root))) for p in self.settler.pending)[:5])
         log.warning("waiting for files still being written before publishing: %s", busy)
+
+
+class _Held:
+    """The folder being watched, held open. `gone()` is true once its path no longer names it
+    (removed, or replaced: `mv seeds seeds.old; mv seeds.new seeds`), which inotify never says: its
+    watch follows the old folder. Holding it open keeps its inode number from being given to a new
+    folder made in its place, so the comparison cannot be fooled."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+
+    @classmethod
+    def open(cls, path: Path) -> _Held | None:
+        """The folder at `path`, or None when there is none (or it cannot be opened)."""
+        try:
+            return cls(path, os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        except OSError:
+            return None
+
+    def gone(self) -> bool:
+        try:
+            now, held = self.path.stat(), os.fstat(self.fd)
+        except OSError:
+            return True
+        return (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino)
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 def _age(path: Path) -> float:

@@ -33,7 +33,7 @@ from publisher.ingest.decode import DecodeProblem, decode
 from publisher.ingest.fields import FieldProblem, FieldProblems, Fields
 from publisher.ingest.images import Images
 from publisher.ingest.text import content_hash, paragraphs_html, story_hash
-from publisher.models import Article, Problem
+from publisher.models import Article, Problem, escape_name
 
 TEXT_SUFFIXES = (".txt",)
 MARKDOWN_SUFFIXES = (".md", ".markdown")
@@ -83,8 +83,9 @@ class ParseCache(Protocol):
 
 
 def display(settings: Settings, rel: str) -> str:
-    """How a file is named in messages: `seeds/x.md`."""
-    return f"{settings.seeds_dir.name}/{rel}"
+    """How a file is named in messages: `seeds/x.md`, escaped (`models.escape_name`): a name holding
+    a line break or an escape sequence can forge no line and drive no terminal."""
+    return escape_name(f"{settings.seeds_dir.name}/{rel}")
 
 
 def is_ignored(name: str) -> bool:
@@ -162,6 +163,14 @@ def _walk(
             continue
         rel = f"{prefix}{name}"
         shown = label + rel
+        if not name.isascii() and not _utf8(name):
+            # Its bytes are not UTF-8 (os.fsdecode kept them as surrogates): no text can hold the
+            # name, not SQLite, a feed or a message. Refused, the other files go on.
+            if name.lower().endswith(_SUFFIXES):
+                problems.append(Problem(shown, "file", "name is not valid UTF-8; rename it"))
+            elif entry.is_dir(follow_symlinks=False):
+                problems.append(Problem(shown, "folder", "name is not valid UTF-8; rename it; not read"))
+            continue  # another file (an image no article can name): nothing to publish
         is_link = entry.is_symlink()
         try:
             if is_link:
@@ -202,6 +211,14 @@ def _walk(
             continue
         real = os.path.realpath(entry.path) if is_link else f"{real_folder}/{name}"
         yield SeedFile(real, rel, info.st_size, info.st_mtime_ns, is_link)
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class NotRegularFile(OSError):
@@ -355,7 +372,7 @@ def ingest(settings: Settings, cache: ParseCache | None = None) -> IngestResult:
             try:
                 article, warnings = parse_file(seed, settings)
             except Exception as exc:  # a bug of ours must not stop the other files; say so loudly
-                log.error("unexpected failure reading %s", seed.rel, exc_info=True)
+                log.error("unexpected failure reading %s", escape_name(seed.rel), exc_info=True)
                 shown = display(settings, seed.rel)
                 message = (
                     f"could not be read: {type(exc).__name__}: {exc} (a bug in publisher: please report)"

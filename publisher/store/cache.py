@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from publisher.models import Article, Problem
-from publisher.store.db import get_meta, set_meta, to_db_time
+from publisher.store.db import get_meta, set_meta, to_db_time, transaction
 
 MIGRATIONS: list[str] = [
     """
@@ -107,6 +107,7 @@ _INSERT = (
 _KEY_COLUMNS = "path, format, title, date_local, explicit_id, story_hash, content_hash, slug, lastmod"
 _RACY_NS = 2_000_000_000
 _FINGERPRINT_KEY = "cache.fingerprint"
+_REFUSED_KEY = "scan.refused"
 
 
 class Seed(Protocol):
@@ -296,6 +297,19 @@ def problems(conn: sqlite3.Connection) -> list[Problem]:
             Problem(path, name, message, severity) for path, name, message, severity in json.loads(text)
         )
     return found
+
+
+def record_refused(conn: sqlite3.Connection, refused: list[Problem]) -> None:
+    """Keep what the last scan of seeds/ refused (files that never reach this cache)."""
+    rows = json.dumps([[p.path, p.field, p.message, p.severity] for p in refused])
+    if (get_meta(conn, _REFUSED_KEY) or "[]") != rows:
+        with transaction(conn):
+            set_meta(conn, _REFUSED_KEY, rows)
+
+
+def refused(conn: sqlite3.Connection) -> list[Problem]:
+    """What the last build's scan refused (a name that is not UTF-8, a link leading outside seeds/)."""
+    return [Problem(*fields) for fields in json.loads(get_meta(conn, _REFUSED_KEY) or "[]")]
 
 
 def assets(conn: sqlite3.Connection) -> list[tuple[str, list[tuple[str, int, int]]]]:
