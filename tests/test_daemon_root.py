@@ -23,7 +23,7 @@ MODES = {
 def start(project: Project, daemons: Callable[..., Daemon], mode: str) -> Daemon:
     project.configure(MODES[mode])
     project.seed("first.txt", story("The first story"))
-    daemon = daemons()
+    daemon = daemons("-v")  # the second start-up build logs only at debug level when nothing changed
     daemon.wait_log("built:", count=2)  # the start-up builds: the second runs once the watcher started
     project.seed("live.txt", story("The live story"))  # so this one is published by the watcher
     daemon.wait_for("the watcher", lambda: "The live story" in feed_titles(project))
