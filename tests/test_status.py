@@ -105,3 +105,15 @@ def test_check_reads_seeds_afresh_instead_of_the_last_build(project: Project) ->
     assert result.code == 1
     assert "Files:       2 in seeds/, 1 rejected" in result.out.splitlines()
     assert "  seeds/bad.txt: date: missing: " in result.out
+
+
+def test_a_front_matter_id_given_twice_is_a_rejection_in_status_as_in_the_build(project: Project) -> None:
+    article = "---\ntitle: {title}\ndate: 2025-02-2{day}\nid: tag:news.example.org,2025:same\n---\n{title}.\n"
+    project.seed("a.md", article.format(title="First", day=1))
+    project.seed("b.md", article.format(title="Second", day=2))
+    built = project.cli("build")
+    assert "1 rejected" in built.out
+    result = project.cli("status")
+    assert result.code == 1
+    assert "Files:       2 in seeds/, 1 rejected (as of the last build)" in result.out
+    assert "  seeds/b.md: id: tag:news.example.org,2025:same is already used by seeds/a.md" in result.out

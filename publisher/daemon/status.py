@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from publisher import cron, lock, pipeline
+from publisher.build import publish
 from publisher.config import Settings
 from publisher.daemon import record
 from publisher.delivery import report
@@ -126,7 +127,8 @@ def _problems_from_build(conn: sqlite3.Connection, status: Status) -> bool:
     refused = cache.refused(conn)  # files the scan refused: never in the cache, named all the same
     status.files = len(cache.stats(conn)) + len({p.path for p in refused if p.severity == "error"})
     status.problems_from = "the last build"
-    _tally(status, [*refused, *cache.problems(conn)])
+    # Duplicates and id clashes: the build reports them as rejections, so status counts them too.
+    _tally(status, [*refused, *cache.problems(conn), *publish.identity_problems(conn)])
     return True
 
 
