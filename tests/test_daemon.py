@@ -331,9 +331,8 @@ def test_status_after_a_reload_gives_the_real_start_and_the_reload(
     assert again.stop() == 0
 
 
-def test_daemon_serve_runs_the_http_server_inside_the_daemon(
-    project: Project, daemons: Callable[..., Daemon]
-) -> None:
+def serving_daemon(project: Project, daemons: Callable[..., Daemon]) -> tuple[Daemon, int]:
+    """A daemon with `daemon.serve` on a free port, one story seeded; (it, the port) once serving."""
     with socket.socket() as probe:  # a free port for the config (it wants 1-65535, not 0)
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -341,6 +340,13 @@ def test_daemon_serve_runs_the_http_server_inside_the_daemon(
     project.seed("one.txt", story("Served story"))
     daemon = daemons()
     daemon.wait_log(f"serving on http://127.0.0.1:{port}/")
+    return daemon, port
+
+
+def test_daemon_serve_runs_the_http_server_inside_the_daemon(
+    project: Project, daemons: Callable[..., Daemon]
+) -> None:
+    daemon, port = serving_daemon(project, daemons)
     daemon.wait_for("the first build", lambda: "Served story" in feed_titles(project))
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/atom.xml", timeout=10) as response:
         assert response.status == 200
@@ -355,13 +361,7 @@ def test_sighup_with_a_server_that_cannot_start_keeps_the_running_one(
 ) -> None:
     """A template the server needs, broken after the start: the reload is refused with one line
     and the server of the last good configuration answers on; a port in use is refused too."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    project.configure(f"[daemon]\nsettle = 0.1\nserve = true\n\n[serve]\nhost = '127.0.0.1'\nport = {port}\n")
-    project.seed("one.txt", story("Served story"))
-    daemon = daemons()
-    daemon.wait_log(f"serving on http://127.0.0.1:{port}/")
+    daemon, port = serving_daemon(project, daemons)
     (project.root / "templates").mkdir(exist_ok=True)
     (project.root / "templates" / "subscribe.html.j2").write_text("{% if %}", encoding="utf-8")
     daemon.proc.send_signal(signal.SIGHUP)
