@@ -46,6 +46,7 @@ def make_project(root: Path, subscribers: int, port: int, concurrency: int | Non
     delivery = f"concurrency = {concurrency}\n" if concurrency else ""
     root.joinpath("publisher.toml").write_text(
         '[site]\ntitle = "Bench Gazette"\nbase_url = "https://news.example.org/"\n\n'
+        '[digest]\npostal_address = "Bench Gazette, 1 Test Street, 75001 Paris"\n\n'
         f'[delivery]\ntransport = "smtp"\n{delivery}\n'
         f'[smtp]\nhost = "127.0.0.1"\nport = {port}\ntimeout = 10\n',
         encoding="utf-8",
