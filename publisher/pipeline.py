@@ -264,7 +264,7 @@ def build(
                 counts.removed,
             )
             new_look = not state.same_look
-            everything = full or new_look or not (settings.feeds_dir / "index.html").is_file()
+            everything = full or new_look or not publish.site_files_in_place(settings)
             written = publish.write_outputs(
                 conn, settings, now, full=everything, new_look=new_look, candidates=counts.ids
             )

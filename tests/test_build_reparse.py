@@ -70,3 +70,16 @@ def test_build_full_reparses_every_file(project: Project) -> None:
     conn = sqlite3.connect(project.settings().db_path)
     assert "TAMPERED" not in str(conn.execute("SELECT json FROM parse_articles").fetchall())
     conn.close()
+
+
+def test_a_site_file_deleted_by_hand_is_written_again_by_the_next_build(project: Project) -> None:
+    """`rm feeds/atom.xml; publisher build` said "0 written" and left the feed missing."""
+    project.seed("long.txt", LONG)
+    assert project.cli("build").code == 0
+    for name in ("atom.xml", "rss.xml", "feed.json", "atom.xsl", "style.css"):
+        before = (project.feeds / name).read_bytes()
+        (project.feeds / name).unlink()
+        result = project.cli("build")
+        assert result.code == 0, result.err
+        assert (project.feeds / name).read_bytes() == before, name
+    assert len(titles(project)) == 1

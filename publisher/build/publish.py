@@ -54,9 +54,18 @@ class State:
     published: int
 
     def up_to_date(self, settings: Settings, now: datetime) -> bool:
-        """Nothing to render: the last build completed with the same look, no embargo has passed."""
-        in_place = (settings.feeds_dir / "index.html").is_file()
+        """Nothing to render: the last build completed with the same look, its files are in place,
+        no embargo has passed."""
+        in_place = site_files_in_place(settings)
         return self.complete and self.same_look and in_place and (self.embargo is None or now < self.embargo)
+
+
+def site_files_in_place(settings: Settings) -> bool:
+    """The site's fixed files are all in feeds/ (one deleted by hand makes a build write them all)."""
+    from publisher.build import feed, pages
+
+    names = ("index.html", feed.ATOM_FILE, *feed.FORMATS, *pages.STATIC_FILES)
+    return all((settings.feeds_dir / name).is_file() for name in names)
 
 
 def load_state(conn: sqlite3.Connection, settings: Settings) -> State:
