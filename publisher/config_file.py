@@ -180,6 +180,14 @@ def load_settings(path: Path | None = None, *, required: bool = False) -> Settin
         # and the bundled templates would stand in for the operator's own without a word.
         what = "not a folder" if settings.paths.templates.exists() else "no such folder"
         raise ConfigError(f"{origin}: paths.templates: {what}: {settings.paths.templates}")
+    if settings.unused_smtp() and "transport" not in settings.delivery.model_fields_set:
+        # A server named and the transport left at its default: the operator means to mail, and
+        # the default would use digests up on files nobody reads. Saying "outbox" keeps that.
+        raise ConfigError(
+            f"{origin}: smtp.host is set ({settings.smtp.host}) but delivery.transport is not, and its "
+            'default "outbox" mails nothing: set delivery.transport = "smtp" (or "outbox" to write '
+            "messages to files on purpose)"
+        )
     if settings.digest.subject != DigestSettings.model_fields["subject"].default:  # Jinja2: only if needed
         from publisher.render import template_problem
 

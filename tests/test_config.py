@@ -407,11 +407,27 @@ def test_smtp_login_without_tls_to_another_machine_is_refused(tmp_path: Path, ho
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1", "localhost", "LOCALHOST."])
 def test_smtp_login_without_tls_on_this_machine_is_allowed(tmp_path: Path, host: str) -> None:
-    settings = load_settings(write(tmp_path, f"[smtp]\nhost = '{host}'\nusername = 'desk'\n"))
+    toml = f"[delivery]\ntransport = 'smtp'\n[smtp]\nhost = '{host}'\nusername = 'desk'\n"
+    settings = load_settings(write(tmp_path, toml))
     assert settings.smtp.username == "desk"
 
 
 @pytest.mark.parametrize("security", ["starttls", "tls"])
 def test_smtp_login_over_tls_to_another_machine_is_allowed(tmp_path: Path, security: str) -> None:
-    toml = f"[smtp]\nhost = 'mail.example.org'\nsecurity = '{security}'\nusername = 'desk'\n"
+    toml = (
+        f"[delivery]\ntransport = 'smtp'\n[smtp]\nhost = 'mail.example.org'\nsecurity = '{security}'\n"
+        "username = 'desk'\n"
+    )
     assert load_settings(write(tmp_path, toml)).smtp.username == "desk"
+
+
+def test_an_smtp_host_with_the_transport_left_at_outbox_is_refused(tmp_path: Path) -> None:
+    """The default transport writes files: with a server named, digests were used up on them."""
+    path = write(tmp_path, "[smtp]\nhost = 'mail.example.org'\nsecurity = 'starttls'\n")
+    assert error_of(path) == (
+        f"{path}: smtp.host is set (mail.example.org) but delivery.transport is not, and its default "
+        '"outbox" mails nothing: set delivery.transport = "smtp" (or "outbox" to write messages to '
+        "files on purpose)"
+    )
+    chosen = "[delivery]\ntransport = 'outbox'\n[smtp]\nhost = 'mail.example.org'\nsecurity = 'starttls'\n"
+    assert load_settings(write(tmp_path, chosen)).delivery.transport == "outbox"  # said on purpose

@@ -37,6 +37,9 @@ def test_the_digest_goes_out_at_its_time_once_and_restarts_respect_the_record(
         grace_period = 3600
         backfill = 10
 
+        [delivery]
+        transport = "outbox"
+
         [smtp]
         host = "mail.example.org"
         """

@@ -117,7 +117,8 @@ def test_help_documents_every_option(project: Project) -> None:
 def test_the_outbox_transport_says_messages_were_written_not_mailed(project: Project) -> None:
     """With delivery.transport at its default, "outbox", nothing is mailed: --send, --to and status
     say the messages were written to state/outbox/, and an [smtp] host that goes unused is warned of."""
-    project.configure('[smtp]\nhost = "mail.example.org"\n')
+    # Chosen on purpose: left unset beside an [smtp] host, the configuration is refused (test_config.py).
+    project.configure('[delivery]\ntransport = "outbox"\n\n[smtp]\nhost = "mail.example.org"\n')
     with_articles(project)
     assert project.cli("subscribers", "add", "ana@example.com").code == 0
     warning = 'smtp.host is set (mail.example.org) but delivery.transport = "outbox": nothing is mailed'
