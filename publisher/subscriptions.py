@@ -24,7 +24,8 @@ class ImportReport:
 
     added: int = 0  # of which `kept_out` were added unsubscribed, bounced or pending (never mailed)
     kept_out: int = 0
-    existing: int = 0
+    existing: int = 0  # of which `moved_out` were active or pending, and the file moved them out
+    moved_out: int = 0
     duplicates: int = 0  # rows repeating an address given earlier in the same file
     problems: list[str] = field(default_factory=list)
 
@@ -132,11 +133,12 @@ def import_csv(conn: sqlite3.Connection, data: bytes, origin: str, now: datetime
     except UnicodeDecodeError as exc:
         raise SubscriberError(f"{origin}: not UTF-8 (byte offset {exc.start})") from exc
     parsed = parse_csv(text, origin)
-    added, kept_out, existing = store.add_many(conn, parsed.rows, now)
+    added, kept_out, existing, moved_out = store.add_many(conn, parsed.rows, now)
     return ImportReport(
         added=added,
         kept_out=kept_out,
         existing=existing,
+        moved_out=moved_out,
         duplicates=parsed.duplicates,
         problems=parsed.problems,
     )

@@ -234,3 +234,30 @@ def test_an_import_says_how_many_came_in_unsubscribed_bounced_or_pending(project
     )
     listing = project.cli("subscribers", "list").out
     assert "off@example.org" in listing and "unsubscribed" in listing
+
+
+def test_an_import_applies_the_files_opt_outs_to_known_addresses_and_never_the_reverse(
+    project: Project,
+) -> None:
+    for address in ("kept@example.org", "leaving@example.org", "gone@example.org"):
+        assert project.cli("subscribers", "add", address).code == 0
+    assert project.cli("subscribers", "remove", "gone@example.org").code == 0
+    path = project.root / "other-list.csv"
+    path.write_text(
+        "email,status\nleaving@example.org,unsubscribed\ngone@example.org,active\nkept@example.org,\n",
+        encoding="utf-8",
+    )
+    result = project.cli("subscribers", "import", str(path))
+    assert result.code == 0, result.err
+    assert result.out == (
+        "0 added, 3 already present (1 of them now unsubscribed or bounced, as the file says), "
+        "0 duplicates in file, 0 bad\n"
+    )
+    statuses = {
+        line.split()[0]: line.split()[1] for line in project.cli("subscribers", "list", "-q").out.splitlines()
+    }
+    assert statuses == {
+        "kept@example.org": "active",
+        "leaving@example.org": "unsubscribed",
+        "gone@example.org": "unsubscribed",
+    }

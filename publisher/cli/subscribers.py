@@ -43,11 +43,12 @@ def register(sub: Any) -> None:
     listing.set_defaults(handler=_list)
     imp = actions.add_parser(
         "import",
-        help="import a CSV file with a header row (email, optional name); idempotent",
+        help="import a CSV file with a header row (email, optional name and status); idempotent",
         description="Import subscribers from a CSV file whose header row names an email column and "
-        "optionally a name column. Addresses already known are left as they are (an unsubscribed "
-        "address stays unsubscribed). Each bad row is reported by line number and the rest imported; "
-        "the exit status is 1 when any row was bad.",
+        "optionally name and status columns (as export writes them). A status of unsubscribed, "
+        "bounced or pending is kept: a new address comes in with it, and a known active or pending "
+        "one is moved to unsubscribed or bounced; nothing is ever re-subscribed. Each bad row is "
+        "reported by line number and the rest imported; the exit status is 1 when any row was bad.",
     )
     imp.add_argument("file", metavar="FILE.csv", type=Path)
     imp.set_defaults(handler=_import)
@@ -152,8 +153,10 @@ def _import(args: argparse.Namespace, ctx: Context) -> int:
         print(problem, file=sys.stderr)
     if not args.quiet or report.bad:
         kept_out = f" ({report.kept_out} of them unsubscribed, bounced or pending)" if report.kept_out else ""
+        moved = f" ({report.moved_out} of them now unsubscribed or bounced, as the file says)"
+        moved = moved if report.moved_out else ""
         print(
-            f"{report.added} added{kept_out}, {report.existing} already present, "
+            f"{report.added} added{kept_out}, {report.existing} already present{moved}, "
             f"{report.duplicates} duplicate{'s' if report.duplicates != 1 else ''} in file, {report.bad} bad"
         )
     return 1 if report.bad else 0

@@ -143,12 +143,13 @@ def add(
 
 def add_many(
     conn: sqlite3.Connection, rows: Iterable[tuple[str, str, Status]], now: datetime
-) -> tuple[int, int, int]:
-    """Import (email, name, status) rows in one transaction; existing addresses are left exactly as
-    they are, so an import never re-subscribes someone who unsubscribed or bounced. Returns (added,
-    added with a status other than active, existing)."""
+) -> tuple[int, int, int, int]:
+    """Import (email, name, status) rows in one transaction. An existing address only ever moves
+    out: the file's unsubscribed or bounced is applied to an active or pending one, and nothing
+    else changes, so an import never re-subscribes anyone. Returns (added, added with a status
+    other than active, existing, existing the file moved out)."""
     stamp = to_db_time(now)
-    added = kept_out = existing = 0
+    added = kept_out = existing = moved_out = 0
     with joined(conn):
         for email, name, status in rows:
             cursor = conn.execute(
@@ -158,9 +159,16 @@ def add_many(
             if cursor.rowcount:
                 added += 1
                 kept_out += status != "active"
-            else:
-                existing += 1
-    return added, kept_out, existing
+                continue
+            existing += 1
+            if status in ("unsubscribed", "bounced"):
+                moved = conn.execute(
+                    "UPDATE subscribers SET status = ?, updated_at = ? "
+                    "WHERE email = ? AND status IN ('active', 'pending')",
+                    (status, stamp, email),
+                )
+                moved_out += moved.rowcount
+    return added, kept_out, existing, moved_out
 
 
 def set_status(conn: sqlite3.Connection, subscriber_id: int, status: Status, now: datetime) -> bool:
