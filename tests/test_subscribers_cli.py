@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from publisher.store import db, ledger
 from publisher.store import subscribers as store
 from tests.conftest import NOW, Project
@@ -261,3 +263,18 @@ def test_an_import_applies_the_files_opt_outs_to_known_addresses_and_never_the_r
         "leaving@example.org": "unsubscribed",
         "gone@example.org": "unsubscribed",
     }
+
+
+def test_an_endless_file_is_refused_unread_past_the_cap(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`import /dev/zero` grew to gigabytes: the file is read up to a cap (lowered here)."""
+    from publisher.cli import subscribers as command
+
+    monkeypatch.setattr(command, "MAX_IMPORT_BYTES", 2**20)
+    result = project.cli("subscribers", "import", "/dev/zero")
+    assert result.code == 1
+    assert result.err == (
+        "Error: /dev/zero: larger than 1 MiB, more than any list of subscribers; nothing was imported "
+        "(split it, or check that it is the right file)\n"
+    )

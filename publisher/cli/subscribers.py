@@ -136,14 +136,23 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+MAX_IMPORT_BYTES = 256 * 2**20  # about 4 million addresses with names
+
+
 def _import(args: argparse.Namespace, ctx: Context) -> int:
     from publisher import subscriptions as subscribers
 
     path: Path = args.file
     try:
-        data = path.read_bytes()
+        with path.open("rb") as file:  # read bounded: /dev/zero or a wrong file must not fill memory
+            data = file.read(MAX_IMPORT_BYTES + 1)
     except OSError as exc:
         raise SubscriberError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if len(data) > MAX_IMPORT_BYTES:
+        raise SubscriberError(
+            f"{path}: larger than {MAX_IMPORT_BYTES // 2**20} MiB, more than any list of subscribers; "
+            "nothing was imported (split it, or check that it is the right file)"
+        )
     conn = _connect(ctx)
     try:
         report = subscribers.import_csv(conn, data, str(path), ctx.clock.now())
