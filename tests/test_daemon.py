@@ -382,6 +382,9 @@ def test_sighup_with_a_server_that_cannot_start_keeps_the_running_one(
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/subscribe", timeout=10) as response:
         assert response.status == 200
     assert daemon.proc.poll() is None and "Traceback" not in daemon.log
+    # Neither refused reload is a reload, nor a new start, in what status reports.
+    state = json.loads(project.cli("status", "--json", now=None).out)
+    assert state["daemon_reloaded"] is None and state["daemon_stopped"] is None, state
     assert daemon.stop() == 0
 
 

@@ -36,9 +36,9 @@ class _Running:
     """One configuration at work: its scheduler and its watcher (and the HTTP server if asked)."""
 
     def __init__(
-        self, settings: Settings, clock: Clock, transport: Transport | None, *, reload: bool = False
+        self, settings: Settings, clock: Clock, transport: Transport | None, *, reload: bool | None = False
     ) -> None:
-        self.reload = reload  # taking over from another configuration after SIGHUP
+        self.reload = reload  # True: taking over after SIGHUP; None: resuming after a failed one
         self.daemon = Daemon(settings, clock, transport)
         self.watcher = SeedWatcher(settings, self.daemon.files_ready)
         self.http: Background | None = None
@@ -132,6 +132,6 @@ def _reload(
         replacement = _Running(fresh, clock, transport, reload=True)
     except PublisherError as exc:  # what only starting finds, such as a port in use
         log.error("SIGHUP: configuration not reloaded: %s; the previous one carries on", exc.one_line())
-        fresh, replacement = settings, _Running(settings, clock, transport, reload=True)
+        fresh, replacement = settings, _Running(settings, clock, transport, reload=None)
     replacement.start()
     return fresh, replacement

@@ -86,8 +86,9 @@ class Daemon:
 
     # ----- life cycle (main thread) -----
 
-    def prepare(self, *, reload: bool = False) -> None:
-        """Record the start (or the reload) and build once, in the calling thread, before `start()`.
+    def prepare(self, *, reload: bool | None = False) -> None:
+        """Record the start (or the reload; None: neither, the previous configuration resuming
+        after a reload that failed) and build once, in the calling thread, before `start()`.
 
         Before any thread exists on purpose: the first build of a big corpus parses in forked
         worker processes, and forking is only safe while the process has a single thread.
@@ -96,7 +97,7 @@ class Daemon:
             with self._db() as conn:
                 if reload:
                     record.reloaded(conn, self.clock.now())
-                else:
+                elif reload is not None:
                     record.started(conn, os.getpid(), self.clock.now())
         except PublisherError as exc:
             self._outcome("start", False, exc.one_line())
