@@ -57,16 +57,16 @@ class SiteSettings(_Section):
         "https://news.example.org/",
         description="Absolute http(s) URL where feeds/ is served; feeds, mail, canonical links use it.",
     )
-    author: str = Field("Example Newsroom", min_length=1, description="Default author of every article.")
+    author: str = Field("", description="Default author of every article (default: the site's title).")
     language: str = Field("en", description="BCP 47 language tag, e.g. en or en-GB.")
     timezone: str = Field("UTC", description="IANA timezone: dates without a time are midnight here.")
     description: str = Field("", description="One sentence about the site, for feeds and pages.")
 
     @field_validator("title", "author")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        # "   " would put an empty name on every feed, page and message.
-        if not value.strip():
+    def _not_blank(cls, value: str, info: ValidationInfo) -> str:
+        # "   " would put an empty name on every feed, page and message; a blank author follows title.
+        if not value.strip() and info.field_name == "title":
             raise ValueError("must not be blank")
         return value.strip()
 
@@ -226,7 +226,7 @@ class DigestSettings(_Section):
 class DeliverySettings(_Section):
     """How digests leave the machine."""
 
-    transport: Literal["outbox", "smtp"] = Field("outbox", description="outbox: Maildir in state/.")
+    transport: Literal["outbox", "smtp"] = Field("outbox", description="outbox: files in state/, not mailed.")
     concurrency: int = Field(4, ge=1, le=64, description="Concurrent SMTP connections.")
     rate_limit: float = Field(0, ge=0, le=1_000_000, description="Messages per second at most (0: no limit).")
     max_attempts: int = Field(
@@ -378,6 +378,8 @@ class Settings(BaseModel):
         own = dict(from_name=self.site.title, from_address="news" + at, unsubscribe_mailto="unsubscribe" + at)
         fill = {key: value for key, value in own.items() if not getattr(self.digest, key).strip()}
         object.__setattr__(self, "digest", self.digest.model_copy(update=fill))
+        if not self.site.author:  # unset: the site's own name, never an example byline
+            object.__setattr__(self, "site", self.site.model_copy(update={"author": self.site.title}))
         return self
 
     @property
@@ -418,10 +420,14 @@ class Settings(BaseModel):
             )
         return None
 
-    def unset_site_identity(self) -> list[str]:
-        """`site.title` and `site.base_url` where the file did not set them: the built-in values are
-        an example site's (its name, links to its host) and must never reach a reader's mailbox."""
-        return [f"site.{key}" for key in ("title", "base_url") if key not in self.site.model_fields_set]
+    def require_site_identity(self, why: str) -> None:
+        """ConfigError unless the file set `site.title` and `site.base_url`: the built-in values are
+        an example site's (its name, links to its host); `why` says what would carry them."""
+        if unset := [f"site.{key}" for key in ("title", "base_url") if key not in self.site.model_fields_set]:
+            raise ConfigError(
+                f"{' and '.join(unset)}: not set; {why}, so set them in [site] (the built-in values "
+                "are an example's)"
+            )
 
 
 def sections() -> dict[str, type[BaseModel]]:

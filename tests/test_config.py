@@ -172,7 +172,6 @@ def test_unknown_keys_are_errors_naming_the_key(tmp_path: Path, toml: str, messa
         ),
         ("[site]\ntitle = ''\n", "site.title: String should have at least 1 character"),
         ("[site]\ntitle = '   '\n", "site.title: must not be blank"),
-        ("[site]\nauthor = '  '\n", "site.author: must not be blank"),
         ("site = 'x'\n", "site: must be a table: write [site] and its keys below it"),
         ("[paths]\nseeds = 3\n", "paths.seeds: must be a path, as text"),
         ("[ingest]\nmax_bytes = 0\n", "ingest.max_bytes: Input should be greater than or equal to 1"),
@@ -202,6 +201,13 @@ def test_base_url_gets_a_trailing_slash(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, "[site]\nbase_url = 'https://example.org/news'\n"))
     assert settings.site.base_url == "https://example.org/news/"
     assert settings.site.host == "example.org"
+
+
+def test_an_author_left_out_or_blank_is_the_sites_title(tmp_path: Path) -> None:
+    """Never the built-in example's byline ("Example Newsroom" reached subscribers)."""
+    assert load_settings(write(tmp_path, "[site]\ntitle = 'The Gazette'\n")).site.author == "The Gazette"
+    blank = load_settings(write(tmp_path, "[site]\ntitle = 'The Gazette'\nauthor = '  '\n"))
+    assert blank.site.author == "The Gazette"
 
 
 def test_surrounding_blanks_are_trimmed_from_names(tmp_path: Path) -> None:

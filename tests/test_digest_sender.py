@@ -84,17 +84,17 @@ def test_test_copy_refuses_without_a_postal_address(project: Project) -> None:
 def test_nothing_is_mailed_from_the_built_in_example_site(project: Project, command: tuple[str, ...]) -> None:
     """A publisher.toml without [site] title and base_url would mail "Example News" with links to
     news.example.org: refused like a missing postal address, recording nothing."""
+    project.seed("one.md", markdown("Talks resume in Geneva", "2025-02-27"))
+    assert project.cli("build").code == 0  # built while the site was set (build refuses too)
+    assert project.cli("subscribers", "add", "ana@example.com").code == 0
     config = project.config_path.read_text(encoding="utf-8")
     kept = [line for line in config.splitlines() if not line.startswith(("title =", "base_url ="))]
     project.config_path.write_text("\n".join(kept) + "\n", encoding="utf-8")
-    project.seed("one.md", markdown("Talks resume in Geneva", "2025-02-27"))
-    assert project.cli("build").code == 0
-    assert project.cli("subscribers", "add", "ana@example.com").code == 0
     result = project.cli("digest", *command, "--backfill", "1", now=LATER)
     assert result.code == 2
     assert result.err.strip().splitlines() == [
         "Error: site.title and site.base_url: not set; a digest's sender, links and unsubscribe address "
-        "come from [site], so set them before sending (the built-in values are an example's)"
+        "come from [site], so set them in [site] (the built-in values are an example's)"
     ]
     assert outbox(project.state) == []
     with connection(project.settings().db_path) as conn:

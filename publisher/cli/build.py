@@ -41,11 +41,16 @@ def register(sub: Any) -> None:
     parser.set_defaults(handler=run)
 
 
+# Why a build needs [site]: what it mints from it is permanent.
+_MINTED = "every article's permanent id and the feeds' addresses are made from them"
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from publisher.lock import state_lock
     from publisher.pipeline import build, websub_ping
 
     settings = ctx.settings
+    settings.require_site_identity(_MINTED)
     with state_lock(settings, wait=args.wait, purpose="publisher build"):
         report = build(settings, ctx.clock.now(), full=args.full, allow_mass_removal=args.allow_mass_removal)
         # Tell WebSub hubs of changed feeds; a hub's failure is a logged warning, never the build's.

@@ -30,6 +30,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from publisher.config_file import load_settings
     from publisher.daemon.runner import run as run_daemon
 
+    ctx.settings.require_site_identity("the daemon builds and mails the site under them")
     return run_daemon(
         ctx.settings, ctx.clock, reload=lambda: load_settings(ctx.config_path, required=True), wait=args.wait
     )

@@ -112,6 +112,7 @@ def _reload(
     try:
         fresh = load()
         parse_schedule(fresh)
+        fresh.require_site_identity("the daemon builds and mails the site under them")
     except ConfigError as exc:
         log.error("SIGHUP: configuration not reloaded: %s", exc.one_line())
         return settings, running

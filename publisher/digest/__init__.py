@@ -97,11 +97,7 @@ def check_sendable(settings: Settings) -> None:
     postal address cannot be guessed, and a commercial mailing without one breaks the law in many
     places (CAN-SPAM, the EU).
     """
-    if unset := settings.unset_site_identity():
-        raise ConfigError(
-            f"{' and '.join(unset)}: not set; a digest's sender, links and unsubscribe address come "
-            "from [site], so set them before sending (the built-in values are an example's)"
-        )
+    settings.require_site_identity("a digest's sender, links and unsubscribe address come from [site]")
     if not settings.digest.postal_address.strip():
         raise ConfigError(
             "digest.postal_address: not set; every digest's footer gives the sender's postal "

@@ -25,7 +25,6 @@ from publisher.clock import Clock
 from publisher.config import Settings
 from publisher.delivery import transports
 from publisher.delivery.transports import Transport
-from publisher.errors import ConfigError
 from publisher.server.security import HEADERS as SECURITY_HEADERS
 from publisher.server.security import BoundedRequests, Csrf, SecurityHeaders
 from publisher.server.static import FeedFiles
@@ -77,12 +76,7 @@ def create_app(
 ) -> ASGIApp:
     """The whole server for one site. `transport_factory` opens a mail transport per confirmation
     message (default: the one `delivery.transport` names)."""
-    if unset := settings.unset_site_identity():
-        # Confirmation mail would come from the built-in example site, its links to a host not ours.
-        raise ConfigError(
-            f"{' and '.join(unset)}: not set; the confirmation mail serve sends names the site and "
-            "links to it, so set them in [site] (the built-in values are an example's)"
-        )
+    settings.require_site_identity("the confirmation mail serve sends names the site and links to it")
     base = urlsplit(settings.site.base_url).path
     pages = Pages(settings, base)
     # Refuses to start when state/secret.key is gone but links signed with it are out (store/keys.py).
