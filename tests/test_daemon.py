@@ -404,8 +404,12 @@ def test_a_database_error_is_one_logged_line_and_the_daemon_carries_on(
     file and the cause; the daemon keeps running, and a missing seeds folder is the same."""
     project.configure("[daemon]\nsettle = 0.1\n")
     project.seed("one.txt", story("Story one"))
-    daemon = daemons()
+    daemon = daemons("-v")
     daemon.wait_for("the first build", lambda: "Story one" in feed_titles(project))
+    # Both start-up builds done (the second logs at debug level): no job holds the database open,
+    # whose WAL a closing connection would checkpoint back over the damage below.
+    daemon.wait_log("built:", count=2)
+    daemon.wait_log("no digest owed")  # the start job's digest check, which reads it too
     database = project.settings().db_path
     for suffix in ("-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
