@@ -15,7 +15,7 @@ from html.parser import HTMLParser
 from publisher import urls
 from publisher.config import Settings
 from publisher.digest.compose import Content, Item, Picture, one_line
-from publisher.ingest.images import NotAnImage, sniff
+from publisher.ingest.images import NotAnImage, dimensions
 from publisher.models import Article, Published
 from publisher.render import Templates
 
@@ -135,8 +135,8 @@ def _picture(settings: Settings, article: Article) -> Picture | None:
     if not article.images:
         return None
     name = article.images[0][1]
-    try:
-        _, width, height = sniff((settings.feeds_dir / name).read_bytes())
+    try:  # the bytes were checked whole at ingest and copied only if unchanged: the header will do
+        _, width, height = dimensions((settings.feeds_dir / name).read_bytes())
     except (OSError, NotAnImage) as exc:
         log.warning("digest: %s: picture %s left out: %s", article.source, name, exc)
         return None

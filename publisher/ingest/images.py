@@ -58,29 +58,34 @@ class NotAnImage(ValueError):
 
 
 def sniff(data: bytes) -> tuple[str, int, int]:
-    """(type, width, height) of a JPEG, PNG, GIF or WebP image; NotAnImage otherwise."""
+    """(type, width, height) of a whole JPEG, PNG, GIF or WebP image; NotAnImage otherwise."""
+    kind, width, height = dimensions(data)
+    if kind == "png":
+        _png_complete(data, width, height)
+    elif kind == "webp" and int.from_bytes(data[4:8], "little") + 8 > len(data):  # RIFF counts every byte
+        raise NotAnImage("a damaged WEBP image (cut short)")
+    elif kind == "jpg" and not _jpeg_complete(data):
+        raise NotAnImage("a damaged JPG image (its image data is incomplete)")
+    return kind, width, height
+
+
+def dimensions(data: bytes) -> tuple[str, int, int]:
+    """(type, width, height) as the image's header gives them, within the bounds on them; the
+    image data is not followed (`sniff` does that, for bytes nothing has vouched for yet)."""
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
         if data[12:16] != b"IHDR" or len(data) < 24 or b"IEND" not in data[-12:]:
             raise NotAnImage("a damaged PNG image (cut short?)")
         width, height = struct.unpack(">II", data[16:24])
-        _checked("png", width, height)
-        _png_complete(data, width, height)
-        return "png", width, height
+        return _checked("png", width, height)
     if data[:6] in (b"GIF87a", b"GIF89a"):
         if len(data) < 14 or not data.endswith(b";"):  # 0x3B: a GIF's trailer
             raise NotAnImage("a damaged GIF image (cut short?)")
         width, height = struct.unpack("<HH", data[6:10])
         return _checked("gif", width, height)
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        checked = _checked("webp", *_webp_size(data))
-        if int.from_bytes(data[4:8], "little") + 8 > len(data):  # the RIFF size counts every byte
-            raise NotAnImage("a damaged WEBP image (cut short)")
-        return checked
+        return _checked("webp", *_webp_size(data))
     if data.startswith(b"\xff\xd8\xff"):
-        checked = _checked("jpg", *_jpeg_size(data))
-        if not _jpeg_complete(data):
-            raise NotAnImage("a damaged JPG image (its image data is incomplete)")
-        return checked
+        return _checked("jpg", *_jpeg_size(data))
     head = data[:256].lstrip().lower()
     if head.startswith((b"<svg", b"<?xml")) or b"<svg" in head:
         raise NotAnImage("SVG is not accepted (it can carry scripts); convert it to PNG")
