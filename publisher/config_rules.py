@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from publisher.models import escape_name
+from publisher.models import escape_name, is_utf8
 
 # A line break in a setting would end up in a mail header or a page. A template may span lines
 # (its output is made one line); other control characters no.
@@ -97,11 +97,9 @@ def resolve_paths(section: _Model, base: Path, name: str) -> _Model:
             except (RuntimeError, OSError) as exc:  # a symbolic link loop (RuntimeError before 3.13)
                 why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "symbolic link loop"
                 raise ValueError(f"{name}.{key}: cannot resolve {value}: {why}") from None
-            try:  # the folder's real name (through links) must be text: it is stored and shown
-                str(update[key]).encode("utf-8")
-            except UnicodeEncodeError:
+            if not is_utf8(str(update[key])):  # its real name (through links) is stored and shown
                 shown = escape_name(str(update[key]))
-                raise ValueError(f"{name}.{key}: {shown} is not a valid UTF-8 name; rename it") from None
+                raise ValueError(f"{name}.{key}: {shown} is not a valid UTF-8 name; rename it")
     return section.model_copy(update=update)
 
 

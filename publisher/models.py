@@ -41,6 +41,16 @@ def escape_name(text: str) -> str:
     return _UNPRINTABLE.sub(_escaped, text)
 
 
+def is_utf8(name: str) -> bool:
+    """Whether `name` can be written as UTF-8: a file name whose bytes are not (os.fsdecode keeps
+    them as lone surrogates) fits no text, not SQLite, a feed or a message."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """One thing wrong with one file: `seeds/x.md: date: day is out of range for month`.

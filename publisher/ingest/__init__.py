@@ -33,7 +33,7 @@ from publisher.ingest.decode import DecodeProblem, decode
 from publisher.ingest.fields import FieldProblem, FieldProblems, Fields
 from publisher.ingest.images import Images
 from publisher.ingest.text import content_hash, paragraphs_html, story_hash
-from publisher.models import Article, Problem, escape_name
+from publisher.models import Article, Problem, escape_name, is_utf8
 
 TEXT_SUFFIXES = (".txt",)
 MARKDOWN_SUFFIXES = (".md", ".markdown")
@@ -163,7 +163,7 @@ def _walk(
             continue
         rel = f"{prefix}{name}"
         shown = label + rel
-        if not name.isascii() and not _utf8(name):
+        if not name.isascii() and not is_utf8(name):
             # Its bytes are not UTF-8 (os.fsdecode kept them as surrogates): no text can hold the
             # name, not SQLite, a feed or a message. Refused, the other files go on.
             if name.lower().endswith(_SUFFIXES):
@@ -211,14 +211,6 @@ def _walk(
             continue
         real = os.path.realpath(entry.path) if is_link else f"{real_folder}/{name}"
         yield SeedFile(real, rel, info.st_size, info.st_mtime_ns, is_link)
-
-
-def _utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class NotRegularFile(OSError):
