@@ -90,6 +90,13 @@ class Project:
     def settings(self) -> Settings:
         return load_settings(self.config_path)
 
+    def unset_site(self, *keys: str) -> None:
+        """Take `[site]` keys (`title`, `base_url`) out of the configuration file, as an operator
+        who never set them: the built-in example values then stand in."""
+        lines = self.config_path.read_text(encoding="utf-8").splitlines()
+        kept = [line for line in lines if not line.startswith(tuple(f"{key} =" for key in keys))]
+        self.config_path.write_text("\n".join(kept) + "\n", encoding="utf-8")
+
     def seed(self, name: str, content: str | bytes) -> Path:
         path = self.seeds / name
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -269,9 +269,7 @@ def test_serve_refuses_the_built_in_example_site(project: Project) -> None:
     """Without [site] title and base_url, confirmation mail would come from "Example News" with
     links to news.example.org: serve refuses to start (exit 2), as digest --send does."""
     assert publisher(project, "build").returncode == 0
-    config = project.config_path.read_text(encoding="utf-8")
-    kept = [line for line in config.splitlines() if not line.startswith("base_url =")]
-    project.config_path.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    project.unset_site("base_url")
     result = publisher(project, "serve", "--port", "0")
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == (
@@ -284,9 +282,7 @@ def test_serve_refuses_the_built_in_example_site(project: Project) -> None:
 def test_build_and_run_refuse_the_built_in_example_site(project: Project, command: str) -> None:
     """Ids and feed addresses are minted from [site] and never change: a build without it made
     permanent `tag:news.example.org,…` ids, kept after the operator set their own base_url."""
-    config = project.config_path.read_text(encoding="utf-8")
-    kept = [line for line in config.splitlines() if not line.startswith(("title =", "base_url ="))]
-    project.config_path.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    project.unset_site("title", "base_url")
     project.seed("one.txt", "date 2025-02-20 A story.\n")
     result = publisher(project, command)
     assert (result.returncode, result.stdout) == (2, "")
